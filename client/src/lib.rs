@@ -1,0 +1,3 @@
+//! client — Rust SDK for keyraft.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

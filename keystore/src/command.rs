@@ -1,0 +1,221 @@
+//! The replicated command set, the read-only queries, and what applying a command changed.
+//!
+//! A front validates a request's *shape* (lengths, patterns) before proposing; `apply`
+//! re-checks everything that depends on state (existence, key state, uniqueness), because two
+//! fronts may race and only the log order decides.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{AccessKeyRecord, AliasRecord, EpochMillis, IdentityRecord, KeyRecord};
+
+/// A command as it sits in the Raft log: the leader stamps `now` when it proposes, so every
+/// replica applies the same time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Leader's wall clock when proposing.
+    pub now: EpochMillis,
+    /// What to do.
+    pub command: Command,
+}
+
+/// Everything that changes replicated state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Insert a new key (the front generated id, ARN and wrapped material).
+    CreateKey {
+        /// The complete record, state Enabled (or PendingImport).
+        record: KeyRecord,
+    },
+    /// EnableKey / DisableKey.
+    SetKeyEnabled {
+        /// Key id.
+        key_id: String,
+        /// true = Enabled, false = Disabled.
+        enabled: bool,
+    },
+    /// UpdateKeyDescription.
+    UpdateKeyDescription {
+        /// Key id.
+        key_id: String,
+        /// New description.
+        description: String,
+    },
+    /// ScheduleKeyDeletion: state PendingDeletion, deletion date = now + days.
+    ScheduleKeyDeletion {
+        /// Key id.
+        key_id: String,
+        /// 7..=30.
+        pending_window_days: u32,
+    },
+    /// CancelKeyDeletion: back to Disabled, as AWS does.
+    CancelKeyDeletion {
+        /// Key id.
+        key_id: String,
+    },
+    /// Issued by the Raft leader's scheduler: delete a key whose deletion date has passed
+    /// (and its aliases). A no-op if the key is gone, no longer pending, or not yet due, so it
+    /// is idempotent across leader changes.
+    DeleteDueKey {
+        /// Key id.
+        key_id: String,
+    },
+    /// CreateAlias.
+    CreateAlias {
+        /// Owning account.
+        account_id: String,
+        /// `alias/…`.
+        alias_name: String,
+        /// `arn:aws:kms:<region>:<account>:alias/<name>`.
+        alias_arn: String,
+        /// Target key id (resolved by the front).
+        target_key_id: String,
+    },
+    /// UpdateAlias.
+    UpdateAlias {
+        /// Owning account.
+        account_id: String,
+        /// `alias/…`.
+        alias_name: String,
+        /// New target key id.
+        target_key_id: String,
+    },
+    /// DeleteAlias.
+    DeleteAlias {
+        /// Owning account.
+        account_id: String,
+        /// `alias/…`.
+        alias_name: String,
+    },
+    /// TagResource (upsert by tag key).
+    TagResource {
+        /// Key id.
+        key_id: String,
+        /// (TagKey, TagValue) pairs.
+        tags: Vec<(String, String)>,
+    },
+    /// UntagResource.
+    UntagResource {
+        /// Key id.
+        key_id: String,
+        /// Tag keys to remove (absent ones are ignored, as AWS does).
+        tag_keys: Vec<String>,
+    },
+    /// Create or replace an identity.
+    PutIdentity {
+        /// The identity.
+        identity: IdentityRecord,
+    },
+    /// Create or replace an access key.
+    PutAccessKey {
+        /// The access key, secret wrapped.
+        record: AccessKeyRecord,
+    },
+}
+
+/// What a successfully applied command returns to its proposer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandOutput {
+    /// The key after the change.
+    Key(Box<KeyRecord>),
+    /// The alias after the change.
+    Alias(AliasRecord),
+    /// Nothing to return.
+    Done,
+}
+
+/// An entity a command touched. Storage writes the entity's current value (or deletes it if
+/// it is gone) in the same transaction as last-applied; fronts use the same values to
+/// invalidate their caches.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Change {
+    /// A key by id.
+    Key(String),
+    /// An alias by (account id, alias name).
+    Alias(String, String),
+    /// An identity by ARN.
+    Identity(String),
+    /// An access key by id.
+    AccessKey(String),
+}
+
+/// Read-only questions a front asks the store; answered from the state machine after a read
+/// index (linearizable).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    /// One key by id.
+    GetKey {
+        /// Key id.
+        key_id: String,
+    },
+    /// One alias.
+    GetAlias {
+        /// Owning account.
+        account_id: String,
+        /// `alias/…`.
+        alias_name: String,
+    },
+    /// Keys of an account in key-id order, starting after `marker`.
+    ListKeys {
+        /// Owning account.
+        account_id: String,
+        /// Page size (1..=1000).
+        limit: u32,
+        /// Exclusive start key id (the previous page's `next_marker`).
+        marker: Option<String>,
+    },
+    /// Aliases of an account in name order, optionally only those of one key.
+    ListAliases {
+        /// Owning account.
+        account_id: String,
+        /// Only aliases targeting this key id.
+        key_id: Option<String>,
+        /// Page size (1..=100).
+        limit: u32,
+        /// Exclusive start alias name.
+        marker: Option<String>,
+    },
+    /// One identity.
+    GetIdentity {
+        /// ARN.
+        arn: String,
+    },
+    /// One access key.
+    GetAccessKey {
+        /// Access key id.
+        access_key_id: String,
+    },
+    /// Ids of keys in PendingDeletion whose deletion date is at or before `now`.
+    DueForDeletion {
+        /// The current time.
+        now: EpochMillis,
+    },
+}
+
+/// Answers to [`Query`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueryOutput {
+    /// GetKey.
+    Key(Option<Box<KeyRecord>>),
+    /// GetAlias.
+    Alias(Option<AliasRecord>),
+    /// ListKeys.
+    Keys {
+        /// This page.
+        keys: Vec<KeyRecord>,
+        /// Set when more remain.
+        next_marker: Option<String>,
+    },
+    /// ListAliases.
+    Aliases {
+        /// This page.
+        aliases: Vec<AliasRecord>,
+        /// Set when more remain.
+        next_marker: Option<String>,
+    },
+    /// GetIdentity.
+    Identity(Option<IdentityRecord>),
+    /// GetAccessKey.
+    AccessKey(Option<AccessKeyRecord>),
+    /// DueForDeletion.
+    KeyIds(Vec<String>),
+}

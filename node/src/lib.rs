@@ -1,0 +1,3 @@
+//! node — the keyraft binary's library.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

@@ -1,0 +1,3 @@
+//! raft — keyraft storage nodes.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
