@@ -70,7 +70,12 @@ pub struct Wrapped {
 impl std::fmt::Debug for Wrapped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Wrapped bytes are not secret, but they are noise in logs.
-        write!(f, "Wrapped(dk v{}, {} bytes)", self.domain_key_version, self.ciphertext.len())
+        write!(
+            f,
+            "Wrapped(dk v{}, {} bytes)",
+            self.domain_key_version,
+            self.ciphertext.len()
+        )
     }
 }
 

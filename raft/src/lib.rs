@@ -1,3 +1,67 @@
-//! raft — keyraft storage nodes.
+//! raft — keyraft storage nodes: a region's replicated store of key records.
+//!
+//! # Layout
+//!
+//! - [`types`]: the openraft type config (`D` = leader-stamped [`keystore::command::Proposal`],
+//!   `R` = `Result<CommandOutput, DomainError>`, `u64` ids, `BasicNode { addr: "host:port" }`).
+//! - [`store`]: [`store::KvBackend`] (four tables, atomic durable commits) with a redb
+//!   (default) and a sled backend; the Raft [`store::LogStore`] and the
+//!   [`store::StateMachineStore`] on top (see docs/storage.md).
+//! - `network`: openraft's RPCs as unary tonic calls, mTLS both ways (`proto/cluster/v1/raft.proto`).
+//! - `server`: the gRPC services of a node: Raft from peers, the store API
+//!   (`proto/cluster/v1/store.proto`) for fronts.
+//! - [`client`]: [`StoreClient`], what fronts use.
+//! - [`node`]: [`run_storage_node`], wiring all of it together.
+//!
+//! # Data flow
+//!
+//! ```text
+//! front --StoreClient.propose(Command)--> any node --(follower forwards)--> leader
+//!   leader: Proposal { now, command } -> Raft log (fsync on a quorum) -> commit
+//!   every node: StateMachineStore::apply -> keystore::apply::apply(&mut State, proposal)
+//!               -> one durable commit: touched entities + last_applied + membership
+//!               -> reply to the proposer; WatchEvent::Changed(change) to watchers
+//! front --StoreClient.query(Query)--> leader: read index (ensure_linearizable)
+//!   -> keystore::query::query(&State, q)
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod client;
+mod network;
+pub mod node;
+mod server;
+pub mod store;
+pub mod tls;
+pub mod types;
+
+/// Generated gRPC code of `proto/cluster/v1` (Raft and store services).
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("keyraft.cluster.v1");
+}
+
+pub use client::{NodeStatus, StoreClient, StoreError, WatchEvent};
+pub use node::{run_storage_node, run_storage_node_with_listener, StorageNodeConfig};
+pub use store::Backend;
+pub use tls::TlsFiles;
+
+/// Errors of running a storage node.
+#[derive(Debug, thiserror::Error)]
+pub enum RaftError {
+    /// Disk or socket I/O.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// Unreadable or unusable TLS files.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The gRPC transport.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Invalid configuration.
+    #[error("config: {0}")]
+    Config(String),
+    /// openraft refused to start or stopped fatally.
+    #[error("raft: {0}")]
+    Raft(String),
+}

@@ -1,0 +1,1326 @@
+//! `kmsctl`: the `aws kms` command line, over the SDK.
+//!
+//! Subcommands, flags, JSON output and error text mirror `aws kms`, so scripts written for the
+//! AWS CLI mostly work by swapping the command name:
+//!
+//! - blob arguments (`--plaintext`, `--ciphertext-blob`) take `fileb://path` (raw bytes),
+//!   `file://path` (the file's bytes) or literal text; with `--cli-binary-format base64` a
+//!   literal is base64-decoded instead, as AWS CLI v2 does by default;
+//! - `--encryption-context` takes shorthand `k=v,k2=v2` or JSON `{"k":"v"}` (or `file://`);
+//! - `--tags` takes shorthand `TagKey=k,TagValue=v ...` or JSON `[{"TagKey":"k",...}]`;
+//! - output is AWS's JSON shape (PascalCase, base64 blobs, ISO 8601 dates) on stdout;
+//!   `--query A.B` selects a field and `--output text` prints a string field raw;
+//! - errors go to stderr as `An error occurred (<__type>) when calling the <Op> operation:
+//!   <message>`, exit code 254 (255 when no front answered, 252 for bad arguments).
+//!
+//! Configuration precedence: flags, then `--env-file` (the `export K=V` file written by
+//! `keyraft dev`), then the `KMS_*` environment.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{json, Map, Value};
+
+use crate::proto;
+use crate::{Client, ClientBuilder, Error};
+
+/// Exit code for a service error, as the AWS CLI.
+pub const EXIT_SERVICE_ERROR: i32 = 254;
+/// Exit code for any other failure (no front reachable, bad configuration).
+pub const EXIT_OTHER_ERROR: i32 = 255;
+/// Exit code for invalid command-line arguments, as the AWS CLI.
+pub const EXIT_USAGE: i32 = 252;
+
+/// `kmsctl` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kmsctl",
+    version,
+    about = "Command line for keyraft, in the manner of `aws kms`"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How literal blob arguments are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum BinaryFormat {
+    /// Literal text is used as its UTF-8 bytes.
+    #[default]
+    #[value(name = "raw-in-base64-out")]
+    Raw,
+    /// Literal text is base64 (AWS CLI v2's default).
+    #[value(name = "base64")]
+    Base64,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// Pretty JSON (AWS shapes).
+    #[default]
+    Json,
+    /// Strings raw, everything else as JSON; most useful with `--query`.
+    Text,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+struct GlobalArgs {
+    /// Front gRPC endpoint(s), comma-separated or repeated (default: $KMS_GRPC_ENDPOINT).
+    #[arg(long, alias = "endpoint-url", global = true, value_delimiter = ',')]
+    endpoint: Vec<String>,
+    /// CA bundle PEM file (default: $KMS_CA_BUNDLE).
+    #[arg(long, global = true)]
+    ca_bundle: Option<PathBuf>,
+    /// Client certificate PEM file (default: $KMS_CLIENT_CERT).
+    #[arg(long, global = true)]
+    client_cert: Option<PathBuf>,
+    /// Client private key PEM file (default: $KMS_CLIENT_KEY).
+    #[arg(long, global = true)]
+    client_key: Option<PathBuf>,
+    /// TLS server name to verify instead of the endpoint host.
+    #[arg(long, global = true)]
+    server_name: Option<String>,
+    /// Region (default: $KMS_REGION).
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// An env file written by `keyraft dev` (`export KMS_...=...` lines).
+    #[arg(long, global = true)]
+    env_file: Option<PathBuf>,
+    /// Attempts per call, including the first.
+    #[arg(long, global = true)]
+    max_attempts: Option<u32>,
+    /// Seconds to wait for a connection.
+    #[arg(long, global = true)]
+    cli_connect_timeout: Option<u64>,
+    /// Seconds to wait for an answer.
+    #[arg(long, global = true)]
+    cli_read_timeout: Option<u64>,
+    /// How literal blob arguments are read.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    cli_binary_format: BinaryFormat,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    output: OutputFormat,
+    /// Select a field of the output, e.g. `CiphertextBlob` or `KeyMetadata.Arn`.
+    #[arg(long, global = true)]
+    query: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a KMS key.
+    CreateKey {
+        /// Description.
+        #[arg(long)]
+        description: Option<String>,
+        /// ENCRYPT_DECRYPT (default).
+        #[arg(long)]
+        key_usage: Option<String>,
+        /// SYMMETRIC_DEFAULT (default).
+        #[arg(long)]
+        key_spec: Option<String>,
+        /// Deprecated spelling of --key-spec.
+        #[arg(long)]
+        customer_master_key_spec: Option<String>,
+        /// AWS_KMS (default).
+        #[arg(long)]
+        origin: Option<String>,
+        /// Key policy JSON, or file://path.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Skip the policy lockout check.
+        #[arg(long)]
+        bypass_policy_lockout_safety_check: bool,
+        /// TagKey=k,TagValue=v ... or JSON.
+        #[arg(long, num_args = 1..)]
+        tags: Vec<String>,
+        /// Create a multi-Region primary key.
+        #[arg(long)]
+        multi_region: bool,
+    },
+    /// Describe a key.
+    DescribeKey {
+        /// Key id, key ARN, alias name (alias/x) or alias ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Grant tokens.
+        #[arg(long, num_args = 1..)]
+        grant_tokens: Vec<String>,
+    },
+    /// List keys (all pages unless --limit, --marker or --no-paginate).
+    ListKeys {
+        /// Page size; disables automatic pagination.
+        #[arg(long)]
+        limit: Option<i32>,
+        /// NextMarker of the previous page; disables automatic pagination.
+        #[arg(long)]
+        marker: Option<String>,
+        /// Fetch one page only.
+        #[arg(long)]
+        no_paginate: bool,
+    },
+    /// Enable a key.
+    EnableKey {
+        /// Key id, key ARN, alias name (alias/x) or alias ARN.
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Disable a key.
+    DisableKey {
+        /// Key id, key ARN, alias name (alias/x) or alias ARN.
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Replace a key's description.
+    UpdateKeyDescription {
+        /// Key id, key ARN, alias name (alias/x) or alias ARN.
+        #[arg(long)]
+        key_id: String,
+        /// New description.
+        #[arg(long)]
+        description: String,
+    },
+    /// Schedule a key's deletion.
+    ScheduleKeyDeletion {
+        /// Key id, key ARN, alias name (alias/x) or alias ARN.
+        #[arg(long)]
+        key_id: String,
+        /// 7..=30 days (default 30).
+        #[arg(long)]
+        pending_window_in_days: Option<i32>,
+    },
+    /// Cancel a key's scheduled deletion.
+    CancelKeyDeletion {
+        /// Key id, key ARN, alias name (alias/x) or alias ARN.
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Create an alias.
+    CreateAlias {
+        /// alias/NAME.
+        #[arg(long)]
+        alias_name: String,
+        /// Key id or key ARN.
+        #[arg(long)]
+        target_key_id: String,
+    },
+    /// Point an alias at another key.
+    UpdateAlias {
+        /// alias/NAME.
+        #[arg(long)]
+        alias_name: String,
+        /// Key id or key ARN.
+        #[arg(long)]
+        target_key_id: String,
+    },
+    /// Delete an alias.
+    DeleteAlias {
+        /// alias/NAME.
+        #[arg(long)]
+        alias_name: String,
+    },
+    /// List aliases (all pages unless --limit, --marker or --no-paginate).
+    ListAliases {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: Option<String>,
+        /// Page size; disables automatic pagination.
+        #[arg(long)]
+        limit: Option<i32>,
+        /// NextMarker of the previous page; disables automatic pagination.
+        #[arg(long)]
+        marker: Option<String>,
+        /// Fetch one page only.
+        #[arg(long)]
+        no_paginate: bool,
+    },
+    /// Add or overwrite tags on a key.
+    TagResource {
+        /// Key id, key ARN, alias name (alias/x) or alias ARN.
+        #[arg(long)]
+        key_id: String,
+        /// TagKey=k,TagValue=v ... or JSON.
+        #[arg(long, num_args = 1.., required = true)]
+        tags: Vec<String>,
+    },
+    /// Remove tags from a key.
+    UntagResource {
+        /// Key id, key ARN, alias name (alias/x) or alias ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Tag keys to remove.
+        #[arg(long, num_args = 1.., required = true)]
+        tag_keys: Vec<String>,
+    },
+    /// List a key's tags.
+    ListResourceTags {
+        /// Key id, key ARN, alias name (alias/x) or alias ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Page size; disables automatic pagination.
+        #[arg(long)]
+        limit: Option<i32>,
+        /// NextMarker of the previous page; disables automatic pagination.
+        #[arg(long)]
+        marker: Option<String>,
+    },
+    /// Encrypt up to 4096 bytes.
+    Encrypt {
+        /// Key id, key ARN, alias name (alias/x) or alias ARN.
+        #[arg(long)]
+        key_id: String,
+        /// fileb://path, file://path or literal text.
+        #[arg(long)]
+        plaintext: String,
+        #[command(flatten)]
+        common: CryptoArgs,
+        /// SYMMETRIC_DEFAULT.
+        #[arg(long)]
+        encryption_algorithm: Option<String>,
+    },
+    /// Decrypt a ciphertext blob.
+    Decrypt {
+        /// fileb://path (or file://path, or literal with --cli-binary-format base64).
+        #[arg(long)]
+        ciphertext_blob: String,
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: Option<String>,
+        #[command(flatten)]
+        common: CryptoArgs,
+        /// SYMMETRIC_DEFAULT.
+        #[arg(long)]
+        encryption_algorithm: Option<String>,
+    },
+    /// Decrypt and re-encrypt under another key or context, server-side.
+    ReEncrypt {
+        #[arg(long)]
+        ciphertext_blob: String,
+        /// Context the ciphertext was made with (k=v,... or JSON).
+        #[arg(long)]
+        source_encryption_context: Option<String>,
+        /// Key that made the ciphertext (checked if given).
+        #[arg(long)]
+        source_key_id: Option<String>,
+        /// Key for the new ciphertext.
+        #[arg(long)]
+        destination_key_id: String,
+        /// Context for the new ciphertext (k=v,... or JSON).
+        #[arg(long)]
+        destination_encryption_context: Option<String>,
+        /// SYMMETRIC_DEFAULT.
+        #[arg(long)]
+        source_encryption_algorithm: Option<String>,
+        /// SYMMETRIC_DEFAULT.
+        #[arg(long)]
+        destination_encryption_algorithm: Option<String>,
+        /// Grant tokens.
+        #[arg(long, num_args = 1..)]
+        grant_tokens: Vec<String>,
+        /// Check permissions without performing the operation.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Generate a data key (plaintext and encrypted).
+    GenerateDataKey {
+        #[command(flatten)]
+        args: DataKeyArgs,
+    },
+    /// Generate a data key (encrypted only).
+    GenerateDataKeyWithoutPlaintext {
+        #[command(flatten)]
+        args: DataKeyArgs,
+    },
+    /// Generate random bytes.
+    GenerateRandom {
+        /// Number of bytes (1..=1024).
+        #[arg(long)]
+        number_of_bytes: Option<i32>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CryptoArgs {
+    /// k=v,k2=v2 or JSON {"k":"v"} or file://path.
+    #[arg(long)]
+    encryption_context: Option<String>,
+    /// Grant tokens.
+    #[arg(long, num_args = 1..)]
+    grant_tokens: Vec<String>,
+    /// Check permissions without performing the operation.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct DataKeyArgs {
+    /// Key id, key ARN, alias name (alias/x) or alias ARN.
+    #[arg(long)]
+    key_id: String,
+    /// AES_256 or AES_128.
+    #[arg(long)]
+    key_spec: Option<String>,
+    /// Number of bytes (1..=1024).
+    #[arg(long)]
+    number_of_bytes: Option<i32>,
+    #[command(flatten)]
+    common: CryptoArgs,
+}
+
+/// A bad command-line value: reported as the AWS CLI does, exit code 252.
+#[derive(Debug)]
+pub struct ParamError {
+    param: &'static str,
+    message: String,
+}
+
+impl std::fmt::Display for ParamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Error parsing parameter '--{}': {}",
+            self.param, self.message
+        )
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+fn param_err(param: &'static str, message: impl Into<String>) -> ParamError {
+    ParamError {
+        param,
+        message: message.into(),
+    }
+}
+
+/// Reads a blob argument: `fileb://path` (raw bytes), `file://path` (the file's bytes), or a
+/// literal (its UTF-8 bytes, or base64-decoded with [`BinaryFormat::Base64`]).
+pub fn parse_blob(
+    param: &'static str,
+    arg: &str,
+    format: BinaryFormat,
+) -> Result<Vec<u8>, ParamError> {
+    if let Some(path) = arg
+        .strip_prefix("fileb://")
+        .or_else(|| arg.strip_prefix("file://"))
+    {
+        return std::fs::read(path)
+            .map_err(|e| param_err(param, format!("Unable to load paramfile {arg}: {e}")));
+    }
+    match format {
+        BinaryFormat::Raw => Ok(arg.as_bytes().to_vec()),
+        BinaryFormat::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(arg.trim())
+            .map_err(|e| param_err(param, format!("Invalid base64: {e}"))),
+    }
+}
+
+/// Reads a text argument that may be `file://path`.
+fn load_text(param: &'static str, arg: &str) -> Result<String, ParamError> {
+    match arg.strip_prefix("file://") {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| param_err(param, format!("Unable to load paramfile {arg}: {e}"))),
+        None => Ok(arg.to_owned()),
+    }
+}
+
+/// Parses an encryption context: JSON object of strings, or shorthand `k=v,k2=v2`.
+pub fn parse_encryption_context(
+    param: &'static str,
+    arg: &str,
+) -> Result<HashMap<String, String>, ParamError> {
+    let text = load_text(param, arg)?;
+    let text = text.trim();
+    if text.starts_with('{') {
+        return serde_json::from_str::<HashMap<String, String>>(text).map_err(|e| {
+            param_err(
+                param,
+                format!("Invalid JSON (expected an object of strings): {e}"),
+            )
+        });
+    }
+    let mut ctx = HashMap::new();
+    if text.is_empty() {
+        return Ok(ctx);
+    }
+    for pair in text.split(',') {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| param_err(param, format!("Expected: '=', received: {pair:?}")))?;
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(param_err(param, "Empty key in encryption context"));
+        }
+        if ctx.insert(k.to_owned(), v.trim().to_owned()).is_some() {
+            return Err(param_err(param, format!("Duplicate key {k:?}")));
+        }
+    }
+    Ok(ctx)
+}
+
+/// Parses `--tags` values: each either shorthand `TagKey=k,TagValue=v` or a JSON array of
+/// `{"TagKey":..,"TagValue":..}` objects.
+pub fn parse_tags(param: &'static str, args: &[String]) -> Result<Vec<proto::Tag>, ParamError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase", deny_unknown_fields)]
+    struct JsonTag {
+        tag_key: String,
+        tag_value: String,
+    }
+    let mut tags = Vec::new();
+    for arg in args {
+        let text = load_text(param, arg)?;
+        let text = text.trim();
+        if text.starts_with('[') || text.starts_with('{') {
+            let parsed: Vec<JsonTag> = if text.starts_with('[') {
+                serde_json::from_str(text)
+            } else {
+                serde_json::from_str(text).map(|t| vec![t])
+            }
+            .map_err(|e| param_err(param, format!("Invalid JSON: {e}")))?;
+            tags.extend(parsed.into_iter().map(|t| proto::Tag {
+                tag_key: t.tag_key,
+                tag_value: t.tag_value,
+            }));
+            continue;
+        }
+        let (mut key, mut value) = (None, None);
+        for part in text.split(',') {
+            match part.split_once('=') {
+                Some(("TagKey", k)) if key.is_none() => key = Some(k.to_owned()),
+                Some(("TagValue", v)) if value.is_none() => value = Some(v.to_owned()),
+                _ => {
+                    return Err(param_err(
+                        param,
+                        format!("Expected TagKey=<key>,TagValue=<value>, received: {text:?}"),
+                    ))
+                }
+            }
+        }
+        let tag_key = key.ok_or_else(|| param_err(param, "Missing TagKey"))?;
+        tags.push(proto::Tag {
+            tag_key,
+            // AWS allows an empty tag value.
+            tag_value: value.unwrap_or_default(),
+        });
+    }
+    Ok(tags)
+}
+
+/// Runs kmsctl with `args` (including the program name), writing output and errors to the
+/// given streams; returns the process exit code.
+pub async fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let rendered = e.render().to_string();
+            let _ = if e.use_stderr() {
+                err.write_all(rendered.as_bytes())
+            } else {
+                out.write_all(rendered.as_bytes())
+            };
+            return code;
+        }
+    };
+    let op = cli.command.operation();
+    let result = match build_client(&cli.global) {
+        Ok(kms) => execute(&kms, &cli.global, cli.command).await,
+        Err(e) => Err(Failure::Sdk(e)),
+    };
+    match result {
+        Ok(None) => 0,
+        Ok(Some(value)) => match render(&value, &cli.global) {
+            Ok(text) => {
+                let _ = writeln!(out, "{text}");
+                0
+            }
+            Err(e) => {
+                let _ = writeln!(err, "{e}");
+                EXIT_USAGE
+            }
+        },
+        Err(Failure::Param(e)) => {
+            let _ = writeln!(err, "\n{e}\n");
+            EXIT_USAGE
+        }
+        Err(Failure::Sdk(e)) => match &e {
+            Error::Service {
+                error_type,
+                message,
+                ..
+            } => {
+                let _ = writeln!(
+                    err,
+                    "\nAn error occurred ({error_type}) when calling the {op} operation: {message}"
+                );
+                EXIT_SERVICE_ERROR
+            }
+            Error::Transport { message, .. } => {
+                let _ = writeln!(
+                    err,
+                    "\nCould not connect to the endpoint when calling the {op} operation: {message}"
+                );
+                EXIT_OTHER_ERROR
+            }
+            _ => {
+                let _ = writeln!(err, "\n{}", e.message());
+                EXIT_OTHER_ERROR
+            }
+        },
+    }
+}
+
+enum Failure {
+    Param(ParamError),
+    Sdk(Error),
+}
+
+impl From<ParamError> for Failure {
+    fn from(e: ParamError) -> Self {
+        Failure::Param(e)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Sdk(e)
+    }
+}
+
+fn build_client(g: &GlobalArgs) -> Result<Client, Error> {
+    let mut b = ClientBuilder::from_env();
+    if let Some(path) = &g.env_file {
+        b = b.env_file(path)?;
+    }
+    if !g.endpoint.is_empty() {
+        b = b.endpoints(g.endpoint.iter().filter(|e| !e.trim().is_empty()).cloned());
+    }
+    if let Some(p) = &g.ca_bundle {
+        b = b.ca_bundle_file(p);
+    }
+    if let Some(p) = &g.client_cert {
+        b = b.client_cert_file(p);
+    }
+    if let Some(p) = &g.client_key {
+        b = b.client_key_file(p);
+    }
+    if let Some(n) = &g.server_name {
+        b = b.server_name(n);
+    }
+    if let Some(r) = &g.region {
+        b = b.region(r);
+    }
+    if let Some(n) = g.max_attempts {
+        b = b.max_attempts(n);
+    }
+    if let Some(s) = g.cli_connect_timeout {
+        b = b.connect_timeout(Duration::from_secs(s));
+    }
+    if let Some(s) = g.cli_read_timeout {
+        b = b.request_timeout(Duration::from_secs(s));
+    }
+    b.build()
+}
+
+impl Command {
+    /// The AWS operation name, for error messages.
+    fn operation(&self) -> &'static str {
+        match self {
+            Command::CreateKey { .. } => "CreateKey",
+            Command::DescribeKey { .. } => "DescribeKey",
+            Command::ListKeys { .. } => "ListKeys",
+            Command::EnableKey { .. } => "EnableKey",
+            Command::DisableKey { .. } => "DisableKey",
+            Command::UpdateKeyDescription { .. } => "UpdateKeyDescription",
+            Command::ScheduleKeyDeletion { .. } => "ScheduleKeyDeletion",
+            Command::CancelKeyDeletion { .. } => "CancelKeyDeletion",
+            Command::CreateAlias { .. } => "CreateAlias",
+            Command::UpdateAlias { .. } => "UpdateAlias",
+            Command::DeleteAlias { .. } => "DeleteAlias",
+            Command::ListAliases { .. } => "ListAliases",
+            Command::TagResource { .. } => "TagResource",
+            Command::UntagResource { .. } => "UntagResource",
+            Command::ListResourceTags { .. } => "ListResourceTags",
+            Command::Encrypt { .. } => "Encrypt",
+            Command::Decrypt { .. } => "Decrypt",
+            Command::ReEncrypt { .. } => "ReEncrypt",
+            Command::GenerateDataKey { .. } => "GenerateDataKey",
+            Command::GenerateDataKeyWithoutPlaintext { .. } => "GenerateDataKeyWithoutPlaintext",
+            Command::GenerateRandom { .. } => "GenerateRandom",
+        }
+    }
+}
+
+fn context(
+    param: &'static str,
+    arg: &Option<String>,
+) -> Result<HashMap<String, String>, ParamError> {
+    match arg {
+        Some(a) => parse_encryption_context(param, a),
+        None => Ok(HashMap::new()),
+    }
+}
+
+/// Runs one subcommand; `None` means the operation has no output (the AWS CLI prints nothing).
+async fn execute(kms: &Client, g: &GlobalArgs, cmd: Command) -> Result<Option<Value>, Failure> {
+    let fmt = g.cli_binary_format;
+    let v = match cmd {
+        Command::CreateKey {
+            description,
+            key_usage,
+            key_spec,
+            customer_master_key_spec,
+            origin,
+            policy,
+            bypass_policy_lockout_safety_check,
+            tags,
+            multi_region,
+        } => {
+            let policy = policy.map(|p| load_text("policy", &p)).transpose()?;
+            let r = kms
+                .create_key()
+                .description(description.unwrap_or_default())
+                .set_key_usage(key_usage)
+                .set_key_spec(key_spec)
+                .set_customer_master_key_spec(customer_master_key_spec)
+                .set_origin(origin)
+                .set_policy(policy)
+                .bypass_policy_lockout_safety_check(bypass_policy_lockout_safety_check)
+                .set_tags(parse_tags("tags", &tags)?)
+                .multi_region(multi_region)
+                .send()
+                .await?;
+            json!({ "KeyMetadata": r.key_metadata.as_ref().map(key_metadata_json) })
+        }
+        Command::DescribeKey {
+            key_id,
+            grant_tokens,
+        } => {
+            let r = kms
+                .describe_key()
+                .key_id(key_id)
+                .set_grant_tokens(grant_tokens)
+                .send()
+                .await?;
+            json!({ "KeyMetadata": r.key_metadata.as_ref().map(key_metadata_json) })
+        }
+        Command::ListKeys {
+            limit,
+            marker,
+            no_paginate,
+        } => {
+            let b = kms.list_keys().set_limit(limit).set_marker(marker.clone());
+            let key_json =
+                |k: &proto::KeyListEntry| json!({ "KeyId": k.key_id, "KeyArn": k.key_arn });
+            if limit.is_none() && marker.is_none() && !no_paginate {
+                let keys = b.send_all().await?;
+                page_json("Keys", keys.iter().map(key_json).collect(), None)
+            } else {
+                let r = b.send().await?;
+                let next = r.next_marker.filter(|_| r.truncated);
+                page_json("Keys", r.keys.iter().map(key_json).collect(), next)
+            }
+        }
+        Command::EnableKey { key_id } => {
+            kms.enable_key().key_id(key_id).send().await?;
+            return Ok(None);
+        }
+        Command::DisableKey { key_id } => {
+            kms.disable_key().key_id(key_id).send().await?;
+            return Ok(None);
+        }
+        Command::UpdateKeyDescription {
+            key_id,
+            description,
+        } => {
+            kms.update_key_description()
+                .key_id(key_id)
+                .description(description)
+                .send()
+                .await?;
+            return Ok(None);
+        }
+        Command::ScheduleKeyDeletion {
+            key_id,
+            pending_window_in_days,
+        } => {
+            let r = kms
+                .schedule_key_deletion()
+                .key_id(key_id)
+                .set_pending_window_in_days(pending_window_in_days)
+                .send()
+                .await?;
+            let mut m = Map::new();
+            m.insert("KeyId".into(), json!(r.key_id));
+            if let Some(d) = r.deletion_date {
+                m.insert("DeletionDate".into(), json!(iso8601(d)));
+            }
+            m.insert("KeyState".into(), json!(r.key_state));
+            if let Some(w) = r.pending_window_in_days {
+                m.insert("PendingWindowInDays".into(), json!(w));
+            }
+            Value::Object(m)
+        }
+        Command::CancelKeyDeletion { key_id } => {
+            let r = kms.cancel_key_deletion().key_id(key_id).send().await?;
+            json!({ "KeyId": r.key_id })
+        }
+        Command::CreateAlias {
+            alias_name,
+            target_key_id,
+        } => {
+            kms.create_alias()
+                .alias_name(alias_name)
+                .target_key_id(target_key_id)
+                .send()
+                .await?;
+            return Ok(None);
+        }
+        Command::UpdateAlias {
+            alias_name,
+            target_key_id,
+        } => {
+            kms.update_alias()
+                .alias_name(alias_name)
+                .target_key_id(target_key_id)
+                .send()
+                .await?;
+            return Ok(None);
+        }
+        Command::DeleteAlias { alias_name } => {
+            kms.delete_alias().alias_name(alias_name).send().await?;
+            return Ok(None);
+        }
+        Command::ListAliases {
+            key_id,
+            limit,
+            marker,
+            no_paginate,
+        } => {
+            let b = kms
+                .list_aliases()
+                .set_key_id(key_id)
+                .set_limit(limit)
+                .set_marker(marker.clone());
+            if limit.is_none() && marker.is_none() && !no_paginate {
+                let aliases = b.send_all().await?;
+                page_json("Aliases", aliases.iter().map(alias_json).collect(), None)
+            } else {
+                let r = b.send().await?;
+                let next = r.next_marker.filter(|_| r.truncated);
+                page_json("Aliases", r.aliases.iter().map(alias_json).collect(), next)
+            }
+        }
+        Command::TagResource { key_id, tags } => {
+            kms.tag_resource()
+                .key_id(key_id)
+                .set_tags(parse_tags("tags", &tags)?)
+                .send()
+                .await?;
+            return Ok(None);
+        }
+        Command::UntagResource { key_id, tag_keys } => {
+            kms.untag_resource()
+                .key_id(key_id)
+                .set_tag_keys(tag_keys)
+                .send()
+                .await?;
+            return Ok(None);
+        }
+        Command::ListResourceTags {
+            key_id,
+            limit,
+            marker,
+        } => {
+            let r = kms
+                .list_resource_tags()
+                .key_id(key_id)
+                .set_limit(limit)
+                .set_marker(marker)
+                .send()
+                .await?;
+            let tags = r
+                .tags
+                .iter()
+                .map(|t| json!({ "TagKey": t.tag_key, "TagValue": t.tag_value }))
+                .collect();
+            page_json("Tags", tags, r.next_marker.filter(|_| r.truncated))
+        }
+        Command::Encrypt {
+            key_id,
+            plaintext,
+            common,
+            encryption_algorithm,
+        } => {
+            let r = kms
+                .encrypt()
+                .key_id(key_id)
+                .plaintext(parse_blob("plaintext", &plaintext, fmt)?)
+                .set_encryption_context(context("encryption-context", &common.encryption_context)?)
+                .set_grant_tokens(common.grant_tokens)
+                .set_encryption_algorithm(encryption_algorithm)
+                .dry_run(common.dry_run)
+                .send()
+                .await?;
+            json!({
+                "CiphertextBlob": b64(&r.ciphertext_blob),
+                "KeyId": r.key_id,
+                "EncryptionAlgorithm": r.encryption_algorithm,
+            })
+        }
+        Command::Decrypt {
+            ciphertext_blob,
+            key_id,
+            common,
+            encryption_algorithm,
+        } => {
+            let r = kms
+                .decrypt()
+                .ciphertext_blob(parse_blob("ciphertext-blob", &ciphertext_blob, fmt)?)
+                .set_key_id(key_id)
+                .set_encryption_context(context("encryption-context", &common.encryption_context)?)
+                .set_grant_tokens(common.grant_tokens)
+                .set_encryption_algorithm(encryption_algorithm)
+                .dry_run(common.dry_run)
+                .send()
+                .await?;
+            json!({
+                "KeyId": r.key_id,
+                "Plaintext": b64(&r.plaintext),
+                "EncryptionAlgorithm": r.encryption_algorithm,
+            })
+        }
+        Command::ReEncrypt {
+            ciphertext_blob,
+            source_encryption_context,
+            source_key_id,
+            destination_key_id,
+            destination_encryption_context,
+            source_encryption_algorithm,
+            destination_encryption_algorithm,
+            grant_tokens,
+            dry_run,
+        } => {
+            let r = kms
+                .re_encrypt()
+                .ciphertext_blob(parse_blob("ciphertext-blob", &ciphertext_blob, fmt)?)
+                .set_source_encryption_context(context(
+                    "source-encryption-context",
+                    &source_encryption_context,
+                )?)
+                .set_source_key_id(source_key_id)
+                .destination_key_id(destination_key_id)
+                .set_destination_encryption_context(context(
+                    "destination-encryption-context",
+                    &destination_encryption_context,
+                )?)
+                .set_source_encryption_algorithm(source_encryption_algorithm)
+                .set_destination_encryption_algorithm(destination_encryption_algorithm)
+                .set_grant_tokens(grant_tokens)
+                .dry_run(dry_run)
+                .send()
+                .await?;
+            json!({
+                "CiphertextBlob": b64(&r.ciphertext_blob),
+                "SourceKeyId": r.source_key_id,
+                "KeyId": r.key_id,
+                "SourceEncryptionAlgorithm": r.source_encryption_algorithm,
+                "DestinationEncryptionAlgorithm": r.destination_encryption_algorithm,
+            })
+        }
+        Command::GenerateDataKey { args } => {
+            let r = kms
+                .generate_data_key()
+                .key_id(args.key_id)
+                .set_key_spec(args.key_spec)
+                .set_number_of_bytes(args.number_of_bytes)
+                .set_encryption_context(context(
+                    "encryption-context",
+                    &args.common.encryption_context,
+                )?)
+                .set_grant_tokens(args.common.grant_tokens)
+                .dry_run(args.common.dry_run)
+                .send()
+                .await?;
+            json!({
+                "CiphertextBlob": b64(&r.ciphertext_blob),
+                "Plaintext": b64(&r.plaintext),
+                "KeyId": r.key_id,
+            })
+        }
+        Command::GenerateDataKeyWithoutPlaintext { args } => {
+            let r = kms
+                .generate_data_key_without_plaintext()
+                .key_id(args.key_id)
+                .set_key_spec(args.key_spec)
+                .set_number_of_bytes(args.number_of_bytes)
+                .set_encryption_context(context(
+                    "encryption-context",
+                    &args.common.encryption_context,
+                )?)
+                .set_grant_tokens(args.common.grant_tokens)
+                .dry_run(args.common.dry_run)
+                .send()
+                .await?;
+            json!({ "CiphertextBlob": b64(&r.ciphertext_blob), "KeyId": r.key_id })
+        }
+        Command::GenerateRandom { number_of_bytes } => {
+            let r = kms
+                .generate_random()
+                .set_number_of_bytes(number_of_bytes)
+                .send()
+                .await?;
+            json!({ "Plaintext": b64(&r.plaintext) })
+        }
+    };
+    Ok(Some(v))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn page_json(field: &str, items: Vec<Value>, next_marker: Option<String>) -> Value {
+    let mut m = Map::new();
+    m.insert(field.into(), Value::Array(items));
+    m.insert("Truncated".into(), json!(next_marker.is_some()));
+    if let Some(n) = next_marker {
+        m.insert("NextMarker".into(), json!(n));
+    }
+    Value::Object(m)
+}
+
+fn alias_json(a: &proto::AliasListEntry) -> Value {
+    let mut m = Map::new();
+    m.insert("AliasName".into(), json!(a.alias_name));
+    m.insert("AliasArn".into(), json!(a.alias_arn));
+    if let Some(t) = &a.target_key_id {
+        m.insert("TargetKeyId".into(), json!(t));
+    }
+    if let Some(d) = a.creation_date {
+        m.insert("CreationDate".into(), json!(iso8601(d)));
+    }
+    if let Some(d) = a.last_updated_date {
+        m.insert("LastUpdatedDate".into(), json!(iso8601(d)));
+    }
+    Value::Object(m)
+}
+
+/// KeyMetadata in the AWS CLI's JSON shape (empty lists and absent options omitted).
+pub fn key_metadata_json(k: &proto::KeyMetadata) -> Value {
+    let mut m = Map::new();
+    m.insert("AWSAccountId".into(), json!(k.aws_account_id));
+    m.insert("KeyId".into(), json!(k.key_id));
+    m.insert("Arn".into(), json!(k.arn));
+    m.insert("CreationDate".into(), json!(iso8601(k.creation_date)));
+    m.insert("Enabled".into(), json!(k.enabled));
+    m.insert("Description".into(), json!(k.description));
+    m.insert("KeyUsage".into(), json!(k.key_usage));
+    m.insert("KeyState".into(), json!(k.key_state));
+    if let Some(d) = k.deletion_date {
+        m.insert("DeletionDate".into(), json!(iso8601(d)));
+    }
+    if let Some(d) = k.valid_to {
+        m.insert("ValidTo".into(), json!(iso8601(d)));
+    }
+    m.insert("Origin".into(), json!(k.origin));
+    if let Some(c) = &k.custom_key_store_id {
+        m.insert("CustomKeyStoreId".into(), json!(c));
+    }
+    m.insert("KeyManager".into(), json!(k.key_manager));
+    m.insert(
+        "CustomerMasterKeySpec".into(),
+        json!(k.customer_master_key_spec),
+    );
+    m.insert("KeySpec".into(), json!(k.key_spec));
+    for (name, list) in [
+        ("EncryptionAlgorithms", &k.encryption_algorithms),
+        ("SigningAlgorithms", &k.signing_algorithms),
+        ("MacAlgorithms", &k.mac_algorithms),
+    ] {
+        if !list.is_empty() {
+            m.insert(name.into(), json!(list));
+        }
+    }
+    if let Some(mr) = k.multi_region {
+        m.insert("MultiRegion".into(), json!(mr));
+    }
+    if let Some(c) = &k.multi_region_configuration {
+        let key = |k: &proto::MultiRegionKey| json!({ "Arn": k.arn, "Region": k.region });
+        let mut mc = Map::new();
+        mc.insert("MultiRegionKeyType".into(), json!(c.multi_region_key_type));
+        if let Some(p) = &c.primary_key {
+            mc.insert("PrimaryKey".into(), key(p));
+        }
+        mc.insert(
+            "ReplicaKeys".into(),
+            Value::Array(c.replica_keys.iter().map(key).collect()),
+        );
+        m.insert("MultiRegionConfiguration".into(), Value::Object(mc));
+    }
+    if let Some(w) = k.pending_deletion_window_in_days {
+        m.insert("PendingDeletionWindowInDays".into(), json!(w));
+    }
+    if let Some(e) = &k.expiration_model {
+        m.insert("ExpirationModel".into(), json!(e));
+    }
+    Value::Object(m)
+}
+
+/// Formats epoch seconds as the AWS CLI v2 does: `2024-03-01T12:00:00.123000+00:00`
+/// (microseconds omitted when zero, like Python's `isoformat`).
+pub fn iso8601(epoch_seconds: f64) -> String {
+    if !epoch_seconds.is_finite() {
+        return epoch_seconds.to_string();
+    }
+    let total_micros = (epoch_seconds * 1e6).round() as i64;
+    let secs = total_micros.div_euclid(1_000_000);
+    let micros = total_micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let frac = if micros == 0 {
+        String::new()
+    } else {
+        format!(".{micros:06}")
+    };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{frac}+00:00",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// Applies `--query` and `--output` to a result.
+fn render(value: &Value, g: &GlobalArgs) -> Result<String, String> {
+    let selected = match &g.query {
+        None => value,
+        Some(q) => {
+            let mut v = value;
+            for part in q.split('.') {
+                v = v
+                    .get(part)
+                    .ok_or_else(|| format!("--query {q:?}: no field {part:?} in the output"))?;
+            }
+            v
+        }
+    };
+    Ok(match (g.output, selected) {
+        (OutputFormat::Text, Value::String(s)) => s.clone(),
+        (OutputFormat::Text, Value::Null) => "None".into(),
+        (OutputFormat::Text, v) if !v.is_object() && !v.is_array() => v.to_string(),
+        (_, v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fileb_reads_raw_bytes_and_literals_are_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("blob");
+        std::fs::write(&f, [0u8, 159, 146, 150, 255]).unwrap();
+        let arg = format!("fileb://{}", f.display());
+        assert_eq!(
+            parse_blob("plaintext", &arg, BinaryFormat::Raw).unwrap(),
+            vec![0u8, 159, 146, 150, 255]
+        );
+        assert_eq!(
+            parse_blob("plaintext", "hello", BinaryFormat::Raw).unwrap(),
+            b"hello"
+        );
+        assert_eq!(
+            parse_blob("plaintext", "aGVsbG8=", BinaryFormat::Base64).unwrap(),
+            b"hello"
+        );
+    }
+
+    #[test]
+    fn bad_blob_arguments_name_the_parameter() {
+        let e = parse_blob("plaintext", "fileb:///nonexistent/x", BinaryFormat::Raw).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("Error parsing parameter '--plaintext': Unable to load paramfile"),
+            "{e}"
+        );
+        assert!(parse_blob("ciphertext-blob", "not base64!", BinaryFormat::Base64).is_err());
+    }
+
+    #[test]
+    fn encryption_context_accepts_shorthand_and_json() {
+        let short = parse_encryption_context("encryption-context", "a=1,b=x=y").unwrap();
+        assert_eq!(short["a"], "1");
+        assert_eq!(short["b"], "x=y");
+        let json = parse_encryption_context("encryption-context", r#"{"a":"1","b":"2"}"#).unwrap();
+        assert_eq!(json.len(), 2);
+        assert!(parse_encryption_context("encryption-context", "a").is_err());
+        assert!(parse_encryption_context("encryption-context", "a=1,a=2").is_err());
+        assert!(parse_encryption_context("encryption-context", r#"{"a":1}"#).is_err());
+    }
+
+    #[test]
+    fn tags_accept_shorthand_and_json() {
+        let tags = parse_tags(
+            "tags",
+            &[
+                "TagKey=env,TagValue=prod".into(),
+                "TagKey=team,TagValue=".into(),
+                r#"[{"TagKey":"a","TagValue":"b"}]"#.into(),
+            ],
+        )
+        .unwrap();
+        let pairs: Vec<_> = tags
+            .iter()
+            .map(|t| (t.tag_key.as_str(), t.tag_value.as_str()))
+            .collect();
+        assert_eq!(pairs, vec![("env", "prod"), ("team", ""), ("a", "b")]);
+        for bad in [
+            "env=prod",
+            "TagValue=x",
+            "TagKey=a,TagKey=b",
+            r#"[{"Key":"a"}]"#,
+        ] {
+            assert!(parse_tags("tags", &[bad.into()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn iso8601_matches_the_aws_cli() {
+        assert_eq!(iso8601(0.0), "1970-01-01T00:00:00+00:00");
+        assert_eq!(iso8601(1_700_000_000.5), "2023-11-14T22:13:20.500000+00:00");
+        assert_eq!(iso8601(951_782_400.0), "2000-02-29T00:00:00+00:00");
+        assert_eq!(iso8601(f64::NAN), "NaN");
+    }
+
+    #[test]
+    fn cli_parses_aws_style_flags() {
+        let cli = Cli::try_parse_from([
+            "kmsctl",
+            "--endpoint",
+            "a:1,b:2",
+            "encrypt",
+            "--key-id",
+            "alias/x",
+            "--plaintext",
+            "fileb://f",
+            "--encryption-context",
+            "k=v",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.endpoint, vec!["a:1", "b:2"]);
+        assert!(matches!(cli.command, Command::Encrypt { ref key_id, .. } if key_id == "alias/x"));
+        let cli = Cli::try_parse_from([
+            "kmsctl",
+            "create-key",
+            "--tags",
+            "TagKey=a,TagValue=b",
+            "TagKey=c,TagValue=d",
+            "--description",
+            "x",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::CreateKey { ref tags, .. } if tags.len() == 2));
+        let cli = Cli::try_parse_from([
+            "kmsctl",
+            "generate-data-key",
+            "--key-id",
+            "k",
+            "--key-spec",
+            "AES_256",
+        ])
+        .unwrap();
+        assert_eq!(cli.command.operation(), "GenerateDataKey");
+    }
+
+    #[tokio::test]
+    async fn usage_errors_exit_252_and_config_errors_255() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(["kmsctl", "encrypt"], &mut out, &mut err).await;
+        assert_eq!(code, EXIT_USAGE);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(
+            [
+                "kmsctl",
+                "--env-file",
+                "/nonexistent/env",
+                "generate-random",
+            ],
+            &mut out,
+            &mut err,
+        )
+        .await;
+        assert_eq!(code, EXIT_OTHER_ERROR);
+        assert!(String::from_utf8_lossy(&err).contains("env file"));
+    }
+
+    #[tokio::test]
+    async fn unreachable_front_is_reported_like_the_aws_cli() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(
+            [
+                "kmsctl".to_string(),
+                "--endpoint".into(),
+                format!("http://127.0.0.1:{port}"),
+                "--max-attempts".into(),
+                "1".into(),
+                "generate-random".into(),
+                "--number-of-bytes".into(),
+                "4".into(),
+            ],
+            &mut out,
+            &mut err,
+        )
+        .await;
+        assert_eq!(code, EXIT_OTHER_ERROR);
+        let err = String::from_utf8_lossy(&err);
+        assert!(err.contains("GenerateRandom"), "{err}");
+    }
+
+    #[test]
+    fn query_and_text_output_extract_a_field() {
+        let g = Cli::try_parse_from([
+            "kmsctl",
+            "--query",
+            "KeyMetadata.KeyId",
+            "--output",
+            "text",
+            "generate-random",
+        ])
+        .unwrap()
+        .global;
+        let v = json!({ "KeyMetadata": { "KeyId": "abc" } });
+        assert_eq!(render(&v, &g).unwrap(), "abc");
+    }
+}

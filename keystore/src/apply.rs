@@ -1,0 +1,356 @@
+//! `apply`: the replicated state machine's transition function.
+//!
+//! Pure and deterministic: the only clock is `proposal.now`, stamped by the leader, so every
+//! replica that applies the same log reaches the same state. A refused command leaves the
+//! state untouched and reports no changes; every check runs before the first mutation.
+
+use std::collections::BTreeMap;
+
+use crate::command::{Change, Command, CommandOutput, Proposal};
+use crate::error::DomainError;
+use crate::ids::parse_kms_arn;
+use crate::model::{AliasRecord, EpochMillis, KeyRecord, KeyState, Origin, State};
+use crate::state::{check_state, Operation};
+
+/// Most tags a key may carry (AWS quota).
+pub const MAX_TAGS_PER_KEY: usize = 50;
+/// Shortest and longest deletion waiting period, in days.
+pub const PENDING_WINDOW_DAYS: std::ops::RangeInclusive<u32> = 7..=30;
+/// Longest tag key, in characters.
+pub const MAX_TAG_KEY_LEN: usize = 128;
+/// Longest tag value, in characters.
+pub const MAX_TAG_VALUE_LEN: usize = 256;
+/// Longest key description, in characters.
+pub const MAX_DESCRIPTION_LEN: usize = 8192;
+const DAY_MILLIS: u64 = 86_400_000;
+
+/// Applies one proposal. Returns the command's output and the entities it touched (sorted,
+/// deduplicated; empty when the command was refused or was a no-op).
+pub fn apply(
+    state: &mut State,
+    proposal: &Proposal,
+) -> (Result<CommandOutput, DomainError>, Vec<Change>) {
+    let mut changes = Vec::new();
+    let result = apply_command(state, proposal.now, &proposal.command, &mut changes);
+    if result.is_err() {
+        changes.clear();
+    }
+    changes.sort();
+    changes.dedup();
+    (result, changes)
+}
+
+fn key_not_found(key_id: &str) -> DomainError {
+    DomainError::NotFound(format!("Key '{key_id}' does not exist"))
+}
+
+/// An alias target that does not exist in the alias's account, named as AWS names it: by
+/// the key ARN it would have in the alias's region and account.
+fn target_not_found(alias_arn: &str, key_id: &str) -> DomainError {
+    match parse_kms_arn(alias_arn) {
+        Some((region, account, _)) => {
+            key_not_found(&crate::ids::key_arn(&region, &account, key_id))
+        }
+        None => key_not_found(key_id),
+    }
+}
+
+fn alias_not_found(alias: &str) -> DomainError {
+    DomainError::NotFound(format!("Alias {alias} is not found."))
+}
+
+fn key_mut<'a>(state: &'a mut State, key_id: &str) -> Result<&'a mut KeyRecord, DomainError> {
+    state
+        .keys
+        .get_mut(key_id)
+        .ok_or_else(|| key_not_found(key_id))
+}
+
+/// Validates (key, value) pairs as AWS does for TagResource and CreateKey's `Tags`.
+fn validate_tags(tags: &[(String, String)]) -> Result<(), DomainError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (k, v) in tags {
+        let klen = k.chars().count();
+        if klen == 0 || klen > MAX_TAG_KEY_LEN {
+            return Err(DomainError::Tag(format!(
+                "Tag keys must be 1 to {MAX_TAG_KEY_LEN} characters long"
+            )));
+        }
+        if v.chars().count() > MAX_TAG_VALUE_LEN {
+            return Err(DomainError::Tag(format!(
+                "Tag values must be 0 to {MAX_TAG_VALUE_LEN} characters long"
+            )));
+        }
+        if k.starts_with("aws:") {
+            return Err(DomainError::Tag(
+                "Tag keys beginning with aws: are reserved for AWS use".into(),
+            ));
+        }
+        if !seen.insert(k.as_str()) {
+            return Err(DomainError::Tag(format!("Duplicate tag key: {k}")));
+        }
+    }
+    Ok(())
+}
+
+fn too_many_tags() -> DomainError {
+    DomainError::LimitExceeded(format!(
+        "A KMS key can have at most {MAX_TAGS_PER_KEY} tags"
+    ))
+}
+
+fn apply_command(
+    state: &mut State,
+    now: EpochMillis,
+    command: &Command,
+    changes: &mut Vec<Change>,
+) -> Result<CommandOutput, DomainError> {
+    match command {
+        Command::CreateKey { record } => {
+            if state.keys.contains_key(&record.key_id) {
+                return Err(DomainError::AlreadyExists(format!(
+                    "Key '{}' already exists",
+                    record.arn
+                )));
+            }
+            // The ciphertext header stores the id behind a one-byte length.
+            if record.key_id.is_empty() || record.key_id.len() > crate::ciphertext::MAX_KEY_ID_LEN {
+                return Err(DomainError::Validation(
+                    "A key id must be 1 to 255 bytes long".into(),
+                ));
+            }
+            if record.description.chars().count() > MAX_DESCRIPTION_LEN {
+                return Err(description_too_long());
+            }
+            let tags: Vec<_> = record
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            validate_tags(&tags)?;
+            if tags.len() > MAX_TAGS_PER_KEY {
+                return Err(too_many_tags());
+            }
+            state.keys.insert(record.key_id.clone(), record.clone());
+            changes.push(Change::Key(record.key_id.clone()));
+            Ok(CommandOutput::Key(Box::new(record.clone())))
+        }
+
+        Command::SetKeyEnabled { key_id, enabled } => {
+            let key = key_mut(state, key_id)?;
+            let op = if *enabled {
+                Operation::EnableKey
+            } else {
+                Operation::DisableKey
+            };
+            check_state(key, op)?;
+            key.state = if *enabled {
+                KeyState::Enabled
+            } else {
+                KeyState::Disabled
+            };
+            changes.push(Change::Key(key_id.clone()));
+            Ok(CommandOutput::Key(Box::new(key.clone())))
+        }
+
+        Command::UpdateKeyDescription {
+            key_id,
+            description,
+        } => {
+            let key = key_mut(state, key_id)?;
+            check_state(key, Operation::UpdateKeyDescription)?;
+            if description.chars().count() > MAX_DESCRIPTION_LEN {
+                return Err(description_too_long());
+            }
+            key.description = description.clone();
+            changes.push(Change::Key(key_id.clone()));
+            Ok(CommandOutput::Key(Box::new(key.clone())))
+        }
+
+        Command::ScheduleKeyDeletion {
+            key_id,
+            pending_window_days,
+        } => {
+            let days = *pending_window_days;
+            if !PENDING_WINDOW_DAYS.contains(&days) {
+                let bound = if days < *PENDING_WINDOW_DAYS.start() {
+                    "greater than or equal to 7"
+                } else {
+                    "less than or equal to 30"
+                };
+                return Err(DomainError::Validation(format!(
+                    "1 validation error detected: Value '{days}' at 'pendingWindowInDays' \
+                     failed to satisfy constraint: Member must have value {bound}"
+                )));
+            }
+            let key = key_mut(state, key_id)?;
+            check_state(key, Operation::ScheduleKeyDeletion)?;
+            key.state = KeyState::PendingDeletion;
+            key.deletion_date = Some(now.saturating_add(u64::from(days) * DAY_MILLIS));
+            key.pending_deletion_window_days = Some(days);
+            changes.push(Change::Key(key_id.clone()));
+            Ok(CommandOutput::Key(Box::new(key.clone())))
+        }
+
+        Command::CancelKeyDeletion { key_id } => {
+            let key = key_mut(state, key_id)?;
+            check_state(key, Operation::CancelKeyDeletion)?;
+            // AWS returns a cancelled key Disabled; an imported key whose material is gone
+            // goes back to waiting for it.
+            key.state = if key.origin == Origin::External && key.materials.is_empty() {
+                KeyState::PendingImport
+            } else {
+                KeyState::Disabled
+            };
+            key.deletion_date = None;
+            key.pending_deletion_window_days = None;
+            changes.push(Change::Key(key_id.clone()));
+            Ok(CommandOutput::Key(Box::new(key.clone())))
+        }
+
+        Command::DeleteDueKey { key_id } => {
+            let due = state.keys.get(key_id).is_some_and(|k| {
+                k.state == KeyState::PendingDeletion && k.deletion_date.is_some_and(|d| d <= now)
+            });
+            if !due {
+                return Ok(CommandOutput::Done);
+            }
+            state.keys.remove(key_id);
+            changes.push(Change::Key(key_id.clone()));
+            state.aliases.retain(|(account, name), alias| {
+                let keep = alias.target_key_id != *key_id;
+                if !keep {
+                    changes.push(Change::Alias(account.clone(), name.clone()));
+                }
+                keep
+            });
+            Ok(CommandOutput::Done)
+        }
+
+        Command::CreateAlias {
+            account_id,
+            alias_name,
+            alias_arn,
+            target_key_id,
+        } => {
+            let id = (account_id.clone(), alias_name.clone());
+            if state.aliases.contains_key(&id) {
+                return Err(DomainError::AlreadyExists(format!(
+                    "An alias with the name {alias_arn} already exists"
+                )));
+            }
+            let target = state
+                .keys
+                .get(target_key_id)
+                .filter(|k| k.account_id == *account_id)
+                .ok_or_else(|| target_not_found(alias_arn, target_key_id))?;
+            check_state(target, Operation::CreateAlias)?;
+            let record = AliasRecord {
+                alias_name: alias_name.clone(),
+                account_id: account_id.clone(),
+                alias_arn: alias_arn.clone(),
+                target_key_id: target_key_id.clone(),
+                creation_date: now,
+                last_updated_date: now,
+            };
+            state.aliases.insert(id, record.clone());
+            changes.push(Change::Alias(account_id.clone(), alias_name.clone()));
+            Ok(CommandOutput::Alias(record))
+        }
+
+        Command::UpdateAlias {
+            account_id,
+            alias_name,
+            target_key_id,
+        } => {
+            let id = (account_id.clone(), alias_name.clone());
+            let alias = state
+                .aliases
+                .get(&id)
+                .ok_or_else(|| alias_not_found(alias_name))?;
+            let target = state
+                .keys
+                .get(target_key_id)
+                .filter(|k| k.account_id == *account_id)
+                .ok_or_else(|| target_not_found(&alias.alias_arn, target_key_id))?;
+            check_state(target, Operation::UpdateAlias)?;
+            if let Some(current) = state.keys.get(&alias.target_key_id) {
+                if current.key_spec != target.key_spec || current.key_usage != target.key_usage {
+                    return Err(DomainError::Validation(format!(
+                        "{} must be associated with a KMS key of the same key spec and key \
+                         usage as its current key",
+                        alias.alias_arn
+                    )));
+                }
+            }
+            let alias = state
+                .aliases
+                .get_mut(&id)
+                .ok_or_else(|| alias_not_found(alias_name))?;
+            alias.target_key_id = target_key_id.clone();
+            alias.last_updated_date = now;
+            let record = alias.clone();
+            changes.push(Change::Alias(account_id.clone(), alias_name.clone()));
+            Ok(CommandOutput::Alias(record))
+        }
+
+        Command::DeleteAlias {
+            account_id,
+            alias_name,
+        } => {
+            let id = (account_id.clone(), alias_name.clone());
+            if state.aliases.remove(&id).is_none() {
+                return Err(alias_not_found(alias_name));
+            }
+            changes.push(Change::Alias(account_id.clone(), alias_name.clone()));
+            Ok(CommandOutput::Done)
+        }
+
+        Command::TagResource { key_id, tags } => {
+            let key = key_mut(state, key_id)?;
+            check_state(key, Operation::TagResource)?;
+            validate_tags(tags)?;
+            let mut merged: BTreeMap<String, String> = key.tags.clone();
+            merged.extend(tags.iter().cloned());
+            if merged.len() > MAX_TAGS_PER_KEY {
+                return Err(too_many_tags());
+            }
+            key.tags = merged;
+            changes.push(Change::Key(key_id.clone()));
+            Ok(CommandOutput::Key(Box::new(key.clone())))
+        }
+
+        Command::UntagResource { key_id, tag_keys } => {
+            let key = key_mut(state, key_id)?;
+            check_state(key, Operation::UntagResource)?;
+            for k in tag_keys {
+                key.tags.remove(k);
+            }
+            changes.push(Change::Key(key_id.clone()));
+            Ok(CommandOutput::Key(Box::new(key.clone())))
+        }
+
+        Command::PutIdentity { identity } => {
+            state
+                .identities
+                .insert(identity.arn.clone(), identity.clone());
+            changes.push(Change::Identity(identity.arn.clone()));
+            Ok(CommandOutput::Done)
+        }
+
+        Command::PutAccessKey { record } => {
+            state
+                .access_keys
+                .insert(record.access_key_id.clone(), record.clone());
+            changes.push(Change::AccessKey(record.access_key_id.clone()));
+            Ok(CommandOutput::Done)
+        }
+    }
+}
+
+fn description_too_long() -> DomainError {
+    DomainError::Validation(format!(
+        "1 validation error detected: Value at 'description' failed to satisfy constraint: \
+         Member must have length less than or equal to {MAX_DESCRIPTION_LEN}"
+    ))
+}

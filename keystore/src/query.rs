@@ -1,0 +1,102 @@
+//! `query`: read-only answers from the replicated state.
+
+use std::ops::Bound;
+
+use crate::command::{Query, QueryOutput};
+use crate::model::{KeyState, State};
+
+/// Largest ListKeys page.
+pub const MAX_LIST_KEYS_LIMIT: u32 = 1000;
+/// Largest ListAliases page.
+pub const MAX_LIST_ALIASES_LIMIT: u32 = 100;
+
+/// Answers one query. Page sizes outside the API's range are clamped into it.
+pub fn query(state: &State, q: &Query) -> QueryOutput {
+    match q {
+        Query::GetKey { key_id } => QueryOutput::Key(state.keys.get(key_id).cloned().map(Box::new)),
+        Query::GetAlias {
+            account_id,
+            alias_name,
+        } => QueryOutput::Alias(
+            state
+                .aliases
+                .get(&(account_id.clone(), alias_name.clone()))
+                .cloned(),
+        ),
+        Query::ListKeys {
+            account_id,
+            limit,
+            marker,
+        } => {
+            let start = match marker {
+                Some(m) => Bound::Excluded(m.clone()),
+                None => Bound::Unbounded,
+            };
+            let mut items = state
+                .keys
+                .range::<String, _>((start, Bound::Unbounded))
+                .map(|(_, k)| k)
+                .filter(|k| k.account_id == *account_id);
+            let (keys, more) = page(&mut items, clamp(*limit, MAX_LIST_KEYS_LIMIT));
+            let next_marker = more
+                .then(|| keys.last().map(|k| k.key_id.clone()))
+                .flatten();
+            QueryOutput::Keys { keys, next_marker }
+        }
+        Query::ListAliases {
+            account_id,
+            key_id,
+            limit,
+            marker,
+        } => {
+            let start = match marker {
+                Some(m) => Bound::Excluded((account_id.clone(), m.clone())),
+                None => Bound::Included((account_id.clone(), String::new())),
+            };
+            let mut items = state
+                .aliases
+                .range((start, Bound::Unbounded))
+                .map(|(_, a)| a)
+                .take_while(|a| a.account_id == *account_id)
+                .filter(|a| key_id.as_ref().is_none_or(|id| a.target_key_id == *id));
+            let (aliases, more) = page(&mut items, clamp(*limit, MAX_LIST_ALIASES_LIMIT));
+            let next_marker = more
+                .then(|| aliases.last().map(|a| a.alias_name.clone()))
+                .flatten();
+            QueryOutput::Aliases {
+                aliases,
+                next_marker,
+            }
+        }
+        Query::GetIdentity { arn } => QueryOutput::Identity(state.identities.get(arn).cloned()),
+        Query::GetAccessKey { access_key_id } => {
+            QueryOutput::AccessKey(state.access_keys.get(access_key_id).cloned())
+        }
+        Query::DueForDeletion { now } => QueryOutput::KeyIds(
+            state
+                .keys
+                .values()
+                .filter(|k| {
+                    k.state == KeyState::PendingDeletion
+                        && k.deletion_date.is_some_and(|d| d <= *now)
+                })
+                .map(|k| k.key_id.clone())
+                .collect(),
+        ),
+    }
+}
+
+fn clamp(limit: u32, max: u32) -> usize {
+    // u32 -> usize is lossless on every platform keyraft targets (32 and 64 bit).
+    usize::try_from(limit.clamp(1, max)).unwrap_or(1)
+}
+
+/// Takes up to `limit` items and reports whether any remain.
+fn page<'a, T: Clone + 'a>(
+    items: &mut impl Iterator<Item = &'a T>,
+    limit: usize,
+) -> (Vec<T>, bool) {
+    let out: Vec<T> = items.by_ref().take(limit).cloned().collect();
+    let more = items.next().is_some();
+    (out, more)
+}

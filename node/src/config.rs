@@ -1,0 +1,310 @@
+//! Configuration of the two long-running roles, `keyraft node` and `keyraft front`.
+//!
+//! Every setting is a flag, a `KEYRAFT_*` environment variable and a key in a TOML file
+//! (`--config`); flags and env win over the file. Secrets are passed as file paths only.
+//! `validate()` turns the raw, all-optional form into immutable parameters.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+/// TLS files shared by both roles: the deployment CA, and this process's certificate and key.
+#[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsArgs {
+    /// CA certificate (PEM) that peers and clients must chain to.
+    #[arg(long = "tls-ca", env = "KEYRAFT_TLS_CA")]
+    #[serde(rename = "ca")]
+    pub tls_ca: Option<PathBuf>,
+    /// This process's certificate chain (PEM).
+    #[arg(long = "tls-cert", env = "KEYRAFT_TLS_CERT")]
+    #[serde(rename = "cert")]
+    pub tls_cert: Option<PathBuf>,
+    /// This process's private key (PEM).
+    #[arg(long = "tls-key", env = "KEYRAFT_TLS_KEY")]
+    #[serde(rename = "key")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn merge(self, file: TlsArgs) -> TlsArgs {
+        TlsArgs {
+            tls_ca: self.tls_ca.or(file.tls_ca),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+        }
+    }
+
+    fn validate(self) -> anyhow::Result<raft::TlsFiles> {
+        Ok(raft::TlsFiles {
+            ca: require(self.tls_ca, "tls-ca")?,
+            cert: require(self.tls_cert, "tls-cert")?,
+            key: require(self.tls_key, "tls-key")?,
+        })
+    }
+}
+
+/// `keyraft node`: one storage node of a region's Raft cluster.
+#[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeArgs {
+    /// TOML file with any of these settings (flags and env override it).
+    #[arg(long, env = "KEYRAFT_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// This node's Raft id (unique in the region, > 0).
+    #[arg(long, env = "KEYRAFT_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Address to listen on for Raft and store RPCs.
+    #[arg(long, env = "KEYRAFT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// host:port peers and fronts use to reach this node (defaults to `listen`).
+    #[arg(long, env = "KEYRAFT_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Directory for the Raft log and state machine.
+    #[arg(long, env = "KEYRAFT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Storage backend: `redb` (default) or `sled`.
+    #[arg(long, env = "KEYRAFT_STORAGE")]
+    pub storage: Option<String>,
+    /// Initial members as `id=host:port`, comma-separated; the lowest id initializes the cluster.
+    #[arg(long, env = "KEYRAFT_PEERS", value_delimiter = ',')]
+    pub peers: Option<Vec<String>>,
+    /// TLS files (a `[tls]` table in TOML: `ca`, `cert`, `key`).
+    #[command(flatten)]
+    #[serde(default)]
+    pub tls: TlsArgs,
+}
+
+impl NodeArgs {
+    /// Merges the TOML file (if any) under the flags and checks every setting.
+    pub fn validate(self) -> anyhow::Result<raft::StorageNodeConfig> {
+        let file: NodeArgs = read_toml(self.config.as_deref())?;
+        let node_id = require(self.node_id.or(file.node_id), "node-id")?;
+        if node_id == 0 {
+            bail!("node-id must be greater than 0");
+        }
+        let listen = require(self.listen.or(file.listen), "listen")?;
+        let advertise = self
+            .advertise
+            .or(file.advertise)
+            .unwrap_or_else(|| listen.to_string());
+        let data_dir = require(self.data_dir.or(file.data_dir), "data-dir")?;
+        let backend = match self.storage.or(file.storage).as_deref().unwrap_or("redb") {
+            "redb" => raft::Backend::Redb,
+            "sled" => raft::Backend::Sled,
+            other => bail!("unknown storage backend {other:?} (expected redb or sled)"),
+        };
+        let peers = parse_peers(&self.peers.or(file.peers).unwrap_or_default())?;
+        if !peers.is_empty() && !peers.contains_key(&node_id) {
+            bail!("peers must include this node (id {node_id})");
+        }
+        Ok(raft::StorageNodeConfig {
+            node_id,
+            listen,
+            advertise,
+            data_dir,
+            backend,
+            tls: self.tls.merge(file.tls).validate()?,
+            peers,
+        })
+    }
+}
+
+/// `keyraft front`: the stateless tier serving the AWS KMS JSON API and the gRPC API.
+#[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontArgs {
+    /// TOML file with any of these settings (flags and env override it).
+    #[arg(long, env = "KEYRAFT_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// AWS region this front serves (e.g. us-east-1).
+    #[arg(long, env = "KEYRAFT_REGION")]
+    pub region: Option<String>,
+    /// HTTPS listener for the AWS KMS JSON 1.1 protocol.
+    #[arg(long, env = "KEYRAFT_JSON_LISTEN")]
+    pub json_listen: Option<SocketAddr>,
+    /// gRPC (mTLS) listener.
+    #[arg(long, env = "KEYRAFT_GRPC_LISTEN")]
+    pub grpc_listen: Option<SocketAddr>,
+    /// Storage nodes (host:port), comma-separated.
+    #[arg(long, env = "KEYRAFT_STORE", value_delimiter = ',')]
+    pub store: Option<Vec<String>>,
+    /// File holding the region domain key (32 bytes, mode 0600).
+    #[arg(long, env = "KEYRAFT_DOMAIN_KEY_FILE")]
+    pub domain_key_file: Option<PathBuf>,
+    /// Require a client certificate on the JSON endpoint too.
+    #[arg(long, env = "KEYRAFT_STRICT_CLIENT_CERT")]
+    pub strict_client_cert: Option<bool>,
+    /// Upper bound on how stale a cached key record may be, in milliseconds (default 1000).
+    #[arg(long, env = "KEYRAFT_CACHE_STALENESS_MS")]
+    pub cache_staleness_ms: Option<u64>,
+    /// TLS files (a `[tls]` table in TOML: `ca`, `cert`, `key`).
+    #[command(flatten)]
+    #[serde(default)]
+    pub tls: TlsArgs,
+}
+
+/// Validated front parameters (before the domain key is read).
+#[derive(Clone, Debug)]
+pub struct FrontParams {
+    /// Region.
+    pub region: String,
+    /// JSON listener.
+    pub json_listen: SocketAddr,
+    /// gRPC listener.
+    pub grpc_listen: SocketAddr,
+    /// Storage nodes.
+    pub store: Vec<String>,
+    /// Domain key file.
+    pub domain_key_file: PathBuf,
+    /// Client certificate required on the JSON endpoint.
+    pub strict_client_cert: bool,
+    /// Cache staleness bound.
+    pub cache_staleness: Duration,
+    /// TLS files.
+    pub tls: raft::TlsFiles,
+}
+
+impl FrontArgs {
+    /// Merges the TOML file (if any) under the flags and checks every setting.
+    pub fn validate(self) -> anyhow::Result<FrontParams> {
+        let file: FrontArgs = read_toml(self.config.as_deref())?;
+        let region = require(self.region.or(file.region), "region")?;
+        if !is_region_name(&region) {
+            bail!("region {region:?} is not a region name like us-east-1");
+        }
+        let store = require(self.store.or(file.store), "store")?;
+        if store.is_empty() {
+            bail!("store needs at least one storage node address");
+        }
+        Ok(FrontParams {
+            region,
+            json_listen: require(self.json_listen.or(file.json_listen), "json-listen")?,
+            grpc_listen: require(self.grpc_listen.or(file.grpc_listen), "grpc-listen")?,
+            store,
+            domain_key_file: require(
+                self.domain_key_file.or(file.domain_key_file),
+                "domain-key-file",
+            )?,
+            strict_client_cert: self
+                .strict_client_cert
+                .or(file.strict_client_cert)
+                .unwrap_or(false),
+            cache_staleness: Duration::from_millis(
+                self.cache_staleness_ms
+                    .or(file.cache_staleness_ms)
+                    .unwrap_or(1000),
+            ),
+            tls: self.tls.merge(file.tls).validate()?,
+        })
+    }
+}
+
+/// `us-east-1`-shaped: lowercase letters and digits in dash-separated parts.
+pub fn is_region_name(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+fn parse_peers(raw: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut peers = BTreeMap::new();
+    for entry in raw {
+        let (id, addr) = entry
+            .split_once('=')
+            .with_context(|| format!("peer {entry:?} is not id=host:port"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("peer id in {entry:?}"))?;
+        if addr.rsplit_once(':').is_none() {
+            bail!("peer {entry:?} has no port");
+        }
+        if peers.insert(id, addr.trim().to_string()).is_some() {
+            bail!("peer id {id} appears twice");
+        }
+    }
+    Ok(peers)
+}
+
+fn read_toml<T: for<'de> Deserialize<'de> + Default>(path: Option<&Path>) -> anyhow::Result<T> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn require<T>(value: Option<T>, name: &str) -> anyhow::Result<T> {
+    value.with_context(|| {
+        format!(
+            "missing setting {name} (flag --{name}, env KEYRAFT_{}, or config file)",
+            name.to_uppercase().replace('-', "_")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_reject_duplicates() {
+        let ok = parse_peers(&["1=127.0.0.1:1".into(), "2=localhost:2".into()]).unwrap();
+        assert_eq!(ok.get(&2).map(String::as_str), Some("localhost:2"));
+        assert!(parse_peers(&["1=a:1".into(), "1=b:2".into()]).is_err());
+        assert!(parse_peers(&["x=a:1".into()]).is_err());
+        assert!(parse_peers(&["1=nohost".into()]).is_err());
+    }
+
+    #[test]
+    fn flags_override_the_toml_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "node_id = 2\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\npeers = [\"2=127.0.0.1:9000\"]\n[tls]\nca = \"ca\"\ncert = \"c\"\nkey = \"k\"\n",
+        )
+        .unwrap();
+        let args = NodeArgs {
+            config: Some(file),
+            storage: Some("sled".into()),
+            ..Default::default()
+        };
+        let cfg = args.validate().unwrap();
+        assert_eq!(cfg.node_id, 2);
+        assert_eq!(cfg.advertise, "127.0.0.1:9000");
+        assert!(matches!(cfg.backend, raft::Backend::Sled));
+    }
+
+    #[test]
+    fn unknown_toml_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, "node_idd = 2\n").unwrap();
+        let args = NodeArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        assert!(args.validate().is_err());
+    }
+
+    #[test]
+    fn region_names_are_checked() {
+        assert!(is_region_name("us-east-1"));
+        assert!(is_region_name("eu-central-2"));
+        assert!(!is_region_name("US-east-1"));
+        assert!(!is_region_name("useast1"));
+    }
+}

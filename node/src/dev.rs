@@ -1,0 +1,409 @@
+//! `keyraft dev`: one whole region on loopback, for laptops and CI.
+//!
+//! ```text
+//! keyraft dev --dir DIR
+//!   ├─ DIR/ca.pem, storage.pem, front.pem, admin.pem, app.pem (+ .key, 0600)   generated once
+//!   ├─ DIR/domain-key (0600), DIR/credentials.json (0600)                     generated once
+//!   ├─ child `keyraft node --config DIR/node-N.toml` × N  → DIR/pids/node-N.pid, DIR/logs/
+//!   ├─ front (in this process): AWS JSON on port-base, gRPC on port-base+1
+//!   ├─ bootstrap: identities + access keys proposed through Raft (idempotent puts)
+//!   └─ DIR/env: shell exports for aws CLI, boto3, the Rust SDK and kmsctl
+//! ```
+//! Restarting on the same DIR reuses every file, so keys, certificates and credentials survive.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use tokio::process::{Child, Command};
+
+use keystore::crypto::{self, DomainKey};
+use keystore::model::{AccessKeyRecord, IdentityRecord};
+
+use crate::certs::{write_pair, write_private, DevCa};
+use crate::config::{is_region_name, FrontParams};
+
+/// The account the dev identities belong to.
+pub const DEV_ACCOUNT: &str = "111122223333";
+/// The administrator identity (may do everything with the account's keys).
+pub const DEV_ADMIN_ARN: &str = "arn:aws:iam::111122223333:role/Admin";
+/// The unprivileged identity of the same account.
+pub const DEV_APP_ARN: &str = "arn:aws:iam::111122223333:role/App";
+
+/// `keyraft dev` arguments.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DevArgs {
+    /// Directory holding certificates, keys, data and the env file.
+    #[arg(long, env = "KEYRAFT_DEV_DIR", default_value = ".dev")]
+    pub dir: PathBuf,
+    /// Number of storage nodes.
+    #[arg(long, env = "KEYRAFT_DEV_NODES", default_value_t = 3)]
+    pub nodes: u64,
+    /// Region name.
+    #[arg(long, env = "KEYRAFT_DEV_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// First loopback port: AWS JSON on it, gRPC on +1, storage node N on +10+N.
+    #[arg(long, env = "KEYRAFT_DEV_PORT_BASE", default_value_t = 7400)]
+    pub port_base: u16,
+    /// Storage backend for the nodes (`redb` or `sled`).
+    #[arg(long, env = "KEYRAFT_DEV_STORAGE", default_value = "redb")]
+    pub storage: String,
+    /// Two regions (`A,B`): reserved for multi-region keys.
+    #[arg(long)]
+    pub regions: Option<String>,
+}
+
+/// Dev credentials persisted across restarts (mode 0600).
+#[derive(Clone, Serialize, Deserialize)]
+struct Credentials {
+    admin_access_key_id: String,
+    admin_secret_access_key: String,
+    app_access_key_id: String,
+    app_secret_access_key: String,
+}
+
+/// Everything a running dev region exposes.
+pub struct DevRegion {
+    /// The env file.
+    pub env_file: PathBuf,
+    /// AWS JSON endpoint URL.
+    pub json_url: String,
+    /// gRPC endpoint URL.
+    pub grpc_url: String,
+    children: Vec<Child>,
+    front: crate::roles::RunningFront,
+}
+
+impl DevRegion {
+    /// Stops the front and kills the storage nodes.
+    pub async fn stop(mut self) {
+        self.front.stop().await;
+        for child in &mut self.children {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// Starts (or restarts) a dev region in `args.dir` and returns once it serves requests.
+pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
+    if args.regions.is_some() {
+        bail!("--regions (two-region dev clusters) is not available yet: it comes with multi-region keys");
+    }
+    if !is_region_name(&args.region) {
+        bail!(
+            "--region {:?} is not a region name like us-east-1",
+            args.region
+        );
+    }
+    if args.nodes == 0 || args.nodes > 9 {
+        bail!("--nodes must be between 1 and 9");
+    }
+    fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let dir = fs::canonicalize(&args.dir)?;
+    for sub in ["pids", "logs", "data"] {
+        fs::create_dir_all(dir.join(sub))?;
+    }
+    stop_stale_children(&dir);
+    ensure_pki(&dir)?;
+    let domain_key = ensure_domain_key(&dir)?;
+    let creds = ensure_credentials(&dir)?;
+
+    let node_addr = |id: u64| format!("127.0.0.1:{}", args.port_base as u64 + 10 + id);
+    let peers: Vec<String> = (1..=args.nodes)
+        .map(|id| format!("{id}={}", node_addr(id)))
+        .collect();
+    let mut children = Vec::new();
+    for id in 1..=args.nodes {
+        let config = dir.join(format!("node-{id}.toml"));
+        let toml = format!(
+            "node_id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{data}\"\nstorage = \"{storage}\"\npeers = {peers:?}\n\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
+            addr = node_addr(id),
+            data = dir.join("data").join(format!("node-{id}")).display(),
+            storage = args.storage,
+            ca = dir.join("ca.pem").display(),
+            cert = dir.join("storage.pem").display(),
+            key = dir.join("storage.key").display(),
+        );
+        fs::write(&config, toml)?;
+        children.push(spawn_node(&dir, id, &config)?);
+    }
+
+    let params = FrontParams {
+        region: args.region.clone(),
+        json_listen: format!("127.0.0.1:{}", args.port_base).parse()?,
+        grpc_listen: format!("127.0.0.1:{}", args.port_base + 1).parse()?,
+        store: (1..=args.nodes).map(node_addr).collect(),
+        domain_key_file: dir.join("domain-key"),
+        strict_client_cert: false,
+        cache_staleness: Duration::from_secs(1),
+        tls: raft::TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("front.pem"),
+            key: dir.join("front.key"),
+        },
+    };
+    let front = crate::roles::start_front(&params).await?;
+    bootstrap_identities(&front, &domain_key, &creds).await?;
+
+    let json_url = format!("https://127.0.0.1:{}", front.json_addr.port());
+    let grpc_url = format!("https://127.0.0.1:{}", front.grpc_addr.port());
+    let env_file = dir.join("env");
+    write_private(
+        &env_file,
+        env_file_text(&dir, &args.region, &json_url, &grpc_url, &creds).as_bytes(),
+    )?;
+    Ok(DevRegion {
+        env_file,
+        json_url,
+        grpc_url,
+        children,
+        front,
+    })
+}
+
+/// The `keyraft dev` command: start, print the banner, serve until Ctrl-C / SIGTERM.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let region = start(&args).await?;
+    println!(
+        "keyraft dev: region {} with {} storage nodes is up\n  AWS KMS JSON endpoint: {}\n  gRPC endpoint:         {}\n\nIn another shell:\n  source {}\n  aws kms create-key --description demo\n\nCtrl-C stops the region; starting again on the same --dir keeps every key.",
+        args.region,
+        args.nodes,
+        region.json_url,
+        region.grpc_url,
+        region.env_file.display()
+    );
+    crate::shutdown_signal().await;
+    region.stop().await;
+    Ok(())
+}
+
+fn spawn_node(dir: &Path, id: u64, config: &Path) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("locating the keyraft binary")?;
+    let log = fs::File::create(dir.join("logs").join(format!("node-{id}.log")))?;
+    let child = Command::new(exe)
+        .arg("node")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting a storage node")?;
+    let pid = child.id().context("storage node exited at once")?;
+    fs::write(
+        dir.join("pids").join(format!("node-{id}.pid")),
+        pid.to_string(),
+    )?;
+    Ok(child)
+}
+
+/// Kills storage nodes left running by an earlier dev process on the same directory (it may
+/// have been killed without a chance to stop them), so ports and data dirs are free.
+fn stop_stale_children(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir.join("pids")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let pid = pid.trim();
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("keyraft") && cmdline.contains(&*dir.to_string_lossy()) {
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(pid)
+                .status();
+        }
+        let _ = fs::remove_file(entry.path());
+    }
+}
+
+fn ensure_pki(dir: &Path) -> anyhow::Result<()> {
+    if dir.join("ca.pem").exists() && dir.join("app.key").exists() {
+        return Ok(());
+    }
+    let ca = DevCa::generate("keyraft dev CA")?;
+    fs::write(dir.join("ca.pem"), ca.cert_pem())?;
+    let hosts = ["localhost", "127.0.0.1", "::1"];
+    write_pair(
+        dir,
+        "storage",
+        ca.issue_server("keyraft storage node", &hosts)?,
+    )?;
+    write_pair(dir, "front", ca.issue_server("keyraft front", &hosts)?)?;
+    write_pair(dir, "admin", ca.issue_client(DEV_ADMIN_ARN)?)?;
+    // Written last: its presence marks a complete PKI.
+    write_pair(dir, "app", ca.issue_client(DEV_APP_ARN)?)?;
+    Ok(())
+}
+
+fn ensure_domain_key(dir: &Path) -> anyhow::Result<DomainKey> {
+    let path = dir.join("domain-key");
+    if !path.exists() {
+        let key = DomainKey::generate(1);
+        write_private(&path, key.expose_secret())?;
+    }
+    crate::roles::read_domain_key(&path)
+}
+
+fn ensure_credentials(dir: &Path) -> anyhow::Result<Credentials> {
+    let path = dir.join("credentials.json");
+    if let Ok(text) = fs::read_to_string(&path) {
+        return serde_json::from_str(&text).context("parsing credentials.json");
+    }
+    let creds = Credentials {
+        admin_access_key_id: new_access_key_id(),
+        admin_secret_access_key: new_secret_access_key(),
+        app_access_key_id: new_access_key_id(),
+        app_secret_access_key: new_secret_access_key(),
+    };
+    write_private(&path, serde_json::to_string_pretty(&creds)?.as_bytes())?;
+    Ok(creds)
+}
+
+/// `AKIA` + 16 characters of base32, like AWS access key ids.
+pub fn new_access_key_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let random = crypto::random_secret(16);
+    let tail: String = random
+        .expose_secret()
+        .iter()
+        .map(|b| ALPHABET[(*b & 31) as usize] as char)
+        .collect();
+    format!("AKIA{tail}")
+}
+
+/// 40 characters from AWS's secret alphabet (base64 of 30 random bytes).
+pub fn new_secret_access_key() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(crypto::random_secret(30).expose_secret())
+}
+
+async fn bootstrap_identities(
+    front: &crate::roles::RunningFront,
+    domain_key: &DomainKey,
+    creds: &Credentials,
+) -> anyhow::Result<()> {
+    use keystore::command::Command;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    let mut commands = vec![
+        Command::PutIdentity {
+            identity: IdentityRecord {
+                arn: format!("arn:aws:iam::{DEV_ACCOUNT}:root"),
+                account_id: DEV_ACCOUNT.into(),
+                admin: true,
+            },
+        },
+        Command::PutIdentity {
+            identity: IdentityRecord {
+                arn: DEV_ADMIN_ARN.into(),
+                account_id: DEV_ACCOUNT.into(),
+                admin: true,
+            },
+        },
+        Command::PutIdentity {
+            identity: IdentityRecord {
+                arn: DEV_APP_ARN.into(),
+                account_id: DEV_ACCOUNT.into(),
+                admin: false,
+            },
+        },
+    ];
+    for (id, secret, arn) in [
+        (
+            &creds.admin_access_key_id,
+            &creds.admin_secret_access_key,
+            DEV_ADMIN_ARN,
+        ),
+        (
+            &creds.app_access_key_id,
+            &creds.app_secret_access_key,
+            DEV_APP_ARN,
+        ),
+    ] {
+        let secret = crypto::Secret::new(secret.as_bytes().to_vec());
+        commands.push(Command::PutAccessKey {
+            record: AccessKeyRecord {
+                access_key_id: id.clone(),
+                principal_arn: arn.into(),
+                account_id: DEV_ACCOUNT.into(),
+                wrapped_secret: crypto::wrap_access_secret(domain_key, id, &secret),
+                created_at: now,
+            },
+        });
+    }
+    for command in commands {
+        front
+            .propose_with_retry(command, Duration::from_secs(60))
+            .await?;
+    }
+    Ok(())
+}
+
+fn env_file_text(
+    dir: &Path,
+    region: &str,
+    json_url: &str,
+    grpc_url: &str,
+    creds: &Credentials,
+) -> String {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let lines = [
+        ("KMS_ENDPOINT", json_url.to_string()),
+        ("KMS_GRPC_ENDPOINT", grpc_url.to_string()),
+        ("KMS_REGION", region.to_string()),
+        ("KMS_ACCOUNT_ID", DEV_ACCOUNT.to_string()),
+        ("AWS_ENDPOINT_URL_KMS", json_url.to_string()),
+        ("AWS_DEFAULT_REGION", region.to_string()),
+        ("AWS_REGION", region.to_string()),
+        ("AWS_ACCESS_KEY_ID", creds.admin_access_key_id.clone()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            creds.admin_secret_access_key.clone(),
+        ),
+        ("AWS_CA_BUNDLE", p("ca.pem")),
+        ("KMS_CA_BUNDLE", p("ca.pem")),
+        ("KMS_CLIENT_CERT", p("admin.pem")),
+        ("KMS_CLIENT_KEY", p("admin.key")),
+        ("KMS_PRINCIPAL_ARN", DEV_ADMIN_ARN.to_string()),
+        ("KMS_ALT_ACCESS_KEY_ID", creds.app_access_key_id.clone()),
+        (
+            "KMS_ALT_SECRET_ACCESS_KEY",
+            creds.app_secret_access_key.clone(),
+        ),
+        ("KMS_ALT_PRINCIPAL_ARN", DEV_APP_ARN.to_string()),
+        ("KMS_ALT_CLIENT_CERT", p("app.pem")),
+        ("KMS_ALT_CLIENT_KEY", p("app.key")),
+    ];
+    let mut text = String::from("# Written by `keyraft dev`. Use: source this file.\n");
+    for (name, value) in lines {
+        text.push_str(&format!("export {name}='{value}'\n"));
+    }
+    text.push_str("# KMS_ENDPOINT_B / KMS_REGION_B are added by `keyraft dev --regions A,B`.\n");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_key_ids_look_like_aws() {
+        let id = new_access_key_id();
+        assert_eq!(id.len(), 20);
+        assert!(id.starts_with("AKIA"));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
+        assert_ne!(id, new_access_key_id());
+        assert_eq!(new_secret_access_key().len(), 40);
+    }
+}

@@ -1,0 +1,1167 @@
+//! The gRPC adapter (`proto/kms/v1`, package `keyraft.kms.v1`) over the transport-independent
+//! [`Kms`] operations.
+//!
+//! # Layout
+//!
+//! ```text
+//! TCP --mTLS (client cert required, chains to the CA)--> tonic Server
+//!   KmsService::<op>(Request<pb::XRequest>)
+//!     caller_of(request)        leaf cert -> clientAuth EKU + one IAM ARN URI SAN -> Caller
+//!     convert::x_request(pb)    proto -> shapes (serde AWS shapes; empty = absent)
+//!     Kms::<op>(&caller, req)   validate -> resolve -> authorize -> act
+//!     convert::x_response(out)  shapes -> proto
+//!   KmsError --From--> tonic::Status { code, message, metadata x-kms-error-type: <__type> }
+//! ```
+//!
+//! Proto3 cannot tell an empty string, map or list from an absent one; this adapter maps
+//! empty to absent (`None`) so that a missing required member gets AWS's
+//! "Value null at 'keyId'" `ValidationException`, exactly as on the JSON endpoint. Blobs that
+//! are required (plaintext, ciphertext) are always passed, so an empty one meets the length
+//! constraint instead.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
+
+use super::authz::Caller;
+use super::errors::KmsError;
+use super::ops::Kms;
+
+/// Messages and the server trait generated from `proto/kms/v1/kms.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("keyraft.kms.v1");
+}
+
+use pb::kms_server::{Kms as KmsService, KmsServer};
+
+/// The metadata key carrying the AWS error `__type` on every failed call.
+pub const ERROR_TYPE_METADATA_KEY: &str = "x-kms-error-type";
+
+/// Most items one batch call may carry.
+pub const MAX_BATCH_ITEMS: usize = 1000;
+
+/// How many items of one batch run at once.
+const BATCH_CONCURRENCY: usize = 32;
+
+/// Largest message accepted or sent: a full batch of 1000 items of 4 KiB plaintext plus
+/// context and framing fits well within this.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+impl From<KmsError> for Status {
+    fn from(e: KmsError) -> Self {
+        use tonic::Code;
+        use KmsError::*;
+        let code = match &e {
+            Validation(_)
+            | Serialization(_)
+            | InvalidAliasName(_)
+            | InvalidArn(_)
+            | InvalidMarker(_)
+            | InvalidCiphertext(_)
+            | IncorrectKey(_)
+            | InvalidKeyUsage(_)
+            | InvalidGrantToken(_)
+            | Tag(_)
+            | MalformedPolicyDocument(_) => Code::InvalidArgument,
+            NotFound(_) => Code::NotFound,
+            AlreadyExists(_) => Code::AlreadyExists,
+            Disabled(_) | InvalidState(_) | DryRunOperation(_) => Code::FailedPrecondition,
+            LimitExceeded(_) | RequestTooLarge(_) => Code::ResourceExhausted,
+            NotAuthorized(_) | AccessDenied(_) => Code::PermissionDenied,
+            UnrecognizedClient(_)
+            | InvalidSignature(_)
+            | IncompleteSignature(_)
+            | MissingAuthenticationToken(_) => Code::Unauthenticated,
+            UnknownOperation(_) | UnsupportedOperation(_) => Code::Unimplemented,
+            // Retryable: clients back off and may fail over to another front.
+            DependencyTimeout(_) => Code::Unavailable,
+            Internal(_) => Code::Internal,
+        };
+        let mut status = Status::new(code, e.to_string());
+        status.metadata_mut().insert(
+            ERROR_TYPE_METADATA_KEY,
+            tonic::metadata::MetadataValue::from_static(e.aws_type()),
+        );
+        status
+    }
+}
+
+/// The server TLS configuration of the gRPC endpoint: this front's identity, and a client
+/// certificate chaining to the deployment CA is required on every connection.
+pub fn server_tls(files: &raft::TlsFiles) -> anyhow::Result<ServerTlsConfig> {
+    let read =
+        |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(read(&files.cert)?, read(&files.key)?))
+        .client_ca_root(Certificate::from_pem(read(&files.ca)?))
+        .client_auth_optional(false))
+}
+
+/// Serves the gRPC KMS API on `listener` until `shutdown` resolves. mTLS is always required.
+pub async fn serve_grpc(
+    kms: Arc<Kms>,
+    listener: TcpListener,
+    tls: ServerTlsConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let tls = tls.client_auth_optional(false);
+    Server::builder()
+        .tls_config(tls)
+        .context("gRPC TLS configuration")?
+        .add_service(service(kms))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .context("serving gRPC")
+}
+
+/// The tonic service, for embedding in another server (tests, a combined router).
+pub fn service(kms: Arc<Kms>) -> KmsServer<GrpcKms> {
+    KmsServer::new(GrpcKms { kms })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
+
+/// Implements the generated service trait over [`Kms`].
+pub struct GrpcKms {
+    kms: Arc<Kms>,
+}
+
+fn unauthenticated(message: &str) -> Status {
+    Status::from(KmsError::UnrecognizedClient(message.to_owned()))
+}
+
+/// The caller named by the request's client certificate.
+fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
+    let certs = request
+        .peer_certs()
+        .ok_or_else(|| unauthenticated("A client certificate is required."))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| unauthenticated("A client certificate is required."))?;
+    caller_from_cert(leaf.as_ref())
+}
+
+/// Authenticates a client certificate (DER): it must carry the clientAuth EKU and exactly one
+/// URI SAN holding an IAM principal ARN (`arn:aws:iam::111122223333:role/App`). Chain
+/// validation against the CA is rustls's job and has happened before this is called.
+pub fn caller_from_cert(der: &[u8]) -> Result<Caller, Status> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|_| unauthenticated("The client certificate cannot be parsed."))?;
+    let client_auth = matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.client_auth);
+    if !client_auth {
+        return Err(unauthenticated(
+            "The client certificate is not valid for client authentication (no clientAuth extended key usage).",
+        ));
+    }
+    let san = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san,
+        _ => {
+            return Err(unauthenticated(
+                "The client certificate names no principal (no URI SAN).",
+            ))
+        }
+    };
+    let mut callers = san.value.general_names.iter().filter_map(|n| match n {
+        GeneralName::URI(uri) => Caller::from_principal_arn(uri),
+        _ => None,
+    });
+    match (callers.next(), callers.next()) {
+        (Some(caller), None) => Ok(caller),
+        (None, _) => Err(unauthenticated(
+            "The client certificate names no principal (no URI SAN holding an IAM ARN).",
+        )),
+        (Some(_), Some(_)) => Err(unauthenticated(
+            "The client certificate names more than one principal.",
+        )),
+    }
+}
+
+/// One span per call: the operation and who called, never a request member.
+fn request_span(op: &'static str, caller: &Caller) -> tracing::Span {
+    tracing::debug_span!("grpc", op, principal = %caller.principal_arn)
+}
+
+// `async_trait` rewrites `async fn`s it can see, so the macro emits the whole impl (with the
+// attribute) rather than methods inside an annotated impl.
+macro_rules! kms_service {
+    (
+        unary { $($method:ident($req:ident -> $resp:ident) => $to_req:path, $to_resp:path;)* }
+        other { $($other:tt)* }
+    ) => {
+        #[tonic::async_trait]
+        impl KmsService for GrpcKms {
+            $(
+                async fn $method(&self, request: Request<pb::$req>) -> Result<Response<pb::$resp>, Status> {
+                    let caller = caller_of(&request)?;
+                    let span = request_span(stringify!($method), &caller);
+                    let out = self
+                        .kms
+                        .$method(&caller, $to_req(request.into_inner()))
+                        .instrument(span)
+                        .await?;
+                    Ok(Response::new($to_resp(out)))
+                }
+            )*
+            $($other)*
+        }
+    };
+}
+
+kms_service! {
+    unary {
+        create_key(CreateKeyRequest -> CreateKeyResponse) => convert::create_key, convert::create_key_out;
+        describe_key(DescribeKeyRequest -> DescribeKeyResponse) => convert::describe_key, convert::describe_key_out;
+        list_keys(ListKeysRequest -> ListKeysResponse) => convert::list_keys, convert::list_keys_out;
+        enable_key(EnableKeyRequest -> EnableKeyResponse) => convert::enable_key, convert::empty;
+        disable_key(DisableKeyRequest -> DisableKeyResponse) => convert::disable_key, convert::empty;
+        update_key_description(UpdateKeyDescriptionRequest -> UpdateKeyDescriptionResponse)
+            => convert::update_key_description, convert::empty;
+        schedule_key_deletion(ScheduleKeyDeletionRequest -> ScheduleKeyDeletionResponse)
+            => convert::schedule_key_deletion, convert::schedule_key_deletion_out;
+        cancel_key_deletion(CancelKeyDeletionRequest -> CancelKeyDeletionResponse)
+            => convert::cancel_key_deletion, convert::cancel_key_deletion_out;
+        create_alias(CreateAliasRequest -> CreateAliasResponse) => convert::create_alias, convert::empty;
+        update_alias(UpdateAliasRequest -> UpdateAliasResponse) => convert::update_alias, convert::empty;
+        delete_alias(DeleteAliasRequest -> DeleteAliasResponse) => convert::delete_alias, convert::empty;
+        list_aliases(ListAliasesRequest -> ListAliasesResponse) => convert::list_aliases, convert::list_aliases_out;
+        tag_resource(TagResourceRequest -> TagResourceResponse) => convert::tag_resource, convert::empty;
+        untag_resource(UntagResourceRequest -> UntagResourceResponse) => convert::untag_resource, convert::empty;
+        list_resource_tags(ListResourceTagsRequest -> ListResourceTagsResponse)
+            => convert::list_resource_tags, convert::list_resource_tags_out;
+        encrypt(EncryptRequest -> EncryptResponse) => convert::encrypt, convert::encrypt_out;
+        decrypt(DecryptRequest -> DecryptResponse) => convert::decrypt, convert::decrypt_out;
+        re_encrypt(ReEncryptRequest -> ReEncryptResponse) => convert::re_encrypt, convert::re_encrypt_out;
+        generate_data_key(GenerateDataKeyRequest -> GenerateDataKeyResponse)
+            => convert::generate_data_key, convert::generate_data_key_out;
+        generate_data_key_without_plaintext(
+            GenerateDataKeyWithoutPlaintextRequest -> GenerateDataKeyWithoutPlaintextResponse)
+            => convert::generate_data_key_without_plaintext, convert::generate_data_key_without_plaintext_out;
+        generate_random(GenerateRandomRequest -> GenerateRandomResponse)
+            => convert::generate_random, convert::generate_random_out;
+    }
+    other {
+    async fn batch_encrypt(
+        &self,
+        request: Request<pb::BatchEncryptRequest>,
+    ) -> Result<Response<pb::BatchEncryptResponse>, Status> {
+        let caller = caller_of(&request)?;
+        let span = request_span("batch_encrypt", &caller);
+        let items = request.into_inner().items;
+        check_batch(items.len())?;
+        let kms = &self.kms;
+        let caller = &caller;
+        let results = futures::stream::iter(items)
+            .map(|item| async move {
+                let result = match kms.encrypt(caller, convert::encrypt(item)).await {
+                    Ok(out) => pb::batch_encrypt_result::Result::Ok(convert::encrypt_out(out)),
+                    Err(e) => pb::batch_encrypt_result::Result::Error(convert::item_error(&e)),
+                };
+                pb::BatchEncryptResult {
+                    result: Some(result),
+                }
+            })
+            .buffered(BATCH_CONCURRENCY)
+            .collect()
+            .instrument(span)
+            .await;
+        Ok(Response::new(pb::BatchEncryptResponse { results }))
+    }
+
+    async fn batch_decrypt(
+        &self,
+        request: Request<pb::BatchDecryptRequest>,
+    ) -> Result<Response<pb::BatchDecryptResponse>, Status> {
+        let caller = caller_of(&request)?;
+        let span = request_span("batch_decrypt", &caller);
+        let items = request.into_inner().items;
+        check_batch(items.len())?;
+        let kms = &self.kms;
+        let caller = &caller;
+        let results = futures::stream::iter(items)
+            .map(|item| async move {
+                let result = match kms.decrypt(caller, convert::decrypt(item)).await {
+                    Ok(out) => pb::batch_decrypt_result::Result::Ok(convert::decrypt_out(out)),
+                    Err(e) => pb::batch_decrypt_result::Result::Error(convert::item_error(&e)),
+                };
+                pb::BatchDecryptResult {
+                    result: Some(result),
+                }
+            })
+            .buffered(BATCH_CONCURRENCY)
+            .collect()
+            .instrument(span)
+            .await;
+        Ok(Response::new(pb::BatchDecryptResponse { results }))
+    }
+    }
+}
+
+fn check_batch(n: usize) -> Result<(), KmsError> {
+    if n == 0 || n > MAX_BATCH_ITEMS {
+        return Err(KmsError::Validation(format!(
+            "1 validation error detected: Value '{n}' at 'items' failed to satisfy constraint: \
+             Member must have length between 1 and {MAX_BATCH_ITEMS}"
+        )));
+    }
+    Ok(())
+}
+
+/// proto <-> AWS shapes. Requests: empty string/map/list -> `None`. Responses: `None` -> the
+/// proto default (empty), except members that are `optional` in the proto.
+mod convert {
+    use std::collections::{BTreeMap, HashMap};
+
+    use keystore::crypto::Secret;
+
+    use super::pb;
+    use crate::front::errors::KmsError;
+    use crate::front::shapes as s;
+
+    fn text(v: String) -> Option<String> {
+        (!v.is_empty()).then_some(v)
+    }
+
+    fn list<T>(v: Vec<T>) -> Option<Vec<T>> {
+        (!v.is_empty()).then_some(v)
+    }
+
+    fn flag(v: bool) -> Option<bool> {
+        v.then_some(true)
+    }
+
+    fn context(v: HashMap<String, String>) -> Option<BTreeMap<String, String>> {
+        (!v.is_empty()).then(|| v.into_iter().collect())
+    }
+
+    // The proto message owns its plaintext buffer; moving it into a `Secret` means it is
+    // zeroized when the operation is done with it.
+    fn secret(v: Vec<u8>) -> Option<s::SecretBlob> {
+        Some(s::SecretBlob(Secret::new(v)))
+    }
+
+    fn blob(v: Vec<u8>) -> Option<s::Blob> {
+        Some(s::Blob(v))
+    }
+
+    // Copy out of the `Secret`: prost needs an owned `Vec`. The copy lives until tonic has
+    // encoded the response; prost offers no zeroizing buffer.
+    fn secret_out(v: Option<s::SecretBlob>) -> Vec<u8> {
+        v.map(|b| b.expose_secret().to_vec()).unwrap_or_default()
+    }
+
+    fn blob_out(v: Option<s::Blob>) -> Vec<u8> {
+        v.map(|b| b.0).unwrap_or_default()
+    }
+
+    fn tags(v: Vec<pb::Tag>) -> Option<Vec<s::Tag>> {
+        list(
+            v.into_iter()
+                .map(|t| s::Tag {
+                    tag_key: Some(t.tag_key),
+                    tag_value: Some(t.tag_value),
+                })
+                .collect(),
+        )
+    }
+
+    fn days(v: Option<u32>) -> Option<i32> {
+        v.map(|d| i32::try_from(d).unwrap_or(i32::MAX))
+    }
+
+    pub fn item_error(e: &KmsError) -> pb::KmsError {
+        pb::KmsError {
+            error_type: e.aws_type().to_owned(),
+            message: e.to_string(),
+        }
+    }
+
+    pub fn empty<T: Default>(_: s::Empty) -> T {
+        T::default()
+    }
+
+    pub fn key_metadata(k: s::KeyMetadata) -> pb::KeyMetadata {
+        pb::KeyMetadata {
+            aws_account_id: k.aws_account_id.unwrap_or_default(),
+            key_id: k.key_id.unwrap_or_default(),
+            arn: k.arn.unwrap_or_default(),
+            creation_date: k.creation_date.unwrap_or_default(),
+            enabled: k.enabled.unwrap_or_default(),
+            description: k.description.unwrap_or_default(),
+            key_usage: k.key_usage.unwrap_or_default(),
+            key_state: k.key_state.unwrap_or_default(),
+            deletion_date: k.deletion_date,
+            valid_to: None,
+            origin: k.origin.unwrap_or_default(),
+            key_manager: k.key_manager.unwrap_or_default(),
+            customer_master_key_spec: k.customer_master_key_spec.unwrap_or_default(),
+            key_spec: k.key_spec.unwrap_or_default(),
+            encryption_algorithms: k.encryption_algorithms.unwrap_or_default(),
+            signing_algorithms: Vec::new(),
+            mac_algorithms: Vec::new(),
+            multi_region: k.multi_region,
+            multi_region_configuration: None,
+            pending_deletion_window_in_days: days(k.pending_deletion_window_in_days),
+            expiration_model: None,
+            custom_key_store_id: None,
+        }
+    }
+
+    pub fn create_key(r: pb::CreateKeyRequest) -> s::CreateKeyRequest {
+        s::CreateKeyRequest {
+            policy: r.policy,
+            description: text(r.description),
+            key_usage: r.key_usage,
+            customer_master_key_spec: r.customer_master_key_spec,
+            key_spec: r.key_spec,
+            origin: r.origin,
+            custom_key_store_id: None,
+            bypass_policy_lockout_safety_check: flag(r.bypass_policy_lockout_safety_check),
+            tags: tags(r.tags),
+            multi_region: r.multi_region,
+            xks_key_id: None,
+        }
+    }
+
+    pub fn create_key_out(r: s::CreateKeyResponse) -> pb::CreateKeyResponse {
+        pb::CreateKeyResponse {
+            key_metadata: r.key_metadata.map(key_metadata),
+        }
+    }
+
+    pub fn describe_key(r: pb::DescribeKeyRequest) -> s::DescribeKeyRequest {
+        s::DescribeKeyRequest {
+            key_id: text(r.key_id),
+            grant_tokens: list(r.grant_tokens),
+        }
+    }
+
+    pub fn describe_key_out(r: s::DescribeKeyResponse) -> pb::DescribeKeyResponse {
+        pb::DescribeKeyResponse {
+            key_metadata: r.key_metadata.map(key_metadata),
+        }
+    }
+
+    pub fn list_keys(r: pb::ListKeysRequest) -> s::ListKeysRequest {
+        s::ListKeysRequest {
+            limit: r.limit.map(i64::from),
+            marker: r.marker,
+        }
+    }
+
+    pub fn list_keys_out(r: s::ListKeysResponse) -> pb::ListKeysResponse {
+        pb::ListKeysResponse {
+            keys: r
+                .keys
+                .into_iter()
+                .map(|k| pb::KeyListEntry {
+                    key_id: k.key_id.unwrap_or_default(),
+                    key_arn: k.key_arn.unwrap_or_default(),
+                })
+                .collect(),
+            next_marker: r.next_marker,
+            truncated: r.truncated,
+        }
+    }
+
+    pub fn enable_key(r: pb::EnableKeyRequest) -> s::KeyIdRequest {
+        s::KeyIdRequest {
+            key_id: text(r.key_id),
+        }
+    }
+
+    pub fn disable_key(r: pb::DisableKeyRequest) -> s::KeyIdRequest {
+        s::KeyIdRequest {
+            key_id: text(r.key_id),
+        }
+    }
+
+    pub fn cancel_key_deletion(r: pb::CancelKeyDeletionRequest) -> s::KeyIdRequest {
+        s::KeyIdRequest {
+            key_id: text(r.key_id),
+        }
+    }
+
+    pub fn cancel_key_deletion_out(
+        r: s::CancelKeyDeletionResponse,
+    ) -> pb::CancelKeyDeletionResponse {
+        pb::CancelKeyDeletionResponse {
+            key_id: r.key_id.unwrap_or_default(),
+        }
+    }
+
+    pub fn update_key_description(
+        r: pb::UpdateKeyDescriptionRequest,
+    ) -> s::UpdateKeyDescriptionRequest {
+        // An empty description is a valid new description, not a missing one.
+        s::UpdateKeyDescriptionRequest {
+            key_id: text(r.key_id),
+            description: Some(r.description),
+        }
+    }
+
+    pub fn schedule_key_deletion(
+        r: pb::ScheduleKeyDeletionRequest,
+    ) -> s::ScheduleKeyDeletionRequest {
+        s::ScheduleKeyDeletionRequest {
+            key_id: text(r.key_id),
+            pending_window_in_days: r.pending_window_in_days.map(i64::from),
+        }
+    }
+
+    pub fn schedule_key_deletion_out(
+        r: s::ScheduleKeyDeletionResponse,
+    ) -> pb::ScheduleKeyDeletionResponse {
+        pb::ScheduleKeyDeletionResponse {
+            key_id: r.key_id.unwrap_or_default(),
+            deletion_date: r.deletion_date,
+            key_state: r.key_state.unwrap_or_default(),
+            pending_window_in_days: days(r.pending_window_in_days),
+        }
+    }
+
+    pub fn create_alias(r: pb::CreateAliasRequest) -> s::AliasRequest {
+        s::AliasRequest {
+            alias_name: text(r.alias_name),
+            target_key_id: text(r.target_key_id),
+        }
+    }
+
+    pub fn update_alias(r: pb::UpdateAliasRequest) -> s::AliasRequest {
+        s::AliasRequest {
+            alias_name: text(r.alias_name),
+            target_key_id: text(r.target_key_id),
+        }
+    }
+
+    pub fn delete_alias(r: pb::DeleteAliasRequest) -> s::DeleteAliasRequest {
+        s::DeleteAliasRequest {
+            alias_name: text(r.alias_name),
+        }
+    }
+
+    pub fn list_aliases(r: pb::ListAliasesRequest) -> s::ListAliasesRequest {
+        s::ListAliasesRequest {
+            key_id: r.key_id,
+            limit: r.limit.map(i64::from),
+            marker: r.marker,
+        }
+    }
+
+    pub fn list_aliases_out(r: s::ListAliasesResponse) -> pb::ListAliasesResponse {
+        pb::ListAliasesResponse {
+            aliases: r
+                .aliases
+                .into_iter()
+                .map(|a| pb::AliasListEntry {
+                    alias_name: a.alias_name.unwrap_or_default(),
+                    alias_arn: a.alias_arn.unwrap_or_default(),
+                    target_key_id: a.target_key_id,
+                    creation_date: a.creation_date,
+                    last_updated_date: a.last_updated_date,
+                })
+                .collect(),
+            next_marker: r.next_marker,
+            truncated: r.truncated,
+        }
+    }
+
+    pub fn tag_resource(r: pb::TagResourceRequest) -> s::TagResourceRequest {
+        s::TagResourceRequest {
+            key_id: text(r.key_id),
+            tags: tags(r.tags),
+        }
+    }
+
+    pub fn untag_resource(r: pb::UntagResourceRequest) -> s::UntagResourceRequest {
+        s::UntagResourceRequest {
+            key_id: text(r.key_id),
+            tag_keys: list(r.tag_keys),
+        }
+    }
+
+    pub fn list_resource_tags(r: pb::ListResourceTagsRequest) -> s::ListResourceTagsRequest {
+        s::ListResourceTagsRequest {
+            key_id: text(r.key_id),
+            limit: r.limit.map(i64::from),
+            marker: r.marker,
+        }
+    }
+
+    pub fn list_resource_tags_out(r: s::ListResourceTagsResponse) -> pb::ListResourceTagsResponse {
+        pb::ListResourceTagsResponse {
+            tags: r
+                .tags
+                .into_iter()
+                .map(|t| pb::Tag {
+                    tag_key: t.tag_key.unwrap_or_default(),
+                    tag_value: t.tag_value.unwrap_or_default(),
+                })
+                .collect(),
+            next_marker: r.next_marker,
+            truncated: r.truncated,
+        }
+    }
+
+    pub fn encrypt(r: pb::EncryptRequest) -> s::EncryptRequest {
+        s::EncryptRequest {
+            key_id: text(r.key_id),
+            plaintext: secret(r.plaintext),
+            encryption_context: context(r.encryption_context),
+            grant_tokens: list(r.grant_tokens),
+            encryption_algorithm: r.encryption_algorithm,
+            dry_run: flag(r.dry_run),
+        }
+    }
+
+    pub fn encrypt_out(r: s::EncryptResponse) -> pb::EncryptResponse {
+        pb::EncryptResponse {
+            ciphertext_blob: blob_out(r.ciphertext_blob),
+            key_id: r.key_id.unwrap_or_default(),
+            encryption_algorithm: r.encryption_algorithm.unwrap_or_default(),
+        }
+    }
+
+    pub fn decrypt(r: pb::DecryptRequest) -> s::DecryptRequest {
+        s::DecryptRequest {
+            ciphertext_blob: blob(r.ciphertext_blob),
+            encryption_context: context(r.encryption_context),
+            grant_tokens: list(r.grant_tokens),
+            key_id: r.key_id,
+            encryption_algorithm: r.encryption_algorithm,
+            dry_run: flag(r.dry_run),
+        }
+    }
+
+    pub fn decrypt_out(r: s::DecryptResponse) -> pb::DecryptResponse {
+        pb::DecryptResponse {
+            key_id: r.key_id.unwrap_or_default(),
+            plaintext: secret_out(r.plaintext),
+            encryption_algorithm: r.encryption_algorithm.unwrap_or_default(),
+        }
+    }
+
+    pub fn re_encrypt(r: pb::ReEncryptRequest) -> s::ReEncryptRequest {
+        s::ReEncryptRequest {
+            ciphertext_blob: blob(r.ciphertext_blob),
+            source_encryption_context: context(r.source_encryption_context),
+            source_key_id: r.source_key_id,
+            destination_key_id: text(r.destination_key_id),
+            destination_encryption_context: context(r.destination_encryption_context),
+            source_encryption_algorithm: r.source_encryption_algorithm,
+            destination_encryption_algorithm: r.destination_encryption_algorithm,
+            grant_tokens: list(r.grant_tokens),
+            dry_run: flag(r.dry_run),
+        }
+    }
+
+    pub fn re_encrypt_out(r: s::ReEncryptResponse) -> pb::ReEncryptResponse {
+        pb::ReEncryptResponse {
+            ciphertext_blob: blob_out(r.ciphertext_blob),
+            source_key_id: r.source_key_id.unwrap_or_default(),
+            key_id: r.key_id.unwrap_or_default(),
+            source_encryption_algorithm: r.source_encryption_algorithm.unwrap_or_default(),
+            destination_encryption_algorithm: r
+                .destination_encryption_algorithm
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn generate_data_key(r: pb::GenerateDataKeyRequest) -> s::GenerateDataKeyRequest {
+        s::GenerateDataKeyRequest {
+            key_id: text(r.key_id),
+            encryption_context: context(r.encryption_context),
+            number_of_bytes: r.number_of_bytes.map(i64::from),
+            key_spec: r.key_spec,
+            grant_tokens: list(r.grant_tokens),
+            dry_run: flag(r.dry_run),
+        }
+    }
+
+    pub fn generate_data_key_out(r: s::GenerateDataKeyResponse) -> pb::GenerateDataKeyResponse {
+        pb::GenerateDataKeyResponse {
+            ciphertext_blob: blob_out(r.ciphertext_blob),
+            plaintext: secret_out(r.plaintext),
+            key_id: r.key_id.unwrap_or_default(),
+        }
+    }
+
+    pub fn generate_data_key_without_plaintext(
+        r: pb::GenerateDataKeyWithoutPlaintextRequest,
+    ) -> s::GenerateDataKeyRequest {
+        s::GenerateDataKeyRequest {
+            key_id: text(r.key_id),
+            encryption_context: context(r.encryption_context),
+            number_of_bytes: r.number_of_bytes.map(i64::from),
+            key_spec: r.key_spec,
+            grant_tokens: list(r.grant_tokens),
+            dry_run: flag(r.dry_run),
+        }
+    }
+
+    pub fn generate_data_key_without_plaintext_out(
+        r: s::GenerateDataKeyWithoutPlaintextResponse,
+    ) -> pb::GenerateDataKeyWithoutPlaintextResponse {
+        pb::GenerateDataKeyWithoutPlaintextResponse {
+            ciphertext_blob: blob_out(r.ciphertext_blob),
+            key_id: r.key_id.unwrap_or_default(),
+        }
+    }
+
+    pub fn generate_random(r: pb::GenerateRandomRequest) -> s::GenerateRandomRequest {
+        s::GenerateRandomRequest {
+            number_of_bytes: r.number_of_bytes.map(i64::from),
+            custom_key_store_id: r.custom_key_store_id,
+        }
+    }
+
+    pub fn generate_random_out(r: s::GenerateRandomResponse) -> pb::GenerateRandomResponse {
+        pb::GenerateRandomResponse {
+            plaintext: secret_out(r.plaintext),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn empty_proto_members_become_absent_aws_members() {
+            let r = encrypt(pb::EncryptRequest::default());
+            assert_eq!(r.key_id, None);
+            assert_eq!(r.encryption_context, None);
+            assert_eq!(r.grant_tokens, None);
+            assert_eq!(r.dry_run, None);
+            // A required blob is passed even when empty, so its length constraint applies.
+            assert_eq!(r.plaintext.map(|p| p.expose_secret().len()), Some(0));
+        }
+
+        #[test]
+        fn update_key_description_keeps_an_empty_description() {
+            let r = update_key_description(pb::UpdateKeyDescriptionRequest {
+                key_id: "k".into(),
+                description: String::new(),
+            });
+            assert_eq!(r.description.as_deref(), Some(""));
+        }
+
+        #[test]
+        fn request_members_carry_over() {
+            let r = generate_data_key(pb::GenerateDataKeyRequest {
+                key_id: "alias/a".into(),
+                encryption_context: [("k".to_string(), "v".to_string())].into(),
+                number_of_bytes: Some(32),
+                key_spec: None,
+                grant_tokens: vec![],
+                dry_run: false,
+            });
+            assert_eq!(r.key_id.as_deref(), Some("alias/a"));
+            assert_eq!(r.encryption_context.unwrap()["k"], "v");
+            assert_eq!(r.number_of_bytes, Some(32));
+            let t = tag_resource(pb::TagResourceRequest {
+                key_id: "k".into(),
+                tags: vec![pb::Tag {
+                    tag_key: "a".into(),
+                    tag_value: String::new(),
+                }],
+            });
+            assert_eq!(t.tags.unwrap()[0].tag_value.as_deref(), Some(""));
+        }
+
+        #[test]
+        fn key_metadata_maps_every_member() {
+            let m = key_metadata(s::KeyMetadata {
+                aws_account_id: Some("111122223333".into()),
+                key_id: Some("k".into()),
+                arn: Some("arn".into()),
+                creation_date: Some(1.5),
+                enabled: Some(true),
+                description: Some("d".into()),
+                key_usage: Some("ENCRYPT_DECRYPT".into()),
+                key_state: Some("Enabled".into()),
+                deletion_date: Some(2.5),
+                origin: Some("AWS_KMS".into()),
+                key_manager: Some("CUSTOMER".into()),
+                customer_master_key_spec: Some("SYMMETRIC_DEFAULT".into()),
+                key_spec: Some("SYMMETRIC_DEFAULT".into()),
+                encryption_algorithms: Some(vec!["SYMMETRIC_DEFAULT".into()]),
+                multi_region: Some(false),
+                pending_deletion_window_in_days: Some(7),
+            });
+            assert_eq!(m.aws_account_id, "111122223333");
+            assert_eq!(m.creation_date, 1.5);
+            assert!(m.enabled);
+            assert_eq!(m.deletion_date, Some(2.5));
+            assert_eq!(m.encryption_algorithms, vec!["SYMMETRIC_DEFAULT"]);
+            assert_eq!(m.multi_region, Some(false));
+            assert_eq!(m.pending_deletion_window_in_days, Some(7));
+        }
+
+        #[test]
+        fn plaintext_responses_carry_the_secret_bytes() {
+            let r = decrypt_out(s::DecryptResponse {
+                key_id: Some("arn".into()),
+                plaintext: Some(s::SecretBlob(Secret::new(b"hi".to_vec()))),
+                encryption_algorithm: Some("SYMMETRIC_DEFAULT".into()),
+            });
+            assert_eq!(r.plaintext, b"hi");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs::DevCa;
+    use rcgen::ExtendedKeyUsagePurpose;
+
+    fn der(pem: &str) -> Vec<u8> {
+        rustls_pemfile::certs(&mut pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+            .to_vec()
+    }
+
+    fn status_type(s: &Status) -> &str {
+        s.metadata()
+            .get(ERROR_TYPE_METADATA_KEY)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+
+    #[test]
+    fn client_certificate_with_arn_uri_san_and_client_auth_names_the_caller() {
+        let ca = DevCa::generate("test ca").unwrap();
+        let (pem, _) = ca
+            .issue_client("arn:aws:iam::111122223333:role/App")
+            .unwrap();
+        let caller = caller_from_cert(&der(&pem)).unwrap();
+        assert_eq!(caller.principal_arn, "arn:aws:iam::111122223333:role/App");
+        assert_eq!(caller.account_id, "111122223333");
+    }
+
+    #[test]
+    fn certificate_without_client_auth_eku_is_unauthenticated() {
+        let ca = DevCa::generate("test ca").unwrap();
+        for ekus in [vec![], vec![ExtendedKeyUsagePurpose::ServerAuth]] {
+            let (pem, _) = ca
+                .issue_client_with_eku("arn:aws:iam::111122223333:role/App", ekus)
+                .unwrap();
+            let e = caller_from_cert(&der(&pem)).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unauthenticated);
+            assert_eq!(status_type(&e), "UnrecognizedClientException");
+        }
+    }
+
+    #[test]
+    fn certificate_without_an_iam_arn_uri_san_is_unauthenticated() {
+        let ca = DevCa::generate("test ca").unwrap();
+        // A server certificate: DNS SANs only.
+        let (pem, _) = ca.issue_server("front", &["localhost"]).unwrap();
+        assert_eq!(
+            caller_from_cert(&der(&pem)).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        // A URI SAN that is not an IAM principal ARN.
+        let (pem, _) = ca.issue_client("spiffe://example.org/app").unwrap();
+        assert_eq!(
+            caller_from_cert(&der(&pem)).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            caller_from_cert(b"not a certificate").unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+    }
+
+    #[test]
+    fn kms_errors_carry_their_aws_type_and_a_matching_code() {
+        use tonic::Code;
+        let s = String::new;
+        for (e, code) in [
+            (KmsError::Validation(s()), Code::InvalidArgument),
+            (KmsError::NotFound(s()), Code::NotFound),
+            (KmsError::AlreadyExists(s()), Code::AlreadyExists),
+            (KmsError::Disabled(s()), Code::FailedPrecondition),
+            (KmsError::InvalidState(s()), Code::FailedPrecondition),
+            (KmsError::AccessDenied(s()), Code::PermissionDenied),
+            (KmsError::InvalidCiphertext(s()), Code::InvalidArgument),
+            (KmsError::LimitExceeded(s()), Code::ResourceExhausted),
+            (KmsError::DependencyTimeout(s()), Code::Unavailable),
+            (KmsError::Internal(s()), Code::Internal),
+            (KmsError::UnsupportedOperation(s()), Code::Unimplemented),
+        ] {
+            let aws_type = e.aws_type();
+            let status = Status::from(e);
+            assert_eq!(status.code(), code, "{aws_type}");
+            assert_eq!(status_type(&status), aws_type);
+        }
+        let status = Status::from(KmsError::NotFound("Key 'x' does not exist".into()));
+        assert_eq!(status.message(), "Key 'x' does not exist");
+    }
+
+    #[test]
+    fn batches_must_have_one_to_a_thousand_items() {
+        assert!(check_batch(0).is_err());
+        assert!(check_batch(1).is_ok());
+        assert!(check_batch(MAX_BATCH_ITEMS).is_ok());
+        assert_eq!(
+            check_batch(MAX_BATCH_ITEMS + 1).unwrap_err().aws_type(),
+            "ValidationException"
+        );
+    }
+}
+
+/// The adapter over real mTLS on an ephemeral port, with a store that is down: enough to
+/// prove authentication, the error mapping and batches end to end without a cluster.
+#[cfg(test)]
+mod serve_tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use futures::future::BoxFuture;
+    use keystore::command::{Command, CommandOutput, Query, QueryOutput};
+    use keystore::crypto::DomainKey;
+    use rcgen::ExtendedKeyUsagePurpose;
+    use tokio::sync::{broadcast, oneshot};
+    use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+    use super::*;
+    use crate::certs::{write_pair, DevCa};
+    use crate::front::store::{StoreApi, StoreError, WatchEvent};
+
+    fn error_type(s: &Status) -> &str {
+        s.metadata()
+            .get(ERROR_TYPE_METADATA_KEY)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+
+    struct DownStore(broadcast::Sender<WatchEvent>);
+
+    impl StoreApi for DownStore {
+        fn propose(&self, _: Command) -> BoxFuture<'_, Result<CommandOutput, StoreError>> {
+            Box::pin(async { Err(StoreError::Unavailable("test store is down".into())) })
+        }
+        fn query(&self, _: Query) -> BoxFuture<'_, Result<QueryOutput, StoreError>> {
+            Box::pin(async { Err(StoreError::Unavailable("test store is down".into())) })
+        }
+        fn watch(&self) -> broadcast::Receiver<WatchEvent> {
+            self.0.subscribe()
+        }
+    }
+
+    struct Fixture {
+        addr: SocketAddr,
+        ca: DevCa,
+        _stop: oneshot::Sender<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn start() -> Fixture {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::generate("test ca").unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+        let server = write_pair(
+            dir.path(),
+            "front",
+            ca.issue_server("front", &["localhost", "127.0.0.1"])
+                .unwrap(),
+        )
+        .unwrap();
+        let tls = server_tls(&raft::TlsFiles {
+            ca: ca_file,
+            cert: server.cert,
+            key: server.key,
+        })
+        .unwrap();
+        let store = Arc::new(DownStore(broadcast::channel(1).0));
+        let kms = Arc::new(Kms::new(
+            "us-east-1".into(),
+            store,
+            DomainKey::generate(1),
+            Duration::from_secs(1),
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(serve_grpc(kms, listener, tls, async {
+            let _ = stopped.await;
+        }));
+        Fixture {
+            addr,
+            ca,
+            _stop: stop,
+            _dir: dir,
+        }
+    }
+
+    async fn channel(
+        f: &Fixture,
+        identity: Option<(String, String)>,
+    ) -> Result<Channel, tonic::transport::Error> {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(f.ca.cert_pem()))
+            .domain_name("localhost");
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        Endpoint::from_shared(format!("https://{}", f.addr))?
+            .tls_config(tls)?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+    }
+
+    async fn unary<Req, Resp>(
+        channel: Channel,
+        method: &'static str,
+        req: Req,
+    ) -> Result<Resp, Status>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let path = http::uri::PathAndQuery::from_static(method);
+        let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+        grpc.unary(Request::new(req), path, codec)
+            .await
+            .map(Response::into_inner)
+    }
+
+    fn random(n: i32) -> pb::GenerateRandomRequest {
+        pb::GenerateRandomRequest {
+            number_of_bytes: Some(n),
+            custom_key_store_id: None,
+        }
+    }
+
+    const GENERATE_RANDOM: &str = "/keyraft.kms.v1.Kms/GenerateRandom";
+
+    #[tokio::test]
+    async fn account_root_certificate_is_served_over_mtls() {
+        let f = start().await;
+        let id = f.ca.issue_client("arn:aws:iam::111122223333:root").unwrap();
+        let ch = channel(&f, Some(id)).await.unwrap();
+        let out: pb::GenerateRandomResponse = unary(ch, GENERATE_RANDOM, random(16)).await.unwrap();
+        assert_eq!(out.plaintext.len(), 16);
+    }
+
+    #[tokio::test]
+    async fn validation_and_store_errors_carry_their_aws_type() {
+        let f = start().await;
+        let root = f.ca.issue_client("arn:aws:iam::111122223333:root").unwrap();
+        let ch = channel(&f, Some(root)).await.unwrap();
+        let e = unary::<_, pb::GenerateRandomResponse>(ch.clone(), GENERATE_RANDOM, random(0))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert_eq!(error_type(&e), "ValidationException");
+        // A role needs its identity record, and the store is down: retryable, Unavailable.
+        let role =
+            f.ca.issue_client("arn:aws:iam::111122223333:role/App")
+                .unwrap();
+        let ch = channel(&f, Some(role)).await.unwrap();
+        let e = unary::<_, pb::GenerateRandomResponse>(ch, GENERATE_RANDOM, random(8))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable);
+        assert_eq!(error_type(&e), "DependencyTimeoutException");
+    }
+
+    #[tokio::test]
+    async fn batch_items_fail_individually_and_empty_batches_are_refused() {
+        let f = start().await;
+        let root = f.ca.issue_client("arn:aws:iam::111122223333:root").unwrap();
+        let ch = channel(&f, Some(root)).await.unwrap();
+        let item = |key: &str| pb::EncryptRequest {
+            key_id: key.into(),
+            plaintext: b"x".to_vec(),
+            ..Default::default()
+        };
+        let out: pb::BatchEncryptResponse = unary(
+            ch.clone(),
+            "/keyraft.kms.v1.Kms/BatchEncrypt",
+            pb::BatchEncryptRequest {
+                items: vec![item("alias/a"), item("")],
+            },
+        )
+        .await
+        .unwrap();
+        let types: Vec<_> = out
+            .results
+            .iter()
+            .map(|r| match &r.result {
+                Some(pb::batch_encrypt_result::Result::Error(e)) => e.error_type.as_str(),
+                _ => "ok",
+            })
+            .collect();
+        assert_eq!(
+            types,
+            vec!["DependencyTimeoutException", "ValidationException"]
+        );
+        let e = unary::<_, pb::BatchEncryptResponse>(
+            ch,
+            "/keyraft.kms.v1.Kms/BatchEncrypt",
+            pb::BatchEncryptRequest { items: vec![] },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error_type(&e), "ValidationException");
+    }
+
+    #[tokio::test]
+    async fn certificate_without_client_auth_is_unauthenticated() {
+        let f = start().await;
+        // No EKU extension at all passes the TLS layer; the adapter insists on clientAuth.
+        let id =
+            f.ca.issue_client_with_eku("arn:aws:iam::111122223333:root", vec![])
+                .unwrap();
+        let ch = channel(&f, Some(id)).await.unwrap();
+        let e = unary::<_, pb::GenerateRandomResponse>(ch, GENERATE_RANDOM, random(8))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        // A certificate restricted to serverAuth is already refused by the TLS layer.
+        let id =
+            f.ca.issue_client_with_eku(
+                "arn:aws:iam::111122223333:root",
+                vec![ExtendedKeyUsagePurpose::ServerAuth],
+            )
+            .unwrap();
+        let refused = match channel(&f, Some(id)).await {
+            Err(_) => true,
+            Ok(ch) => unary::<_, pb::GenerateRandomResponse>(ch, GENERATE_RANDOM, random(8))
+                .await
+                .is_err(),
+        };
+        assert!(refused);
+    }
+
+    #[tokio::test]
+    async fn connection_without_client_certificate_is_refused() {
+        let f = start().await;
+        let refused = match channel(&f, None).await {
+            Err(_) => true,
+            Ok(ch) => unary::<_, pb::GenerateRandomResponse>(ch, GENERATE_RANDOM, random(8))
+                .await
+                .is_err(),
+        };
+        assert!(refused);
+    }
+}

@@ -1,0 +1,126 @@
+//! Wiring of the long-running roles: a storage node, and a front (JSON + gRPC listeners over
+//! one shared `Kms`). `main.rs` and dev mode call these; tests call them on port 0.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use keystore::command::{Command, CommandOutput};
+use keystore::crypto::DomainKey;
+
+use crate::config::FrontParams;
+
+/// Reads a domain key file (32 raw bytes). Refuses files others can read.
+pub fn read_domain_key(path: &Path) -> anyhow::Result<DomainKey> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "{} must not be readable by group or others (chmod 600)",
+            path.display()
+        );
+    }
+    let bytes = zeroizing_read(path)?;
+    DomainKey::from_bytes(1, bytes.expose_secret())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn zeroizing_read(path: &Path) -> anyhow::Result<keystore::crypto::Secret> {
+    Ok(keystore::crypto::Secret::new(std::fs::read(path)?))
+}
+
+/// A front serving both listeners until stopped.
+pub struct RunningFront {
+    /// Bound AWS JSON address.
+    pub json_addr: SocketAddr,
+    /// Bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    store: raft::StoreClient,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningFront {
+    /// Proposes a command through the store, retrying while the cluster has no leader yet.
+    pub async fn propose_with_retry(
+        &self,
+        command: Command,
+        within: Duration,
+    ) -> anyhow::Result<CommandOutput> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.store.propose(command.clone()).await {
+                Ok(out) => return Ok(out),
+                Err(raft::StoreError::Unavailable(why)) if Instant::now() < deadline => {
+                    tracing::info!(%why, "store not ready yet");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => return Err(e).context("proposing through the store"),
+            }
+        }
+    }
+
+    /// Stops both listeners and waits for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until either listener fails (or both finish).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        for task in self.tasks {
+            task.await??;
+        }
+        Ok(())
+    }
+}
+
+/// Binds both listeners of a front and starts serving.
+pub async fn start_front(params: &FrontParams) -> anyhow::Result<RunningFront> {
+    let domain_key = read_domain_key(&params.domain_key_file)?;
+    let store = raft::StoreClient::connect(params.store.clone(), &params.tls)
+        .await
+        .context("connecting to the storage nodes")?;
+    let config = crate::front::FrontConfig {
+        region: params.region.clone(),
+        json_listen: params.json_listen,
+        store_endpoints: params.store.clone(),
+        tls: params.tls.clone(),
+        domain_key,
+        strict_client_cert: params.strict_client_cert,
+        cache_staleness: params.cache_staleness,
+    };
+    let (front, json_addr) = crate::front::Front::bind(config).await?;
+    let grpc_listener = tokio::net::TcpListener::bind(params.grpc_listen)
+        .await
+        .with_context(|| format!("binding gRPC listener {}", params.grpc_listen))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let grpc_tls = crate::front::grpc::server_tls(&params.tls)?;
+    let kms = front.kms();
+
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let json_task = tokio::spawn({
+        let rx = stopped.clone();
+        async move { front.serve(until_stopped(rx)).await }
+    });
+    let grpc_task = tokio::spawn(async move {
+        crate::front::grpc::serve_grpc(kms, grpc_listener, grpc_tls, until_stopped(stopped)).await
+    });
+    tracing::info!(%json_addr, %grpc_addr, region = %params.region, "front serving");
+    Ok(RunningFront {
+        json_addr,
+        grpc_addr,
+        store,
+        stop,
+        tasks: vec![json_task, grpc_task],
+    })
+}

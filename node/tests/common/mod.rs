@@ -1,0 +1,213 @@
+//! Test harness: a real `keyraft dev` region as a child process, and clients for it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+
+/// A dev region started with the real binary; killed on drop.
+pub struct DevRegion {
+    pub dir: PathBuf,
+    pub env: HashMap<String, String>,
+    port_base: u16,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Each test binary gets its own port range so nextest can run them in parallel.
+pub fn port_base_for(test_binary_slot: u16) -> u16 {
+    20000 + test_binary_slot * 100
+}
+
+impl DevRegion {
+    /// Starts a fresh region in a temp dir.
+    pub fn start(port_base: u16) -> DevRegion {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut region = DevRegion {
+            dir,
+            env: HashMap::new(),
+            port_base,
+            child: None,
+            _tmp: Some(tmp),
+        };
+        region.launch();
+        region
+    }
+
+    /// (Re)starts `keyraft dev` on this region's directory and waits for its env file.
+    pub fn launch(&mut self) {
+        let env_file = self.dir.join("env");
+        let _ = std::fs::remove_file(&env_file);
+        let log = std::fs::File::create(self.dir.join("dev.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_keyraft"))
+            .args(["dev", "--dir"])
+            .arg(&self.dir)
+            .args(["--port-base", &self.port_base.to_string()])
+            .env("KEYRAFT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawning keyraft dev");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !env_file.exists() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("keyraft dev exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dev region did not come up:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.env = parse_env_file(&env_file);
+    }
+
+    /// Stops the dev process (and with it its storage nodes).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        // Storage nodes die with the dev process (kill_on_drop); make sure of it.
+        for pid in self.node_pids() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+
+    pub fn node_pids(&self) -> Vec<u32> {
+        (1..=3)
+            .filter_map(|n| {
+                std::fs::read_to_string(self.dir.join("pids").join(format!("node-{n}.pid"))).ok()
+            })
+            .filter_map(|s| s.trim().parse().ok())
+            .collect()
+    }
+
+    /// Kills storage node `n` (1-based) with SIGKILL.
+    pub fn kill_node(&self, n: u32) {
+        let pid =
+            std::fs::read_to_string(self.dir.join("pids").join(format!("node-{n}.pid"))).unwrap();
+        let status = Command::new("kill")
+            .arg("-9")
+            .arg(pid.trim())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn log(&self) -> String {
+        let mut out = std::fs::read_to_string(self.dir.join("dev.log")).unwrap_or_default();
+        for n in 1..=3 {
+            if let Ok(s) =
+                std::fs::read_to_string(self.dir.join("logs").join(format!("node-{n}.log")))
+            {
+                let tail: Vec<&str> = s.lines().rev().take(30).collect();
+                out.push_str(&format!("\n--- node-{n} (last lines) ---\n"));
+                for l in tail.into_iter().rev() {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    pub fn var(&self, name: &str) -> String {
+        self.env
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from env file"))
+            .clone()
+    }
+
+    /// An aws-sdk-kms client as the admin identity.
+    pub fn admin_client(&self) -> aws_sdk_kms::Client {
+        self.sdk_client(
+            &self.var("AWS_ACCESS_KEY_ID"),
+            &self.var("AWS_SECRET_ACCESS_KEY"),
+        )
+    }
+
+    /// An aws-sdk-kms client as the unprivileged identity.
+    pub fn app_client(&self) -> aws_sdk_kms::Client {
+        self.sdk_client(
+            &self.var("KMS_ALT_ACCESS_KEY_ID"),
+            &self.var("KMS_ALT_SECRET_ACCESS_KEY"),
+        )
+    }
+
+    pub fn sdk_client(&self, access_key_id: &str, secret: &str) -> aws_sdk_kms::Client {
+        let ca = std::fs::read(self.var("AWS_CA_BUNDLE")).unwrap();
+        let tls = TlsContext::builder()
+            .with_trust_store(TrustStore::empty().with_pem_certificate(ca))
+            .build()
+            .unwrap();
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(tls)
+            .build_https();
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(self.var("AWS_DEFAULT_REGION")))
+            .endpoint_url(self.var("KMS_ENDPOINT"))
+            .credentials_provider(Credentials::new(
+                access_key_id,
+                secret,
+                None,
+                None,
+                "keyraft-test",
+            ))
+            .http_client(http)
+            .build();
+        aws_sdk_kms::Client::from_conf(conf)
+    }
+}
+
+impl Drop for DevRegion {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn parse_env_file(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
+/// The `__type`-derived error code of an SDK error (e.g. "NotFoundException").
+pub fn error_code<E, R>(err: &aws_sdk_kms::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_kms::error::ProvideErrorMetadata;
+    err.code()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("no code: {err:?}"))
+}

@@ -1,0 +1,298 @@
+//! [`StoreClient`]: how fronts (and tests) talk to a region's storage nodes.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use keystore::command::{Change, Command, CommandOutput, Query, QueryOutput};
+use keystore::error::DomainError;
+use tokio::sync::broadcast;
+use tonic::transport::Channel;
+
+use crate::pb::store_service_client::StoreServiceClient;
+use crate::pb::{self, ProposeRequest, QueryRequest, StatusRequest, WatchRequest};
+use crate::tls::{Tls, TlsFiles, MAX_MESSAGE};
+use crate::types::Response;
+
+/// How long `propose`/`query` keep retrying "no leader / node down" before giving up.
+const RETRY_BUDGET: Duration = Duration::from_secs(10);
+/// One RPC's limit (a write waits for a quorum fsync; a forward adds a hop).
+const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A change notification from the watch stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// This entity was written or deleted; re-read it.
+    Changed(Change),
+    /// The stream was (re)connected, lagged, or the node replaced its state: drop every cached
+    /// entry. (A `broadcast::error::RecvError::Lagged` on the receiver means the same.)
+    Resync,
+}
+
+/// One storage node's view of its cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The node's Raft id.
+    pub node_id: u64,
+    /// The leader it knows of.
+    pub leader_id: Option<u64>,
+    /// Its current term.
+    pub term: u64,
+    /// Index of its last applied entry.
+    pub last_applied: Option<u64>,
+    /// `Leader`, `Follower`, `Candidate` or `Learner`.
+    pub state: String,
+}
+
+/// Errors of the store API.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The domain refused the command (not found, invalid state, …).
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// Retryable: no leader, or no node reachable within the retry budget.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Not retryable: a malformed request or reply, bad configuration.
+    #[error("store internal error: {0}")]
+    Internal(String),
+}
+
+/// A client of a region's storage nodes. Cheap to clone; follows the leader through the
+/// nodes' server-side forwarding and fails over between endpoints.
+#[derive(Clone)]
+pub struct StoreClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoints: Vec<String>,
+    clients: Vec<StoreServiceClient<Channel>>,
+    preferred: AtomicUsize,
+    watch_tx: broadcast::Sender<WatchEvent>,
+    watch_started: AtomicBool,
+}
+
+enum Attempt<T> {
+    Done(T),
+    Retry(String),
+}
+
+fn classify<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<Attempt<T>, StoreError> {
+    match r {
+        Ok(r) => Ok(Attempt::Done(r.into_inner())),
+        Err(s) => match s.code() {
+            tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown
+            | tonic::Code::Aborted => Ok(Attempt::Retry(format!("{}: {}", s.code(), s.message()))),
+            _ => Err(StoreError::Internal(format!(
+                "{}: {}",
+                s.code(),
+                s.message()
+            ))),
+        },
+    }
+}
+
+impl StoreClient {
+    /// A client for `endpoints` (`host:port` of storage nodes) using the mTLS identity in
+    /// `tls`. Connects lazily: succeeds even if no node is up yet.
+    pub async fn connect(endpoints: Vec<String>, tls: &TlsFiles) -> Result<Self, StoreError> {
+        if endpoints.is_empty() {
+            return Err(StoreError::Internal(
+                "no storage endpoints configured".into(),
+            ));
+        }
+        let tls = Tls::load(tls).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let mut clients = Vec::new();
+        for ep in &endpoints {
+            let ch = tls
+                .channel(ep)
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            clients.push(StoreServiceClient::new(ch).max_decoding_message_size(MAX_MESSAGE));
+        }
+        let (watch_tx, _) = broadcast::channel(4096);
+        Ok(StoreClient {
+            inner: Arc::new(Inner {
+                endpoints,
+                clients,
+                preferred: AtomicUsize::new(0),
+                watch_tx,
+                watch_started: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Proposes `command` through Raft; returns once it is applied on the leader.
+    /// `StoreError::Domain` when the domain refused it; `StoreError::Unavailable` when no node
+    /// could get it committed within ~10 s of retries (no leader yet, nodes down).
+    ///
+    /// Retries after an ambiguous failure (a connection lost mid-call, a timeout) may apply a
+    /// command twice; commands are designed so that a repeat is refused (`AlreadyExists`) or is a
+    /// no-op, never a second effect.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn propose(&self, command: Command) -> Result<CommandOutput, StoreError> {
+        let body = serde_json::to_vec(&command).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let reply = self
+            .retrying(|mut c| {
+                let command = body.clone();
+                async move {
+                    c.propose(ProposeRequest {
+                        command,
+                        forwarded: false,
+                    })
+                    .await
+                }
+            })
+            .await?;
+        let resp: Response = serde_json::from_slice(&reply.result)
+            .map_err(|e| StoreError::Internal(format!("malformed propose reply: {e}")))?;
+        resp.map_err(StoreError::Domain)
+    }
+
+    /// A linearizable read (read index on the leader).
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn query(&self, q: Query) -> Result<QueryOutput, StoreError> {
+        let body = serde_json::to_vec(&q).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let reply = self
+            .retrying(|mut c| {
+                let query = body.clone();
+                async move {
+                    c.query(QueryRequest {
+                        query,
+                        forwarded: false,
+                    })
+                    .await
+                }
+            })
+            .await?;
+        serde_json::from_slice(&reply.result)
+            .map_err(|e| StoreError::Internal(format!("malformed query reply: {e}")))
+    }
+
+    /// Subscribes to change notifications. The first call starts a background task (so it must
+    /// be called within a Tokio runtime) that keeps one watch stream open to some node,
+    /// reconnecting (and sending `Resync`) as needed; it ends when every clone of this client is
+    /// dropped. A receiver that lags (`RecvError::Lagged`) must treat it as `Resync`.
+    pub fn watch(&self) -> broadcast::Receiver<WatchEvent> {
+        let rx = self.inner.watch_tx.subscribe();
+        if !self.inner.watch_started.swap(true, Ordering::SeqCst) {
+            tokio::spawn(watch_loop(Arc::downgrade(&self.inner)));
+        }
+        rx
+    }
+
+    /// Asks every endpoint for its status (no retries), in endpoint order.
+    pub async fn node_status(&self) -> Vec<(String, Result<NodeStatus, StoreError>)> {
+        let mut out = Vec::new();
+        for (ep, c) in self.inner.endpoints.iter().zip(&self.inner.clients) {
+            let mut c = c.clone();
+            let r = match tokio::time::timeout(RPC_TIMEOUT, c.status(StatusRequest {})).await {
+                Ok(Ok(r)) => {
+                    let r = r.into_inner();
+                    Ok(NodeStatus {
+                        node_id: r.node_id,
+                        leader_id: r.leader_id,
+                        term: r.term,
+                        last_applied: r.last_applied,
+                        state: r.state,
+                    })
+                }
+                Ok(Err(s)) => Err(StoreError::Unavailable(format!(
+                    "{}: {}",
+                    s.code(),
+                    s.message()
+                ))),
+                Err(_) => Err(StoreError::Unavailable("timed out".into())),
+            };
+            out.push((ep.clone(), r));
+        }
+        out
+    }
+
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, StoreError>
+    where
+        F: FnMut(StoreServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let n = self.inner.clients.len();
+        let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
+        let mut backoff = Duration::from_millis(50);
+        let mut last_err;
+        loop {
+            let start = self.inner.preferred.load(Ordering::Relaxed);
+            for k in 0..n {
+                let i = (start + k) % n;
+                let attempt =
+                    match tokio::time::timeout(RPC_TIMEOUT, call(self.inner.clients[i].clone()))
+                        .await
+                    {
+                        Ok(r) => classify(r)?,
+                        Err(_) => Attempt::Retry("timed out".into()),
+                    };
+                match attempt {
+                    Attempt::Done(v) => {
+                        self.inner.preferred.store(i, Ordering::Relaxed);
+                        return Ok(v);
+                    }
+                    Attempt::Retry(e) => {
+                        tracing::debug!(endpoint = %self.inner.endpoints[i], error = %e, "store call failed, trying next");
+                        last_err = format!("{}: {e}", self.inner.endpoints[i]);
+                    }
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(StoreError::Unavailable(last_err));
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+}
+
+async fn watch_loop(inner: Weak<Inner>) {
+    let mut next = 0usize;
+    loop {
+        let Some(this) = inner.upgrade() else { return };
+        let n = this.clients.len();
+        let i = next % n;
+        next = next.wrapping_add(1);
+        let mut client = this.clients[i].clone();
+        let tx = this.watch_tx.clone();
+        drop(this);
+
+        let stream = tokio::time::timeout(RPC_TIMEOUT, client.watch(WatchRequest {})).await;
+        let mut stream = match stream {
+            Ok(Ok(s)) => s.into_inner(),
+            _ => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        // Anything may have changed while we were not connected.
+        let _ = tx.send(WatchEvent::Resync);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                msg = stream.message() => match msg {
+                    Ok(Some(pb::WatchEvent { event: Some(pb::watch_event::Event::Change(b)) })) => {
+                        match serde_json::from_slice::<Change>(&b) {
+                            Ok(c) => { let _ = tx.send(WatchEvent::Changed(c)); }
+                            Err(_) => { let _ = tx.send(WatchEvent::Resync); }
+                        }
+                    }
+                    Ok(Some(_)) => { let _ = tx.send(WatchEvent::Resync); }
+                    Ok(None) | Err(_) => break,
+                },
+                _ = tick.tick() => {
+                    if inner.strong_count() == 0 {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! openraft's network over tonic: each Raft RPC is one unary gRPC call carrying the
+//! serde_json-encoded openraft message (`proto/cluster/v1/raft.proto`).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, OptionalSend};
+use tonic::transport::Channel;
+
+use crate::pb::raft_service_client::RaftServiceClient;
+use crate::pb::RaftPayload;
+use crate::tls::{Tls, MAX_MESSAGE};
+use crate::types::{Snapshot, TypeConfig, Vote};
+
+const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Creates connections to peers; channels are cached per address and shared.
+#[derive(Clone)]
+pub(crate) struct NetworkFactory {
+    tls: Tls,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl NetworkFactory {
+    pub(crate) fn new(tls: Tls) -> Self {
+        NetworkFactory {
+            tls,
+            channels: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub(crate) fn channel(&self, addr: &str) -> Result<Channel, String> {
+        let mut map = self
+            .channels
+            .lock()
+            .map_err(|_| "channel cache poisoned".to_string())?;
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = self.tls.channel(addr).map_err(|e| e.to_string())?;
+        map.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Connection {
+        let client = self.channel(&node.addr).map(|c| {
+            RaftServiceClient::new(c)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE)
+        });
+        Connection { target, client }
+    }
+}
+
+/// A connection to one peer.
+pub(crate) struct Connection {
+    target: u64,
+    client: Result<RaftServiceClient<Channel>, String>,
+}
+
+fn unreachable<E: From<Unreachable<TypeConfig>>>(msg: impl ToString) -> E {
+    Unreachable::from_string(msg).into()
+}
+
+fn status_to_rpc(target: u64, s: tonic::Status) -> RPCError<TypeConfig> {
+    let msg = format!("raft rpc to node {target}: {}: {}", s.code(), s.message());
+    match s.code() {
+        // Connection refused / reset: let openraft back off.
+        tonic::Code::Unavailable | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::from_string(msg))
+        }
+        _ => RPCError::Network(NetworkError::from_string(msg)),
+    }
+}
+
+impl Connection {
+    fn client(&self) -> Result<RaftServiceClient<Channel>, RPCError<TypeConfig>> {
+        self.client.clone().map_err(unreachable)
+    }
+
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        req: &Req,
+        option: &RPCOption,
+        f: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        F: FnOnce(RaftServiceClient<Channel>, RaftPayload) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<RaftPayload>, tonic::Status>>,
+    {
+        let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let fut = f(
+            self.client()?,
+            RaftPayload {
+                data,
+                snapshot: Vec::new(),
+            },
+        );
+        let reply = match tokio::time::timeout(option.hard_ttl(), fut).await {
+            Ok(r) => r.map_err(|s| status_to_rpc(self.target, s))?,
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "raft rpc to node {} timed out",
+                    self.target
+                )))
+            }
+        };
+        serde_json::from_slice(&reply.into_inner().data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for Connection {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, p| async move {
+            c.append_entries(p).await
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, p| async move { c.vote(p).await })
+            .await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, p| async move { c.pre_vote(p).await })
+            .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let mut client = self.client().map_err(StreamingError::from)?;
+        let data = serde_json::to_vec(&(&vote, &snapshot.meta))
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let req = RaftPayload {
+            data,
+            snapshot: snapshot.snapshot,
+        };
+        let target = self.target;
+        let send = async move { client.install_snapshot(req).await };
+        let reply = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            // The whole state in one message: allow more than a heartbeat-sized deadline.
+            r = tokio::time::timeout(option.hard_ttl().max(SNAPSHOT_TIMEOUT), send) => match r {
+                Ok(r) => r.map_err(|s| StreamingError::from(status_to_rpc(target, s)))?,
+                Err(_) => return Err(unreachable(format!("snapshot to node {target} timed out"))),
+            },
+        };
+        serde_json::from_slice(&reply.into_inner().data)
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))
+    }
+}

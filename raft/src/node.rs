@@ -1,0 +1,259 @@
+//! [`run_storage_node`]: one storage node — storage, Raft, the gRPC server, cluster
+//! initialization and the leader's scheduler — until `shutdown` resolves.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keystore::command::{Command, Query, QueryOutput};
+use openraft::errors::{InitializeError, RaftError as OpenRaftError};
+use openraft::{BasicNode, Config, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::Instrument;
+
+use crate::network::NetworkFactory;
+use crate::pb::raft_service_server::RaftServiceServer;
+use crate::pb::store_service_server::StoreServiceServer;
+use crate::server::{RaftSvc, StoreCtx, StoreSvc};
+use crate::store::{Backend, LogStore, StateMachineStore};
+use crate::tls::{Tls, TlsFiles, MAX_MESSAGE};
+use crate::types::Raft;
+use crate::RaftError;
+
+/// A storage node's parameters.
+#[derive(Clone, Debug)]
+pub struct StorageNodeConfig {
+    /// This node's Raft id (stable across restarts).
+    pub node_id: u64,
+    /// Where the gRPC server (Raft + store services) listens.
+    pub listen: SocketAddr,
+    /// `host:port` peers and fronts use to reach this node (`host` must match its certificate).
+    pub advertise: String,
+    /// Directory of the log and state machine.
+    pub data_dir: PathBuf,
+    /// Storage backend (redb by default).
+    pub backend: Backend,
+    /// mTLS identity; the CA authenticates peers and fronts.
+    pub tls: TlsFiles,
+    /// All members of a new cluster (`id -> host:port`), including this node. The node with the
+    /// lowest id initializes the cluster with them if it has never been initialized.
+    pub peers: BTreeMap<u64, String>,
+}
+
+/// Logs since the last snapshot that trigger a new one; older logs are then purged.
+const SNAPSHOT_EVERY: u64 = 1000;
+
+fn raft_config() -> Result<Config, RaftError> {
+    Config {
+        cluster_name: "keyraft".into(),
+        heartbeat_interval: 150,
+        election_timeout_min: 600,
+        election_timeout_max: 1200,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+        max_in_snapshot_log_to_keep: 100,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| RaftError::Config(e.to_string()))
+}
+
+/// Runs a storage node on `cfg.listen` until `shutdown` resolves.
+pub async fn run_storage_node(
+    cfg: StorageNodeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RaftError> {
+    let listener = TcpListener::bind(cfg.listen).await?;
+    run_storage_node_with_listener(cfg, listener, shutdown).await
+}
+
+/// [`run_storage_node`] on an already bound listener (tests bind port 0 first, so that every
+/// node's address is known before any starts). `cfg.listen` is ignored.
+pub async fn run_storage_node_with_listener(
+    cfg: StorageNodeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RaftError> {
+    let span = tracing::info_span!("storage_node", node_id = cfg.node_id);
+    run(cfg, listener, shutdown).instrument(span).await
+}
+
+async fn run(
+    cfg: StorageNodeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RaftError> {
+    let tls = Tls::load(&cfg.tls)?;
+    // Fail on bad TLS material before anything is opened or spawned.
+    let mut builder = tonic::transport::Server::builder().tls_config(tls.server_config())?;
+    let (events, _) = broadcast::channel(4096);
+    let ((kv, db_closed), sm) = {
+        let (dir, backend, events) = (cfg.data_dir.clone(), cfg.backend, events.clone());
+        tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            let (kv, closed) = backend.open_kv_with_close_signal(&dir)?;
+            let sm = StateMachineStore::load(kv.clone(), events)?;
+            Ok(((kv, closed), sm))
+        })
+        .await
+        .map_err(|e| RaftError::Raft(e.to_string()))??
+    };
+    let log = LogStore::new(kv.clone());
+    drop(kv);
+    let state = sm.state();
+    let network = NetworkFactory::new(tls.clone());
+    let raft: Raft = openraft::Raft::new(
+        cfg.node_id,
+        Arc::new(raft_config()?),
+        network.clone(),
+        log,
+        sm,
+    )
+    .await
+    .map_err(|e| RaftError::Raft(e.to_string()))?;
+    tracing::info!(addr = %cfg.advertise, backend = %cfg.backend, "storage node starting");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctx = Arc::new(StoreCtx {
+        raft: raft.clone(),
+        state,
+        events,
+        network,
+        stopping: stop_rx.clone(),
+    });
+
+    let raft_svc = RaftServiceServer::new(RaftSvc { raft: raft.clone() })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let store_svc = StoreServiceServer::new(StoreSvc { ctx: ctx.clone() })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let mut server_stop = stop_rx.clone();
+    let server = builder
+        .add_service(raft_svc)
+        .add_service(store_svc)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        });
+    let mut server = tokio::spawn(server.in_current_span());
+
+    let init =
+        tokio::spawn(initialize(raft.clone(), cfg.node_id, cfg.peers.clone()).in_current_span());
+    let scheduler = tokio::spawn(scheduler(ctx.clone()).in_current_span());
+
+    // A server that dies on its own takes the node down with an error rather than leaving a
+    // Raft member nobody can reach.
+    let server_died = tokio::select! {
+        _ = shutdown => None,
+        r = &mut server => Some(match r {
+            Ok(Ok(())) => RaftError::Raft("gRPC server stopped unexpectedly".into()),
+            Ok(Err(e)) => RaftError::Transport(e),
+            Err(e) => RaftError::Raft(format!("gRPC server task failed: {e}")),
+        }),
+    };
+    tracing::info!("storage node stopping");
+    init.abort();
+    scheduler.abort();
+    let _ = stop_tx.send(true);
+    if server_died.is_none() {
+        // In-flight calls waiting on a quorum that is gone would hold a graceful stop forever.
+        match tokio::time::timeout(Duration::from_secs(3), &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server task failed"),
+            Err(_) => {
+                tracing::warn!("gRPC server did not stop in time");
+                server.abort();
+            }
+        }
+    }
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "raft shutdown");
+    }
+    let _ = init.await;
+    let _ = scheduler.await;
+    drop(ctx);
+    drop(raft);
+    // The database must be closed when this returns, so that a restart in the same process
+    // (tests, dev mode) can open it again; openraft's workers let go shortly after shutdown.
+    if tokio::time::timeout(Duration::from_secs(10), db_closed)
+        .await
+        .is_err()
+    {
+        tracing::warn!("storage still referenced 10 s after shutdown; database not closed");
+    }
+    match server_died {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The lowest-id peer initializes a never-initialized cluster with every peer as a voter.
+/// On a restarted cluster `is_initialized` is true (the membership is in the log), so this is
+/// a no-op; `NotAllowed` (a race with replication from a leader) is harmless too.
+async fn initialize(raft: Raft, node_id: u64, peers: BTreeMap<u64, String>) {
+    if peers.keys().next() != Some(&node_id) {
+        return;
+    }
+    let members: BTreeMap<u64, BasicNode> = peers
+        .iter()
+        .map(|(id, a)| (*id, BasicNode::new(a)))
+        .collect();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match raft.is_initialized().await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check initialization");
+                return;
+            }
+        }
+        match raft.initialize(members.clone()).await {
+            Ok(()) => {
+                tracing::info!(members = peers.len(), "cluster initialized");
+                return;
+            }
+            Err(OpenRaftError::APIError(InitializeError::NotAllowed(_))) => return,
+            Err(e) => tracing::warn!(error = %e, "initializing cluster failed; retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Leader-only: every second, delete keys whose deletion date has passed. Decided from
+/// replicated state and applied as ordinary (idempotent) commands, so a leader change cannot
+/// delete twice or skip.
+async fn scheduler(ctx: Arc<StoreCtx>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !ctx.raft.is_leader() {
+            continue;
+        }
+        let now = crate::server::now_ms();
+        let due = {
+            let Ok(state) = ctx.state.read() else { return };
+            keystore::query::query(&state, &Query::DueForDeletion { now })
+        };
+        let QueryOutput::KeyIds(ids) = due else {
+            continue;
+        };
+        for key_id in ids {
+            tracing::info!(%key_id, "deleting key at the end of its waiting period");
+            match ctx.propose_local(Command::DeleteDueKey { key_id }).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => break, // no longer leader
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduled deletion failed");
+                    break;
+                }
+            }
+        }
+    }
+}

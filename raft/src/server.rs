@@ -1,0 +1,272 @@
+//! The gRPC services a storage node serves on its one port: Raft RPCs from peers and the store
+//! API (propose, query, watch) for fronts. Followers forward store calls to the leader.
+
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::{Stream, StreamExt};
+use keystore::command::{Command, Proposal, Query};
+use keystore::model::State;
+use openraft::errors::{
+    ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError as OpenRaftError,
+};
+use openraft::ReadPolicy;
+use tokio::sync::{broadcast, watch};
+use tokio_stream::wrappers::BroadcastStream;
+use tonic::{Request, Response, Status};
+
+use crate::client::WatchEvent;
+use crate::network::NetworkFactory;
+use crate::pb::raft_service_server::RaftService;
+use crate::pb::store_service_client::StoreServiceClient;
+use crate::pb::store_service_server::StoreService;
+use crate::pb::{
+    self, ProposeRequest, QueryRequest, RaftPayload, StatusReply, StatusRequest, StoreReply,
+    WatchRequest,
+};
+use crate::tls::MAX_MESSAGE;
+use crate::types::{
+    command_kind, Raft, Request as LogRequest, Snapshot, SnapshotMeta, TypeConfig, Vote,
+};
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T, Status> {
+    serde_json::from_slice(b)
+        .map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, Status> {
+    serde_json::to_vec(v).map_err(|e| Status::internal(format!("encoding reply: {e}")))
+}
+
+fn fatal(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("raft stopped: {e}"))
+}
+
+/// Raft RPCs from peers.
+pub(crate) struct RaftSvc {
+    pub(crate) raft: Raft,
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftSvc {
+    async fn append_entries(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode("AppendEntriesRequest", &req.into_inner().data)?;
+        let resp = self.raft.append_entries(rpc).await.map_err(fatal)?;
+        Ok(Response::new(RaftPayload {
+            data: encode(&resp)?,
+            snapshot: Vec::new(),
+        }))
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode("VoteRequest", &req.into_inner().data)?;
+        let resp = self.raft.vote(rpc).await.map_err(fatal)?;
+        Ok(Response::new(RaftPayload {
+            data: encode(&resp)?,
+            snapshot: Vec::new(),
+        }))
+    }
+
+    async fn pre_vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode("VoteRequest", &req.into_inner().data)?;
+        let resp = self.raft.pre_vote(rpc).await.map_err(fatal)?;
+        Ok(Response::new(RaftPayload {
+            data: encode(&resp)?,
+            snapshot: Vec::new(),
+        }))
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let p = req.into_inner();
+        let (vote, meta): (Vote, SnapshotMeta) = decode("snapshot header", &p.data)?;
+        // Validate the data before openraft commits to installing it: a malformed snapshot
+        // must be an error, not a storage failure.
+        let _: State = decode("snapshot data", &p.snapshot)?;
+        let resp = self
+            .raft
+            .install_full_snapshot(
+                vote,
+                Snapshot {
+                    meta,
+                    snapshot: p.snapshot,
+                },
+            )
+            .await
+            .map_err(fatal)?;
+        Ok(Response::new(RaftPayload {
+            data: encode(&resp)?,
+            snapshot: Vec::new(),
+        }))
+    }
+}
+
+/// What the store service needs from its node.
+pub(crate) struct StoreCtx {
+    pub(crate) raft: Raft,
+    pub(crate) state: Arc<RwLock<State>>,
+    pub(crate) events: broadcast::Sender<WatchEvent>,
+    pub(crate) network: NetworkFactory,
+    /// Flips to true at shutdown so watch streams end and the server can stop gracefully.
+    pub(crate) stopping: watch::Receiver<bool>,
+}
+
+/// The store API.
+pub(crate) struct StoreSvc {
+    pub(crate) ctx: Arc<StoreCtx>,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl StoreCtx {
+    fn leader_client(
+        &self,
+        f: &ForwardToLeader<TypeConfig>,
+    ) -> Result<StoreServiceClient<tonic::transport::Channel>, Status> {
+        let Some(node) = &f.leader_node else {
+            return Err(Status::unavailable("no leader elected yet"));
+        };
+        let ch = self
+            .network
+            .channel(&node.addr)
+            .map_err(Status::unavailable)?;
+        Ok(StoreServiceClient::new(ch).max_decoding_message_size(MAX_MESSAGE))
+    }
+
+    /// Proposes `command` through Raft (as leader) and returns the encoded apply result.
+    pub(crate) async fn propose_local(
+        &self,
+        command: Command,
+    ) -> Result<Result<Vec<u8>, ForwardToLeader<TypeConfig>>, Status> {
+        let kind = command_kind(&command);
+        let proposal = Proposal {
+            now: now_ms(),
+            command,
+        };
+        match self.raft.client_write(LogRequest(proposal)).await {
+            Ok(resp) => Ok(Ok(encode(&resp.data)?)),
+            Err(OpenRaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Ok(Err(f)),
+            Err(OpenRaftError::APIError(e)) => {
+                tracing::warn!(kind, error = %e, "proposal failed");
+                Err(Status::unavailable(format!("proposal failed: {e}")))
+            }
+            Err(OpenRaftError::Fatal(e)) => Err(fatal(e)),
+        }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl StoreService for StoreSvc {
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn propose(&self, req: Request<ProposeRequest>) -> Result<Response<StoreReply>, Status> {
+        let req = req.into_inner();
+        let command: Command = decode("Command", &req.command)?;
+        match self.ctx.propose_local(command).await? {
+            Ok(result) => Ok(Response::new(StoreReply { result })),
+            Err(_) if req.forwarded => Err(Status::unavailable(
+                "forwarded to a node that is not the leader",
+            )),
+            Err(f) => {
+                let mut leader = self.ctx.leader_client(&f)?;
+                let fwd = ProposeRequest {
+                    command: req.command,
+                    forwarded: true,
+                };
+                leader.propose(fwd).await.map_err(|s| {
+                    Status::unavailable(format!("forwarding to leader: {}", s.message()))
+                })
+            }
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn query(&self, req: Request<QueryRequest>) -> Result<Response<StoreReply>, Status> {
+        let req = req.into_inner();
+        let q: Query = decode("Query", &req.query)?;
+        match self
+            .ctx
+            .raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+        {
+            Ok(_) => {
+                let out = {
+                    let state = self
+                        .ctx
+                        .state
+                        .read()
+                        .map_err(|_| Status::internal("state lock poisoned"))?;
+                    keystore::query::query(&state, &q)
+                };
+                Ok(Response::new(StoreReply {
+                    result: encode(&out)?,
+                }))
+            }
+            Err(OpenRaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                if req.forwarded {
+                    return Err(Status::unavailable(
+                        "forwarded to a node that is not the leader",
+                    ));
+                }
+                let mut leader = self.ctx.leader_client(&f)?;
+                let fwd = QueryRequest {
+                    query: req.query,
+                    forwarded: true,
+                };
+                leader.query(fwd).await.map_err(|s| {
+                    Status::unavailable(format!("forwarding to leader: {}", s.message()))
+                })
+            }
+            Err(OpenRaftError::APIError(e)) => {
+                Err(Status::unavailable(format!("read index failed: {e}")))
+            }
+            Err(OpenRaftError::Fatal(e)) => Err(fatal(e)),
+        }
+    }
+
+    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        use openraft::async_runtime::WatchReceiver;
+        let m = self.ctx.raft.metrics().borrow_watched().clone();
+        Ok(Response::new(StatusReply {
+            node_id: m.id,
+            leader_id: m.current_leader,
+            term: m.current_term,
+            last_applied: m.last_applied.map(|l| l.index),
+            state: format!("{:?}", m.state),
+        }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, _req: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let rx = self.ctx.events.subscribe();
+        let mut stopping = self.ctx.stopping.clone();
+        let stop = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        };
+        let stream = BroadcastStream::new(rx)
+            .map(|ev| {
+                let event = match ev {
+                    Ok(WatchEvent::Changed(c)) => pb::watch_event::Event::Change(encode(&c)?),
+                    // Lagged: the subscriber missed events and must drop its cache.
+                    Ok(WatchEvent::Resync) | Err(_) => pb::watch_event::Event::Resync(true),
+                };
+                Ok(pb::WatchEvent { event: Some(event) })
+            })
+            .take_until(stop);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,74 @@
+//! The storage trait both backends implement: four tables of byte keys and values, point and
+//! range reads, and atomic, durable multi-table commits.
+
+use std::io;
+
+/// The tables of a node's database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// Raft log: big-endian u64 index -> entry.
+    Log,
+    /// Raft metadata: vote, last purged log id.
+    RaftMeta,
+    /// State machine entities: encoded `Change` -> encoded `Entity`.
+    Entities,
+    /// State machine metadata: last applied, last membership, current snapshot.
+    SmMeta,
+}
+
+impl Table {
+    /// Every table, in a fixed order.
+    pub const ALL: [Table; 4] = [Table::Log, Table::RaftMeta, Table::Entities, Table::SmMeta];
+
+    /// The table's name on disk.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Log => "log",
+            Table::RaftMeta => "raft_meta",
+            Table::Entities => "entities",
+            Table::SmMeta => "sm_meta",
+        }
+    }
+
+    pub(crate) fn idx(self) -> usize {
+        self as usize
+    }
+}
+
+/// Whether `start..end` is empty (backends must not hand an inverted range to the database).
+pub(crate) fn empty_range(start: &[u8], end: Option<&[u8]>) -> bool {
+    matches!(end, Some(end) if end <= start)
+}
+
+/// One write of a commit.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Insert or overwrite.
+    Put(Table, Vec<u8>, Vec<u8>),
+    /// Remove one key (absent keys are fine).
+    Delete(Table, Vec<u8>),
+    /// Remove every key in `start..end` (`end = None`: to the end of the table).
+    DeleteRange(Table, Vec<u8>, Option<Vec<u8>>),
+}
+
+/// A key-value store with atomic, durable commits.
+///
+/// `commit` must apply all of its ops or none, and must not return `Ok` before the data would
+/// survive a power loss (fsync). Callers write from one task at a time per table group (the
+/// Raft log worker, the state-machine worker), so implementations may expand `DeleteRange` by
+/// scanning keys before the transaction.
+pub trait KvBackend: Send + Sync + 'static {
+    /// One value.
+    fn get(&self, table: Table, key: &[u8]) -> io::Result<Option<Vec<u8>>>;
+    /// Key-ordered pairs in `start..end` (`end = None`: to the end).
+    fn range(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// The greatest key and its value.
+    fn last(&self, table: Table) -> io::Result<Option<(Vec<u8>, Vec<u8>)>>;
+    /// Applies `ops` atomically and durably.
+    fn commit(&self, ops: Vec<Op>) -> io::Result<()>;
+}

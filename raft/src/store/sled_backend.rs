@@ -1,0 +1,131 @@
+//! sled 0.34 backend: one tree per table; multi-tree commits in a sled transaction, then
+//! `Db::flush` (fsync) before returning.
+
+use std::io;
+use std::path::Path;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use super::kv::{empty_range, KvBackend, Op, Table};
+
+/// A sled database with one tree per [`Table`].
+pub struct SledBackend {
+    db: sled::Db,
+    trees: [sled::Tree; 4],
+}
+
+impl SledBackend {
+    /// Opens or creates the database directory at `path`.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        // No background flusher: every commit flushes itself, and a flusher thread would keep
+        // the database (and its lock) alive past the last handle.
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(None)
+            .open()
+            .map_err(io::Error::other)?;
+        let open = |t: Table| db.open_tree(t.name()).map_err(io::Error::other);
+        let trees = [
+            open(Table::Log)?,
+            open(Table::RaftMeta)?,
+            open(Table::Entities)?,
+            open(Table::SmMeta)?,
+        ];
+        Ok(SledBackend { db, trees })
+    }
+
+    fn tree(&self, t: Table) -> &sled::Tree {
+        &self.trees[t.idx()]
+    }
+
+    fn keys_in(&self, t: Table, start: &[u8], end: Option<&[u8]>) -> io::Result<Vec<Vec<u8>>> {
+        if empty_range(start, end) {
+            return Ok(Vec::new());
+        }
+        let tree = self.tree(t);
+        let iter = match end {
+            Some(end) => tree.range(start.to_vec()..end.to_vec()),
+            None => tree.range(start.to_vec()..),
+        };
+        iter.keys()
+            .map(|k| k.map(|k| k.to_vec()).map_err(io::Error::other))
+            .collect()
+    }
+}
+
+enum Write {
+    Put(Table, Vec<u8>, Vec<u8>),
+    Delete(Table, Vec<u8>),
+}
+
+impl KvBackend for SledBackend {
+    fn get(&self, table: Table, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        Ok(self
+            .tree(table)
+            .get(key)
+            .map_err(io::Error::other)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn range(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if empty_range(start, end) {
+            return Ok(Vec::new());
+        }
+        let tree = self.tree(table);
+        let iter = match end {
+            Some(end) => tree.range(start.to_vec()..end.to_vec()),
+            None => tree.range(start.to_vec()..),
+        };
+        iter.map(|kv| {
+            kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(io::Error::other)
+        })
+        .collect()
+    }
+
+    fn last(&self, table: Table) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        Ok(self
+            .tree(table)
+            .last()
+            .map_err(io::Error::other)?
+            .map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
+
+    fn commit(&self, ops: Vec<Op>) -> io::Result<()> {
+        let mut writes = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                Op::Put(t, k, v) => writes.push(Write::Put(t, k, v)),
+                Op::Delete(t, k) => writes.push(Write::Delete(t, k)),
+                Op::DeleteRange(t, start, end) => {
+                    for k in self.keys_in(t, &start, end.as_deref())? {
+                        writes.push(Write::Delete(t, k));
+                    }
+                }
+            }
+        }
+        let [t0, t1, t2, t3] = &self.trees;
+        let res: Result<(), TransactionError<()>> = (t0, t1, t2, t3).transaction(|(a, b, c, d)| {
+            let trees = [a, b, c, d];
+            for w in &writes {
+                match w {
+                    Write::Put(t, k, v) => {
+                        trees[t.idx()].insert(k.as_slice(), v.as_slice())?;
+                    }
+                    Write::Delete(t, k) => {
+                        trees[t.idx()].remove(k.as_slice())?;
+                    }
+                }
+            }
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
+        res.map_err(|e| io::Error::other(format!("sled transaction: {e:?}")))?;
+        self.db.flush().map_err(io::Error::other)?;
+        Ok(())
+    }
+}

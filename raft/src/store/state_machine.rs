@@ -1,0 +1,327 @@
+//! The state machine: the authoritative in-memory `keystore::model::State`, persisted entity by
+//! entity. Each applied batch writes the current value of every touched entity, last-applied
+//! and last membership in one durable commit.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::sync::{Arc, RwLock};
+
+use futures::{Stream, TryStreamExt};
+use keystore::command::Change;
+use keystore::model::{AccessKeyRecord, AliasRecord, IdentityRecord, KeyRecord, State};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use super::kv::{KvBackend, Op, Table};
+use super::{from_json, to_json};
+use crate::client::WatchEvent;
+use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+
+const LAST_APPLIED: &[u8] = b"last_applied";
+const LAST_MEMBERSHIP: &[u8] = b"last_membership";
+const SNAPSHOT_META: &[u8] = b"snapshot_meta";
+const SNAPSHOT_DATA: &[u8] = b"snapshot_data";
+
+/// One persisted entity: the value stored under its encoded [`Change`] key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Entity {
+    /// A key record.
+    Key(KeyRecord),
+    /// An alias.
+    Alias(AliasRecord),
+    /// An identity.
+    Identity(IdentityRecord),
+    /// An access key.
+    AccessKey(AccessKeyRecord),
+}
+
+impl Entity {
+    /// The current value of the entity `c` names, or `None` when it does not exist.
+    pub fn current(state: &State, c: &Change) -> Option<Entity> {
+        match c {
+            Change::Key(id) => state.keys.get(id).cloned().map(Entity::Key),
+            Change::Alias(acct, name) => state
+                .aliases
+                .get(&(acct.clone(), name.clone()))
+                .cloned()
+                .map(Entity::Alias),
+            Change::Identity(arn) => state.identities.get(arn).cloned().map(Entity::Identity),
+            Change::AccessKey(id) => state.access_keys.get(id).cloned().map(Entity::AccessKey),
+        }
+    }
+
+    fn key(&self) -> Change {
+        match self {
+            Entity::Key(k) => Change::Key(k.key_id.clone()),
+            Entity::Alias(a) => Change::Alias(a.account_id.clone(), a.alias_name.clone()),
+            Entity::Identity(i) => Change::Identity(i.arn.clone()),
+            Entity::AccessKey(a) => Change::AccessKey(a.access_key_id.clone()),
+        }
+    }
+
+    fn insert_into(self, state: &mut State) {
+        match self {
+            Entity::Key(k) => {
+                state.keys.insert(k.key_id.clone(), k);
+            }
+            Entity::Alias(a) => {
+                state
+                    .aliases
+                    .insert((a.account_id.clone(), a.alias_name.clone()), a);
+            }
+            Entity::Identity(i) => {
+                state.identities.insert(i.arn.clone(), i);
+            }
+            Entity::AccessKey(a) => {
+                state.access_keys.insert(a.access_key_id.clone(), a);
+            }
+        }
+    }
+}
+
+fn all_entities(state: &State) -> Vec<Entity> {
+    let mut v = Vec::new();
+    v.extend(state.keys.values().cloned().map(Entity::Key));
+    v.extend(state.aliases.values().cloned().map(Entity::Alias));
+    v.extend(state.identities.values().cloned().map(Entity::Identity));
+    v.extend(state.access_keys.values().cloned().map(Entity::AccessKey));
+    v
+}
+
+/// The ops persisting a snapshot: its meta (JSON) and its data (the serialized state, raw).
+fn snapshot_ops(meta: &SnapshotMeta, data: &[u8]) -> io::Result<Vec<Op>> {
+    Ok(vec![
+        Op::Put(Table::SmMeta, SNAPSHOT_META.to_vec(), to_json(meta)?),
+        Op::Put(Table::SmMeta, SNAPSHOT_DATA.to_vec(), data.to_vec()),
+    ])
+}
+
+/// The state machine of a node.
+pub struct StateMachineStore {
+    kv: Arc<dyn KvBackend>,
+    state: Arc<RwLock<State>>,
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership,
+    events: broadcast::Sender<WatchEvent>,
+}
+
+impl StateMachineStore {
+    /// Loads the persisted state machine from `kv`.
+    pub fn load(kv: Arc<dyn KvBackend>, events: broadcast::Sender<WatchEvent>) -> io::Result<Self> {
+        let mut state = State::default();
+        for (_, v) in kv.range(Table::Entities, &[], None)? {
+            from_json::<Entity>(&v)?.insert_into(&mut state);
+        }
+        let last_applied = kv
+            .get(Table::SmMeta, LAST_APPLIED)?
+            .map(|v| from_json(&v))
+            .transpose()?;
+        let last_membership = kv
+            .get(Table::SmMeta, LAST_MEMBERSHIP)?
+            .map(|v| from_json(&v))
+            .transpose()?
+            .unwrap_or_default();
+        Ok(StateMachineStore {
+            kv,
+            state: Arc::new(RwLock::new(state)),
+            last_applied,
+            last_membership,
+            events,
+        })
+    }
+
+    /// The shared in-memory state, for answering queries after a read index.
+    pub fn state(&self) -> Arc<RwLock<State>> {
+        self.state.clone()
+    }
+
+    async fn commit(&self, ops: Vec<Op>) -> io::Result<()> {
+        let kv = self.kv.clone();
+        tokio::task::spawn_blocking(move || kv.commit(ops))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    fn read_state(&self) -> io::Result<std::sync::RwLockReadGuard<'_, State>> {
+        self.state
+            .read()
+            .map_err(|_| io::Error::other("state lock poisoned"))
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = Vec<u8>;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        Ok((self.last_applied, self.last_membership.clone()))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut batch = Vec::new();
+        while let Some(item) = entries.try_next().await? {
+            batch.push(item);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+
+        let mut responses = Vec::new();
+        let mut changes_in_order = Vec::new();
+        let mut touched = BTreeSet::new();
+        let mut ops = Vec::new();
+        {
+            let mut state = self
+                .state
+                .write()
+                .map_err(|_| io::Error::other("state lock poisoned"))?;
+            for (entry, responder) in batch {
+                self.last_applied = Some(entry.log_id);
+                let response = match entry.payload {
+                    EntryPayload::Blank => Ok(keystore::command::CommandOutput::Done),
+                    EntryPayload::Normal(req) => {
+                        let (res, changes) = keystore::apply::apply(&mut state, &req.0);
+                        touched.extend(changes.iter().cloned());
+                        changes_in_order.extend(changes);
+                        res
+                    }
+                    EntryPayload::Membership(m) => {
+                        self.last_membership = StoredMembership::new(Some(entry.log_id), m);
+                        Ok(keystore::command::CommandOutput::Done)
+                    }
+                };
+                if let Some(r) = responder {
+                    responses.push((r, response));
+                }
+            }
+            for c in &touched {
+                let key = to_json(c)?;
+                match Entity::current(&state, c) {
+                    Some(e) => ops.push(Op::Put(Table::Entities, key, to_json(&e)?)),
+                    None => ops.push(Op::Delete(Table::Entities, key)),
+                }
+            }
+        }
+        ops.push(Op::Put(
+            Table::SmMeta,
+            LAST_APPLIED.to_vec(),
+            to_json(&self.last_applied)?,
+        ));
+        ops.push(Op::Put(
+            Table::SmMeta,
+            LAST_MEMBERSHIP.to_vec(),
+            to_json(&self.last_membership)?,
+        ));
+        self.commit(ops).await?;
+
+        for (r, resp) in responses {
+            r.send(resp);
+        }
+        for c in changes_in_order {
+            // No receivers is fine: nobody is watching this node.
+            let _ = self.events.send(WatchEvent::Changed(c));
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Capture the state now, on the state-machine worker, so the snapshot is consistent
+        // with last_applied even if building runs while later entries are applied.
+        let data = match self.read_state() {
+            Ok(s) => serde_json::to_vec(&*s).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        SnapshotBuilder {
+            kv: self.kv.clone(),
+            data,
+            last_applied: self.last_applied,
+            last_membership: self.last_membership.clone(),
+        }
+    }
+
+    #[tracing::instrument(level = "info", skip_all)]
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Vec<u8>,
+    ) -> Result<(), io::Error> {
+        let new_state: State = from_json(&snapshot)?;
+        let mut ops = vec![Op::DeleteRange(Table::Entities, Vec::new(), None)];
+        for e in all_entities(&new_state) {
+            ops.push(Op::Put(Table::Entities, to_json(&e.key())?, to_json(&e)?));
+        }
+        ops.push(Op::Put(
+            Table::SmMeta,
+            LAST_APPLIED.to_vec(),
+            to_json(&meta.last_log_id)?,
+        ));
+        ops.push(Op::Put(
+            Table::SmMeta,
+            LAST_MEMBERSHIP.to_vec(),
+            to_json(&meta.last_membership)?,
+        ));
+        ops.extend(snapshot_ops(meta, &snapshot)?);
+        self.commit(ops).await?;
+
+        *self
+            .state
+            .write()
+            .map_err(|_| io::Error::other("state lock poisoned"))? = new_state;
+        self.last_applied = meta.last_log_id;
+        self.last_membership = meta.last_membership.clone();
+        let _ = self.events.send(WatchEvent::Resync);
+        tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let Some(meta) = self.kv.get(Table::SmMeta, SNAPSHOT_META)? else {
+            return Ok(None);
+        };
+        let data = self
+            .kv
+            .get(Table::SmMeta, SNAPSHOT_DATA)?
+            .unwrap_or_default();
+        Ok(Some(Snapshot {
+            meta: from_json(&meta)?,
+            snapshot: data,
+        }))
+    }
+}
+
+/// Builds a snapshot from the state captured when it was created, and persists it.
+pub struct SnapshotBuilder {
+    kv: Arc<dyn KvBackend>,
+    data: Result<Vec<u8>, String>,
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = Vec<u8>;
+
+    #[tracing::instrument(level = "info", skip_all)]
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let data = self.data.clone().map_err(io::Error::other)?;
+        let meta = SnapshotMeta {
+            last_log_id: self.last_applied,
+            last_membership: self.last_membership.clone(),
+        };
+        let ops = snapshot_ops(&meta, &data)?;
+        let kv = self.kv.clone();
+        tokio::task::spawn_blocking(move || kv.commit(ops))
+            .await
+            .map_err(io::Error::other)??;
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "built snapshot");
+        Ok(Snapshot {
+            meta,
+            snapshot: data,
+        })
+    }
+}

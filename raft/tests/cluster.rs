@@ -1,0 +1,468 @@
+//! In-process 3-node clusters on 127.0.0.1 with real mTLS certificates: writes and linearizable
+//! reads through any node, leader failover, full restart on the same directories, watch.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use keystore::command::{Change, Command, CommandOutput, Query, QueryOutput};
+use keystore::error::DomainError;
+use keystore::model::{
+    IdentityRecord, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, Wrapped,
+};
+use raft::{Backend, StorageNodeConfig, StoreClient, StoreError, TlsFiles, WatchEvent};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A CA and certificates issued by it, written as PEM files.
+struct Pki {
+    dir: TempDir,
+    issuer: Issuer<'static, KeyPair>,
+    ca: PathBuf,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = TempDir::new().unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "keyraft test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, cert.pem()).unwrap();
+        Pki {
+            issuer: Issuer::new(params, key),
+            dir,
+            ca,
+        }
+    }
+
+    /// A certificate usable as both server and client, for localhost / 127.0.0.1.
+    fn issue(&self, name: &str) -> TlsFiles {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (c, k) = (
+            self.dir.path().join(format!("{name}.pem")),
+            self.dir.path().join(format!("{name}-key.pem")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        TlsFiles {
+            ca: self.ca.clone(),
+            cert: c,
+            key: k,
+        }
+    }
+}
+
+struct Node {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), raft::RaftError>>,
+}
+
+impl Node {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("node stops in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+struct Cluster {
+    pki: Pki,
+    dirs: TempDir,
+    backend: Backend,
+    peers: BTreeMap<u64, String>,
+    nodes: BTreeMap<u64, Node>,
+}
+
+impl Cluster {
+    async fn start(backend: Backend) -> Cluster {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let mut listeners = BTreeMap::new();
+        let mut peers = BTreeMap::new();
+        for id in 1..=3u64 {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            peers.insert(id, l.local_addr().unwrap().to_string());
+            listeners.insert(id, l);
+        }
+        let mut c = Cluster {
+            pki: Pki::new(),
+            dirs: TempDir::new().unwrap(),
+            backend,
+            peers,
+            nodes: BTreeMap::new(),
+        };
+        for (id, l) in listeners {
+            c.start_node(id, l);
+        }
+        c
+    }
+
+    fn data_dir(&self, id: u64) -> PathBuf {
+        self.dirs.path().join(format!("node{id}"))
+    }
+
+    fn start_node(&mut self, id: u64, listener: TcpListener) {
+        let addr = self.peers[&id].clone();
+        let cfg = StorageNodeConfig {
+            node_id: id,
+            listen: addr.parse().unwrap(),
+            advertise: addr,
+            data_dir: self.data_dir(id),
+            backend: self.backend,
+            tls: self.pki.issue(&format!("node{id}")),
+            peers: self.peers.clone(),
+        };
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(raft::run_storage_node_with_listener(
+            cfg,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        self.nodes.insert(id, Node { stop, task });
+    }
+
+    /// Restarts a stopped node on its old address and directory.
+    async fn restart_node(&mut self, id: u64) {
+        let l = TcpListener::bind(self.peers[&id].as_str()).await.unwrap();
+        self.start_node(id, l);
+    }
+
+    async fn client(&self, ids: &[u64]) -> StoreClient {
+        let eps = ids.iter().map(|id| self.peers[id].clone()).collect();
+        StoreClient::connect(eps, &self.pki.issue("front"))
+            .await
+            .unwrap()
+    }
+
+    /// Waits until some node reports itself leader and returns its id.
+    async fn leader(&self, client: &StoreClient) -> u64 {
+        for _ in 0..100 {
+            for (_, st) in client.node_status().await {
+                if let Ok(st) = st {
+                    if st.state == "Leader" {
+                        return st.node_id;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no leader elected");
+    }
+
+    async fn stop_all(&mut self) {
+        let nodes = std::mem::take(&mut self.nodes);
+        for (_, n) in nodes {
+            n.stop().await;
+        }
+    }
+}
+
+fn identity(name: &str) -> Command {
+    Command::PutIdentity {
+        identity: IdentityRecord {
+            arn: format!("arn:aws:iam::111122223333:role/{name}"),
+            account_id: "111122223333".into(),
+            admin: false,
+        },
+    }
+}
+
+async fn get_identity(client: &StoreClient, name: &str) -> Option<IdentityRecord> {
+    match client
+        .query(Query::GetIdentity {
+            arn: format!("arn:aws:iam::111122223333:role/{name}"),
+        })
+        .await
+        .unwrap()
+    {
+        QueryOutput::Identity(i) => i,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_forwards_writes_and_reads_watch_reports_changes_and_due_keys_get_deleted() {
+    let mut cluster = Cluster::start(Backend::Redb).await;
+    let all = cluster.client(&[1, 2, 3]).await;
+    let leader = cluster.leader(&all).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let via_follower = cluster.client(&[follower]).await;
+
+    let mut watch = via_follower.watch();
+    let first = tokio::time::timeout(Duration::from_secs(10), watch.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first,
+        WatchEvent::Resync,
+        "a new watch stream starts with a resync"
+    );
+
+    let out = via_follower.propose(identity("Forwarded")).await.unwrap();
+    assert_eq!(out, CommandOutput::Done);
+    assert!(
+        get_identity(&via_follower, "Forwarded").await.is_some(),
+        "read through a follower sees the write"
+    );
+
+    let ev = tokio::time::timeout(Duration::from_secs(10), watch.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ev,
+        WatchEvent::Changed(Change::Identity(
+            "arn:aws:iam::111122223333:role/Forwarded".into()
+        ))
+    );
+
+    let refused = via_follower
+        .propose(Command::DeleteAlias {
+            account_id: "111122223333".into(),
+            alias_name: "alias/none".into(),
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Domain(DomainError::NotFound(_)))),
+        "got {refused:?}"
+    );
+
+    // mTLS: a client whose certificate another CA issued is refused.
+    let stranger = Pki::new();
+    let eps = vec![cluster.peers[&leader].clone()];
+    // It trusts the cluster's CA, so only the server's client-certificate check can refuse it.
+    let mut files = stranger.issue("front");
+    files.ca = cluster.pki.ca.clone();
+    let foreign = StoreClient::connect(eps, &files).await.unwrap();
+    let (_, st) = foreign.node_status().await.pop().unwrap();
+    assert!(st.is_err(), "a certificate from another CA is rejected");
+
+    // The leader's scheduler deletes a key whose deletion date has passed.
+    let key_id = "1234abcd-12ab-34cd-56ef-1234567890ab".to_string();
+    all.propose(Command::CreateKey {
+        record: pending_deletion_key(&key_id),
+    })
+    .await
+    .unwrap();
+    let mut deleted = false;
+    for _ in 0..50 {
+        match all
+            .query(Query::GetKey {
+                key_id: key_id.clone(),
+            })
+            .await
+            .unwrap()
+        {
+            QueryOutput::Key(None) => {
+                deleted = true;
+                break;
+            }
+            QueryOutput::Key(Some(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(deleted, "the scheduler deletes keys that are due");
+
+    cluster.stop_all().await;
+}
+
+/// A key already past its deletion date (epoch + 1 ms).
+fn pending_deletion_key(key_id: &str) -> KeyRecord {
+    KeyRecord {
+        key_id: key_id.into(),
+        arn: format!("arn:aws:kms:us-east-1:111122223333:key/{key_id}"),
+        account_id: "111122223333".into(),
+        region: "us-east-1".into(),
+        description: String::new(),
+        key_spec: KeySpec::SymmetricDefault,
+        key_usage: KeyUsage::EncryptDecrypt,
+        origin: Origin::AwsKms,
+        state: KeyState::PendingDeletion,
+        creation_date: 0,
+        deletion_date: Some(1),
+        pending_deletion_window_days: Some(7),
+        tags: Default::default(),
+        policy: "{}".into(),
+        multi_region: false,
+        materials: vec![MaterialVersion {
+            version: 1,
+            wrapped: Wrapped {
+                domain_key_version: 1,
+                nonce: [0; 12],
+                ciphertext: vec![0; 48],
+            },
+            created_at: 0,
+        }],
+        current_material_version: 1,
+    }
+}
+
+async fn writes_continue_after_leader_loss_and_data_survives_full_restart(backend: Backend) {
+    let mut cluster = Cluster::start(backend).await;
+    let client = cluster.client(&[1, 2, 3]).await;
+    client.propose(identity("BeforeFailover")).await.unwrap();
+
+    let old_leader = cluster.leader(&client).await;
+    cluster.nodes.remove(&old_leader).unwrap().stop().await;
+
+    client.propose(identity("AfterFailover")).await.unwrap();
+    assert!(get_identity(&client, "BeforeFailover").await.is_some());
+    assert!(get_identity(&client, "AfterFailover").await.is_some());
+
+    cluster.stop_all().await;
+    for id in 1..=3 {
+        cluster.restart_node(id).await;
+    }
+    assert!(
+        get_identity(&client, "BeforeFailover").await.is_some(),
+        "data survives restart"
+    );
+    assert!(
+        get_identity(&client, "AfterFailover").await.is_some(),
+        "data survives restart"
+    );
+    client.propose(identity("AfterRestart")).await.unwrap();
+    assert!(get_identity(&client, "AfterRestart").await.is_some());
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redb_cluster_writes_continue_after_leader_loss_and_data_survives_full_restart() {
+    writes_continue_after_leader_loss_and_data_survives_full_restart(Backend::Redb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sled_cluster_writes_continue_after_leader_loss_and_data_survives_full_restart() {
+    writes_continue_after_leader_loss_and_data_survives_full_restart(Backend::Sled).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lagging_node_catches_up_from_a_snapshot_after_logs_are_purged() {
+    use futures::{StreamExt, TryStreamExt};
+
+    let mut cluster = Cluster::start(Backend::Redb).await;
+    let client = cluster.client(&[1, 2, 3]).await;
+    let leader = cluster.leader(&client).await;
+    let lagging = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.nodes.remove(&lagging).unwrap().stop().await;
+
+    // More than one snapshot interval (1000 logs): the leader snapshots and purges the logs the
+    // lagging node would need, so it can only catch up by installing the snapshot.
+    let n = 1100;
+    futures::stream::iter(0..n)
+        .map(|i| client.propose(identity(&format!("Bulk{i}"))))
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    let target = client
+        .node_status()
+        .await
+        .into_iter()
+        .find_map(|(_, s)| s.ok().filter(|s| s.node_id == leader))
+        .and_then(|s| s.last_applied)
+        .unwrap();
+
+    cluster.restart_node(lagging).await;
+    let lagging_client = cluster.client(&[lagging]).await;
+    let mut caught_up = false;
+    for _ in 0..200 {
+        if let Some((_, Ok(st))) = lagging_client.node_status().await.pop() {
+            if st.last_applied >= Some(target) {
+                caught_up = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(caught_up, "the restarted node catches up");
+    cluster.stop_all().await;
+
+    // What it caught up on is on its disk.
+    let (tx, _) = tokio::sync::broadcast::channel(1);
+    let (_, sm) = raft::store::open_store(Backend::Redb, &cluster.data_dir(lagging), tx).unwrap();
+    let state = sm.state();
+    let state = state.read().unwrap();
+    assert_eq!(state.identities.len(), n);
+}
+
+#[tokio::test]
+async fn calls_fail_unavailable_when_no_node_answers_within_the_retry_budget() {
+    let pki = Pki::new();
+    // Bound then dropped: nothing listens there.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    drop(l);
+    let client = StoreClient::connect(vec![addr], &pki.issue("front"))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let res = client.propose(identity("Nobody")).await;
+    assert!(
+        matches!(res, Err(StoreError::Unavailable(_))),
+        "got {res:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "gives up after the retry budget"
+    );
+}
+
+#[tokio::test]
+async fn node_with_unusable_tls_files_fails_to_start() {
+    let dir = TempDir::new().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let cfg = StorageNodeConfig {
+        node_id: 1,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        advertise: "127.0.0.1:1".into(),
+        data_dir: dir.path().join("data"),
+        backend: Backend::Redb,
+        tls: TlsFiles {
+            ca: junk.clone(),
+            cert: junk.clone(),
+            key: junk,
+        },
+        peers: BTreeMap::from([(1, "127.0.0.1:1".to_string())]),
+    };
+    let res = tokio::time::timeout(
+        Duration::from_secs(5),
+        raft::run_storage_node(cfg, std::future::pending()),
+    )
+    .await;
+    assert!(matches!(res, Ok(Err(_))), "refuses to start: {res:?}");
+}
