@@ -601,8 +601,11 @@ async fn region_survives_a_dead_storage_node_and_a_full_restart() {
         .unwrap()
         .clone();
 
-    // Node 1 initialised the cluster and is usually its first leader.
-    region.kill_node(1);
+    // Kill the leader itself: the remaining two elect a new one and the region keeps serving.
+    let leader = region.leader_id().await;
+    region.kill_node(leader as u32);
+    let new_leader = region.leader_id().await;
+    assert_ne!(new_leader, leader);
     let second = kms
         .create_key()
         .send()

@@ -185,6 +185,15 @@ where
     let request_id = uuid::Uuid::new_v4().to_string();
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => return plain(StatusCode::OK, "ok", &request_id),
+        (&Method::GET, "/status") => {
+            let body = kms.cluster_status().await.to_string();
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            return r;
+        }
         (&Method::GET, "/readyz") => {
             return if kms.ready().await {
                 plain(StatusCode::OK, "ready", &request_id)

@@ -429,6 +429,33 @@ impl Kms {
         tokio::spawn(self.cache.clone().follow(rx))
     }
 
+    /// The region's Raft view from every storage node, as JSON (for `/status`). Holds no
+    /// secrets: node ids, terms, roles and the leader each node knows of.
+    pub async fn cluster_status(&self) -> serde_json::Value {
+        let nodes = tokio::time::timeout(Duration::from_secs(3), self.store.node_status())
+            .await
+            .unwrap_or_default();
+        let nodes: Vec<serde_json::Value> = nodes
+            .into_iter()
+            .map(|(endpoint, status)| match status {
+                Ok(s) => serde_json::json!({
+                    "endpoint": endpoint,
+                    "nodeId": s.node_id,
+                    "leaderId": s.leader_id,
+                    "term": s.term,
+                    "lastApplied": s.last_applied,
+                    "state": s.state,
+                }),
+                Err(e) => serde_json::json!({ "endpoint": endpoint, "error": e.to_string() }),
+            })
+            .collect();
+        let leader = nodes
+            .iter()
+            .find(|n| n["state"] == "Leader")
+            .and_then(|n| n["nodeId"].as_u64());
+        serde_json::json!({ "region": self.region, "leaderId": leader, "nodes": nodes })
+    }
+
     /// Whether the store answers (for `/readyz`).
     pub async fn ready(&self) -> bool {
         let q = Query::GetIdentity { arn: String::new() };

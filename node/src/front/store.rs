@@ -15,6 +15,10 @@ pub trait StoreApi: Send + Sync + 'static {
     fn query(&self, q: Query) -> BoxFuture<'_, Result<QueryOutput, StoreError>>;
     /// Changes for cache invalidation.
     fn watch(&self) -> broadcast::Receiver<WatchEvent>;
+    /// Each storage node's view of the cluster (for `/status`); empty where there are none.
+    fn node_status(&self) -> BoxFuture<'_, Vec<(String, Result<raft::NodeStatus, StoreError>)>> {
+        Box::pin(async { Vec::new() })
+    }
 }
 
 impl StoreApi for raft::StoreClient {
@@ -28,5 +32,9 @@ impl StoreApi for raft::StoreClient {
 
     fn watch(&self) -> broadcast::Receiver<WatchEvent> {
         raft::StoreClient::watch(self)
+    }
+
+    fn node_status(&self) -> BoxFuture<'_, Vec<(String, Result<raft::NodeStatus, StoreError>)>> {
+        Box::pin(raft::StoreClient::node_status(self))
     }
 }

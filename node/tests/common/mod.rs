@@ -211,3 +211,60 @@ where
         .map(str::to_string)
         .unwrap_or_else(|| format!("no code: {err:?}"))
 }
+
+impl DevRegion {
+    /// `GET <path>` on the front's HTTPS endpoint (no SigV4: health and status pages).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let ca = std::fs::read(self.var("AWS_CA_BUNDLE")).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let endpoint = self.var("KMS_ENDPOINT");
+        let hostport = endpoint.trim_start_matches("https://").to_string();
+        let tcp = tokio::net::TcpStream::connect(&hostport).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        let _ = tls.read_to_end(&mut response).await;
+        let text = String::from_utf8_lossy(&response).to_string();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// The current Raft leader's node id, from the front's `/status` page (waits for one).
+    pub async fn leader_id(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = self.get("/status").await;
+            if status == 200 {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                if let Some(id) = v["leaderId"].as_u64() {
+                    return id;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader reported: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
