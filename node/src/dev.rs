@@ -5,6 +5,7 @@
 //!   ├─ DIR/ca.pem, storage.pem, front.pem, admin.pem, app.pem (+ .key, 0600)   generated once
 //!   ├─ DIR/domain-key (0600), DIR/credentials.json (0600)                     generated once
 //!   ├─ child `keyraft node --config DIR/node-N.toml` × N  → DIR/pids/node-N.pid, DIR/logs/
+//!   ├─ DIR/front.toml: the same front as a `keyraft front --config` file (run role by role)
 //!   ├─ front (in this process): AWS JSON on port-base, gRPC on port-base+1
 //!   ├─ bootstrap: identities + access keys proposed through Raft (idempotent puts)
 //!   └─ DIR/env: shell exports for aws CLI, boto3, the Rust SDK and kmsctl
@@ -145,6 +146,7 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
             key: dir.join("front.key"),
         },
     };
+    write_front_config(&dir.join("front.toml"), &params)?;
     let front = crate::roles::start_front(&params).await?;
     bootstrap_identities(&front, &domain_key, &creds).await?;
 
@@ -177,6 +179,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     crate::shutdown_signal().await;
     region.stop().await;
+    Ok(())
+}
+
+/// Writes the dev front's settings as a `keyraft front --config` file, so the same region can
+/// also be run role by role (nodes from `node-N.toml`, the front from `front.toml`).
+fn write_front_config(path: &Path, params: &FrontParams) -> anyhow::Result<()> {
+    let toml = format!(
+        "region = \"{region}\"\njson_listen = \"{json}\"\ngrpc_listen = \"{grpc}\"\nstore = {store:?}\ndomain_key_file = \"{dk}\"\nstrict_client_cert = {strict}\ncache_staleness_ms = {staleness}\n\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
+        region = params.region,
+        json = params.json_listen,
+        grpc = params.grpc_listen,
+        store = params.store,
+        dk = params.domain_key_file.display(),
+        strict = params.strict_client_cert,
+        staleness = params.cache_staleness.as_millis(),
+        ca = params.tls.ca.display(),
+        cert = params.tls.cert.display(),
+        key = params.tls.key.display(),
+    );
+    fs::write(path, toml)?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import boto3
+import botocore.config
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,10 +64,11 @@ class Region:
                 self.proc.kill()
                 self.proc.wait()
 
-    def client(self, alt=False):
+    def client(self, alt=False, validate=True):
         prefix = "KMS_ALT_" if alt else "AWS_"
         return boto3.client(
             "kms",
+            config=botocore.config.Config(parameter_validation=validate, retries={"max_attempts": 1}),
             region_name=self.env["AWS_DEFAULT_REGION"],
             endpoint_url=self.env["KMS_ENDPOINT"],
             aws_access_key_id=self.env[prefix + "ACCESS_KEY_ID"],
