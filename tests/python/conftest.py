@@ -18,7 +18,30 @@ import botocore.config
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT_BASE = int(os.environ.get("KEYRAFT_PY_PORT_BASE", "21500"))
+
+
+def free_port_base(start):
+    """The first base at or after `start` whose 20 ports are all free on loopback (the Rust
+    tests use 20000-24999, so the default starts above them)."""
+    import socket
+
+    for base in range(start, start + 2000, 100):
+        sockets = []
+        try:
+            for port in range(base, base + 20):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                sockets.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free loopback port range")
+
+
+PORT_BASE = free_port_base(int(os.environ.get("KEYRAFT_PY_PORT_BASE", "26000")))
 
 
 def parse_env_file(path):
