@@ -1,5 +1,8 @@
-//! Development PKI: one CA per deployment, a server/peer certificate for storage nodes and
-//! fronts, and client certificates that name their principal as an ARN in a URI SAN.
+//! Development PKI: one CA per deployment, internal certificates for storage nodes and fronts
+//! (server + client, with a role URI SAN: [`raft::tls::ROLE_STORAGE`] or
+//! [`raft::tls::ROLE_FRONT`]), and client certificates that name their principal as an ARN in
+//! a URI SAN. Storage nodes admit callers by that role, so a user's certificate, which chains to
+//! the same CA, cannot call them.
 //!
 //! Everything is written as PEM files with private keys at mode 0600. Production deployments
 //! bring their own CA; this module exists so `keyraft dev` and tests need nothing else.
@@ -47,15 +50,52 @@ impl DevCa {
         self.issuer.pem()
     }
 
-    /// Issues a certificate for a storage node or front: usable as a TLS server (DNS and IP
-    /// SANs) and as a TLS client towards peers (internal mTLS).
+    /// Issues a storage node's certificate: [`DevCa::issue_internal`] with
+    /// [`raft::tls::ROLE_STORAGE`] (Raft RPCs and the store API).
+    pub fn issue_storage(
+        &self,
+        common_name: &str,
+        hosts: &[&str],
+    ) -> anyhow::Result<(String, String)> {
+        self.issue_internal(common_name, hosts, Some(raft::tls::ROLE_STORAGE))
+    }
+
+    /// Issues a front's certificate: [`DevCa::issue_internal`] with [`raft::tls::ROLE_FRONT`]
+    /// (the store API, not Raft RPCs). Also its server certificate towards clients.
+    pub fn issue_front(
+        &self,
+        common_name: &str,
+        hosts: &[&str],
+    ) -> anyhow::Result<(String, String)> {
+        self.issue_internal(common_name, hosts, Some(raft::tls::ROLE_FRONT))
+    }
+
+    /// Issues a server certificate without an internal role (DNS and IP SANs, server + client
+    /// EKUs): enough for a front's client-facing listener, refused by storage nodes. Storage
+    /// nodes and fronts talking to them need [`DevCa::issue_storage`] / [`DevCa::issue_front`].
     pub fn issue_server(
         &self,
         common_name: &str,
         hosts: &[&str],
     ) -> anyhow::Result<(String, String)> {
+        self.issue_internal(common_name, hosts, None)
+    }
+
+    /// Issues a certificate usable as a TLS server (DNS and IP SANs for `hosts`) and as a TLS
+    /// client towards peers (internal mTLS), carrying `role` as a URI SAN when given.
+    pub fn issue_internal(
+        &self,
+        common_name: &str,
+        hosts: &[&str],
+        role: Option<&str>,
+    ) -> anyhow::Result<(String, String)> {
         let mut params =
             CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())?;
+        if let Some(role) = role {
+            params
+                .subject_alt_names
+                .push(SanType::URI(role.try_into()?));
+        }
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
@@ -159,6 +199,59 @@ mod tests {
         let eku = cert.extended_key_usage().unwrap().unwrap();
         assert!(eku.value.client_auth);
         assert!(!eku.value.server_auth);
+    }
+
+    fn uri_sans(pem: &str) -> Vec<String> {
+        let der = rustls_pemfile::certs(&mut pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        san.value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn internal_certificates_carry_their_role_and_keep_host_sans_and_both_ekus() {
+        let ca = DevCa::generate("test ca").unwrap();
+        let hosts = ["localhost", "127.0.0.1"];
+        for (pem, role) in [
+            (
+                ca.issue_storage("storage", &hosts).unwrap().0,
+                Some(raft::tls::ROLE_STORAGE),
+            ),
+            (
+                ca.issue_front("front", &hosts).unwrap().0,
+                Some(raft::tls::ROLE_FRONT),
+            ),
+            (ca.issue_server("server", &hosts).unwrap().0, None),
+        ] {
+            assert_eq!(
+                uri_sans(&pem),
+                role.map(String::from).into_iter().collect::<Vec<_>>()
+            );
+            let der = rustls_pemfile::certs(&mut pem.as_bytes())
+                .next()
+                .unwrap()
+                .unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+            let san = cert.subject_alternative_name().unwrap().unwrap();
+            let names = format!("{:?}", san.value.general_names);
+            assert!(names.contains("localhost"), "{names}");
+            assert!(
+                names.contains("127.0.0.1") || names.contains("IPAddress"),
+                "{names}"
+            );
+            let eku = cert.extended_key_usage().unwrap().unwrap();
+            assert!(eku.value.server_auth && eku.value.client_auth);
+        }
     }
 
     #[test]

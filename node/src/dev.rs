@@ -3,6 +3,7 @@
 //! ```text
 //! keyraft dev --dir DIR
 //!   ├─ DIR/ca.pem, storage.pem, front.pem, admin.pem, app.pem (+ .key, 0600)   generated once
+//!   │    (again, with the CA, when DIR/pki-version is older than this binary's PKI layout)
 //!   ├─ DIR/domain-key (0600), DIR/credentials.json (0600)                     generated once
 //!   ├─ child `keyraft node --config DIR/node-N.toml` × N  → DIR/pids/node-N.pid, DIR/logs/
 //!   ├─ DIR/front.toml: the same front as a `keyraft front --config` file (run role by role)
@@ -246,22 +247,45 @@ fn stop_stale_children(dir: &Path) {
     }
 }
 
+/// Version of the dev PKI layout, kept in `DIR/pki-version`. 2: internal certificates carry
+/// a role URI SAN (`raft::tls::ROLE_STORAGE` / `ROLE_FRONT`), which storage nodes require.
+const PKI_VERSION: u32 = 2;
+
+/// Generates the CA and every certificate unless a complete PKI of the current version is
+/// there. An older or incomplete one (no `pki-version`, as written before roles existed) is
+/// replaced as a whole; the domain key, credentials and data are not touched.
 fn ensure_pki(dir: &Path) -> anyhow::Result<()> {
-    if dir.join("ca.pem").exists() && dir.join("app.key").exists() {
+    let marker = dir.join("pki-version");
+    let version = fs::read_to_string(&marker)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    if version >= PKI_VERSION && dir.join("ca.pem").exists() && dir.join("app.key").exists() {
         return Ok(());
     }
+    if dir.join("ca.pem").exists() {
+        tracing::info!(
+            dir = %dir.display(),
+            from = version,
+            to = PKI_VERSION,
+            "regenerating the dev CA and certificates (domain key, credentials and data are kept)"
+        );
+    }
+    // Whatever was there is no longer complete until the new marker is written.
+    let _ = fs::remove_file(&marker);
     let ca = DevCa::generate("keyraft dev CA")?;
     fs::write(dir.join("ca.pem"), ca.cert_pem())?;
     let hosts = ["localhost", "127.0.0.1", "::1"];
     write_pair(
         dir,
         "storage",
-        ca.issue_server("keyraft storage node", &hosts)?,
+        ca.issue_storage("keyraft storage node", &hosts)?,
     )?;
-    write_pair(dir, "front", ca.issue_server("keyraft front", &hosts)?)?;
+    write_pair(dir, "front", ca.issue_front("keyraft front", &hosts)?)?;
     write_pair(dir, "admin", ca.issue_client(DEV_ADMIN_ARN)?)?;
-    // Written last: its presence marks a complete PKI.
     write_pair(dir, "app", ca.issue_client(DEV_APP_ARN)?)?;
+    // Written last: its presence marks a complete PKI of this version.
+    fs::write(&marker, format!("{PKI_VERSION}\n"))?;
     Ok(())
 }
 

@@ -37,13 +37,13 @@ async fn start_cluster() -> Cluster {
     let storage = write_pair(
         dir.path(),
         "storage",
-        ca.issue_server("storage", &hosts).unwrap(),
+        ca.issue_storage("storage", &hosts).unwrap(),
     )
     .unwrap();
     let front = write_pair(
         dir.path(),
         "front",
-        ca.issue_server("front", &hosts).unwrap(),
+        ca.issue_front("front", &hosts).unwrap(),
     )
     .unwrap();
 

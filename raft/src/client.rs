@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 
 use crate::pb::store_service_client::StoreServiceClient;
 use crate::pb::{self, ProposeRequest, QueryRequest, StatusRequest, WatchRequest};
-use crate::tls::{Tls, TlsFiles, MAX_MESSAGE};
+use crate::tls::{Tls, TlsFiles, MAX_MESSAGE, ROLE_FRONT, ROLE_STORAGE};
 use crate::types::Response;
 
 /// How long `propose`/`query` keep retrying "no leader / node down" before giving up.
@@ -106,7 +106,15 @@ impl StoreClient {
                 "no storage endpoints configured".into(),
             ));
         }
-        let tls = Tls::load(tls).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let files = tls;
+        let tls = Tls::load(files).map_err(|e| StoreError::Internal(e.to_string()))?;
+        if !tls.has_role(ROLE_FRONT) && !tls.has_role(ROLE_STORAGE) {
+            // Storage nodes will answer every call with PERMISSION_DENIED.
+            tracing::warn!(
+                cert = %files.cert.display(),
+                "store client certificate has neither URI SAN {ROLE_FRONT} nor {ROLE_STORAGE}"
+            );
+        }
         let mut clients = Vec::new();
         for ep in &endpoints {
             let ch = tls

@@ -10,6 +10,9 @@
 //! - `network`: openraft's RPCs as unary tonic calls, mTLS both ways (`proto/cluster/v1/raft.proto`).
 //! - `server`: the gRPC services of a node: Raft from peers, the store API
 //!   (`proto/cluster/v1/store.proto`) for fronts.
+//! - [`tls`]: mTLS and who may call what: a certificate chaining to the CA is necessary but
+//!   not sufficient; Raft RPCs need the URI SAN [`tls::ROLE_STORAGE`], the store API
+//!   [`tls::ROLE_STORAGE`] or [`tls::ROLE_FRONT`] (user certificates carry an ARN instead).
 //! - [`client`]: [`StoreClient`], what fronts use.
 //! - [`node`]: [`run_storage_node`], wiring all of it together.
 //!

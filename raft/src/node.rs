@@ -14,6 +14,7 @@ use openraft::{BasicNode, Config, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 use tracing::Instrument;
 
 use crate::network::NetworkFactory;
@@ -21,7 +22,7 @@ use crate::pb::raft_service_server::RaftServiceServer;
 use crate::pb::store_service_server::StoreServiceServer;
 use crate::server::{RaftSvc, StoreCtx, StoreSvc};
 use crate::store::{Backend, LogStore, StateMachineStore};
-use crate::tls::{Tls, TlsFiles, MAX_MESSAGE};
+use crate::tls::{RequireRole, Tls, TlsFiles, MAX_MESSAGE, ROLE_STORAGE};
 use crate::types::Raft;
 use crate::RaftError;
 
@@ -88,6 +89,14 @@ async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RaftError> {
     let tls = Tls::load(&cfg.tls)?;
+    // Peers refuse Raft RPCs (and forwarded store calls) from a certificate without the storage
+    // role: say so now rather than run a member nobody will talk to.
+    if !tls.has_role(ROLE_STORAGE) {
+        return Err(RaftError::Tls(format!(
+            "{}: a storage node's certificate needs the URI SAN {ROLE_STORAGE}",
+            cfg.tls.cert.display()
+        )));
+    }
     // Fail on bad TLS material before anything is opened or spawned.
     let mut builder = tonic::transport::Server::builder().tls_config(tls.server_config())?;
     let (events, _) = broadcast::channel(4096);
@@ -125,12 +134,19 @@ async fn run(
         stopping: stop_rx.clone(),
     });
 
-    let raft_svc = RaftServiceServer::new(RaftSvc { raft: raft.clone() })
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
-    let store_svc = StoreServiceServer::new(StoreSvc { ctx: ctx.clone() })
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+    // Every call is checked for the caller's role before any handler runs (tls::RequireRole).
+    let raft_svc = InterceptedService::new(
+        RaftServiceServer::new(RaftSvc { raft: raft.clone() })
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
+        RequireRole::RAFT,
+    );
+    let store_svc = InterceptedService::new(
+        StoreServiceServer::new(StoreSvc { ctx: ctx.clone() })
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
+        RequireRole::STORE,
+    );
     let mut server_stop = stop_rx.clone();
     let server = builder
         .add_service(raft_svc)

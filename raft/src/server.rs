@@ -1,5 +1,9 @@
 //! The gRPC services a storage node serves on its one port: Raft RPCs from peers and the store
 //! API (propose, query, watch) for fronts. Followers forward store calls to the leader.
+//!
+//! Who may call which service is checked before these handlers run, by the
+//! [`crate::tls::RequireRole`] interceptor each service is wrapped in (see `node.rs`): Raft
+//! RPCs need a certificate with the storage role, the store API the storage or front role.
 
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};

@@ -1,5 +1,10 @@
 //! mTLS for the cluster: every peer presents a certificate chaining to the deployment CA, in
 //! both directions. Files are read once at start-up.
+//!
+//! Chaining to the CA is not enough to call a storage node: the same CA issues client
+//! certificates to users (an ARN in a URI SAN). Internal certificates carry a role URI SAN,
+//! [`ROLE_STORAGE`] or [`ROLE_FRONT`], and the server checks it on every call
+//! ([`RequireRole`]): Raft RPCs need the storage role, the store API storage or front.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +12,8 @@ use std::time::Duration;
 use tonic::transport::{
     Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig,
 };
+use tonic::{Request, Status};
+use x509_parser::extensions::GeneralName;
 
 use crate::RaftError;
 
@@ -21,11 +28,108 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// URI SAN of a storage node's certificate: may call Raft RPCs and the store API.
+pub const ROLE_STORAGE: &str = "urn:keyraft:role:storage";
+/// URI SAN of a front's certificate: may call the store API, not Raft RPCs.
+pub const ROLE_FRONT: &str = "urn:keyraft:role:front";
+
+/// The URI SANs of a DER certificate (roles, ARNs, anything else), in certificate order.
+pub(crate) fn uri_sans(der: &[u8]) -> Result<Vec<String>, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("unparsable certificate: {e}"))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("bad subjectAltName: {e}"))?;
+    Ok(san
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::URI(u) => Some(u.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The URI SANs of the first (leaf) certificate in a PEM file.
+fn pem_uri_sans(pem: &[u8]) -> Result<Vec<String>, String> {
+    let first = x509_parser::pem::Pem::iter_from_buffer(pem)
+        .next()
+        .ok_or("no PEM certificate found")?
+        .map_err(|e| format!("unreadable PEM: {e}"))?;
+    uri_sans(&first.contents)
+}
+
+/// A tonic interceptor admitting only callers whose (CA-verified) client certificate carries
+/// one of `allowed` as a URI SAN; everyone else gets `PERMISSION_DENIED`. Runs before any
+/// handler, so nothing of the request is decoded for a refused caller.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequireRole {
+    /// The service, for messages and logs.
+    pub(crate) service: &'static str,
+    /// Any one of these roles admits the caller.
+    pub(crate) allowed: &'static [&'static str],
+}
+
+impl RequireRole {
+    /// Raft RPCs: storage nodes only.
+    pub(crate) const RAFT: RequireRole = RequireRole {
+        service: "raft",
+        allowed: &[ROLE_STORAGE],
+    };
+    /// The store API: storage nodes (forwarding) and fronts.
+    pub(crate) const STORE: RequireRole = RequireRole {
+        service: "store",
+        allowed: &[ROLE_STORAGE, ROLE_FRONT],
+    };
+
+    fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let sans = match req.peer_certs() {
+            Some(chain) => match chain.first() {
+                Some(leaf) => uri_sans(leaf.as_ref()),
+                None => Err("no client certificate".to_string()),
+            },
+            None => Err("no client certificate".to_string()),
+        };
+        let admitted = match &sans {
+            Ok(sans) => sans.iter().any(|s| self.allowed.contains(&s.as_str())),
+            Err(_) => false,
+        };
+        if admitted {
+            return Ok(());
+        }
+        // URI SANs are names (roles, ARNs), never secrets.
+        tracing::warn!(
+            service = self.service,
+            remote = ?req.remote_addr(),
+            presented = ?sans,
+            "refused a caller without an internal role"
+        );
+        Err(Status::permission_denied(format!(
+            "the {} service requires a client certificate with URI SAN {}",
+            self.service,
+            self.allowed.join(" or ")
+        )))
+    }
+}
+
+impl tonic::service::Interceptor for RequireRole {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        self.check(&req)?;
+        Ok(req)
+    }
+}
+
 /// Loaded TLS material.
 #[derive(Clone)]
 pub(crate) struct Tls {
     ca: Certificate,
     identity: Identity,
+    /// URI SANs of this party's own certificate.
+    own_uris: Vec<String>,
 }
 
 /// The largest gRPC message accepted: a snapshot carries the whole state in one message.
@@ -37,8 +141,20 @@ impl Tls {
             std::fs::read(p).map_err(|e| RaftError::Tls(format!("reading {}: {e}", p.display())))
         };
         let ca = Certificate::from_pem(read(&files.ca)?);
-        let identity = Identity::from_pem(read(&files.cert)?, read(&files.key)?);
-        Ok(Tls { ca, identity })
+        let cert = read(&files.cert)?;
+        let own_uris = pem_uri_sans(&cert)
+            .map_err(|e| RaftError::Tls(format!("{}: {e}", files.cert.display())))?;
+        let identity = Identity::from_pem(cert, read(&files.key)?);
+        Ok(Tls {
+            ca,
+            identity,
+            own_uris,
+        })
+    }
+
+    /// Whether this party's own certificate carries `role` as a URI SAN.
+    pub(crate) fn has_role(&self, role: &str) -> bool {
+        self.own_uris.iter().any(|u| u == role)
     }
 
     /// Server side: a client certificate signed by the CA is required.

@@ -10,15 +10,21 @@ use keystore::error::DomainError;
 use keystore::model::{
     IdentityRecord, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, Wrapped,
 };
+use raft::pb::raft_service_client::RaftServiceClient;
+use raft::pb::store_service_client::StoreServiceClient;
+use raft::pb::{ProposeRequest, QueryRequest, RaftPayload, StatusRequest, WatchRequest};
+use raft::tls::{ROLE_FRONT, ROLE_STORAGE};
 use raft::{Backend, StorageNodeConfig, StoreClient, StoreError, TlsFiles, WatchEvent};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    KeyUsagePurpose, SanType,
 };
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Status};
 
 /// A CA and certificates issued by it, written as PEM files.
 struct Pki {
@@ -51,16 +57,46 @@ impl Pki {
         }
     }
 
-    /// A certificate usable as both server and client, for localhost / 127.0.0.1.
-    fn issue(&self, name: &str) -> TlsFiles {
-        let key = KeyPair::generate().unwrap();
+    /// An internal certificate usable as both server and client, for localhost / 127.0.0.1,
+    /// carrying `role` (if any) as a URI SAN, like `keyraft dev` issues them.
+    fn issue_internal(&self, name: &str, role: Option<&str>) -> TlsFiles {
         let mut params =
             CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        if let Some(role) = role {
+            params
+                .subject_alt_names
+                .push(SanType::URI(role.try_into().unwrap()));
+        }
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
+        self.write(name, params)
+    }
+
+    /// A storage node's certificate.
+    fn storage(&self, name: &str) -> TlsFiles {
+        self.issue_internal(name, Some(ROLE_STORAGE))
+    }
+
+    /// A front's certificate.
+    fn front(&self) -> TlsFiles {
+        self.issue_internal("front", Some(ROLE_FRONT))
+    }
+
+    /// A user's client certificate: the principal's ARN as URI SAN, clientAuth only.
+    fn user(&self, name: &str, arn: &str) -> TlsFiles {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, arn);
+        params.subject_alt_names = vec![SanType::URI(arn.try_into().unwrap())];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.write(name, params)
+    }
+
+    fn write(&self, name: &str, params: CertificateParams) -> TlsFiles {
+        let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let (c, k) = (
             self.dir.path().join(format!("{name}.pem")),
@@ -139,7 +175,7 @@ impl Cluster {
             advertise: addr,
             data_dir: self.data_dir(id),
             backend: self.backend,
-            tls: self.pki.issue(&format!("node{id}")),
+            tls: self.pki.storage(&format!("node{id}")),
             peers: self.peers.clone(),
         };
         let (stop, rx) = oneshot::channel::<()>();
@@ -161,9 +197,7 @@ impl Cluster {
 
     async fn client(&self, ids: &[u64]) -> StoreClient {
         let eps = ids.iter().map(|id| self.peers[id].clone()).collect();
-        StoreClient::connect(eps, &self.pki.issue("front"))
-            .await
-            .unwrap()
+        StoreClient::connect(eps, &self.pki.front()).await.unwrap()
     }
 
     /// Waits until some node reports itself leader and returns its id.
@@ -264,7 +298,7 @@ async fn follower_forwards_writes_and_reads_watch_reports_changes_and_due_keys_g
     let stranger = Pki::new();
     let eps = vec![cluster.peers[&leader].clone()];
     // It trusts the cluster's CA, so only the server's client-certificate check can refuse it.
-    let mut files = stranger.issue("front");
+    let mut files = stranger.front();
     files.ca = cluster.pki.ca.clone();
     let foreign = StoreClient::connect(eps, &files).await.unwrap();
     let (_, st) = foreign.node_status().await.pop().unwrap();
@@ -297,6 +331,170 @@ async fn follower_forwards_writes_and_reads_watch_reports_changes_and_due_keys_g
     assert!(deleted, "the scheduler deletes keys that are due");
 
     cluster.stop_all().await;
+}
+
+/// A raw gRPC channel to `addr` presenting the certificate in `files`.
+async fn raw_channel(addr: &str, files: &TlsFiles) -> Channel {
+    let read = |p: &PathBuf| std::fs::read(p).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(&files.ca)))
+        .identity(Identity::from_pem(read(&files.cert), read(&files.key)))
+        .domain_name("localhost");
+    Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Asserts `r` is admitted (`Ok`) or refused with `PERMISSION_DENIED` naming `role`.
+fn assert_admitted<T: std::fmt::Debug>(
+    what: &str,
+    r: Result<T, Status>,
+    admitted: bool,
+    role: &str,
+) {
+    match r {
+        Ok(_) if admitted => {}
+        Err(s) if !admitted && s.code() == Code::PermissionDenied => {
+            assert!(s.message().contains(role), "{what}: {}", s.message())
+        }
+        other => panic!("{what}: expected admitted={admitted}, got {other:?}"),
+    }
+}
+
+/// A certificate that chains to the CA is not enough: Raft RPCs need the storage role, the
+/// store API the storage or front role. A user's client certificate (an ARN URI SAN, clientAuth)
+/// and an internal certificate without a role are refused everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_nodes_admit_callers_by_certificate_role() {
+    let mut cluster = Cluster::start(Backend::Redb).await;
+    let all = cluster.client(&[1, 2, 3]).await;
+    let leader = cluster.leader(&all).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let pki = &cluster.pki;
+    let callers = [
+        // (name, certificate, store API admitted, Raft admitted)
+        (
+            "User",
+            pki.user("admin", "arn:aws:iam::111122223333:role/Admin"),
+            false,
+            false,
+        ),
+        (
+            "Roleless",
+            pki.issue_internal("roleless", None),
+            false,
+            false,
+        ),
+        ("Front", pki.front(), true, false),
+        ("Storage", pki.storage("node9"), true, true),
+    ];
+    for (name, files, store_ok, raft_ok) in &callers {
+        // A follower too: refusals happen before anything would be forwarded to the leader.
+        for id in [leader, follower] {
+            let ch = raw_channel(&cluster.peers[&id], files).await;
+            let mut store = StoreServiceClient::new(ch.clone());
+            let any = "urn:keyraft:role:storage or urn:keyraft:role:front";
+            let what = |rpc: &str| format!("{name} -> node {id} {rpc}");
+            let propose = store
+                .propose(ProposeRequest {
+                    command: serde_json::to_vec(&identity(name)).unwrap(),
+                    forwarded: false,
+                })
+                .await;
+            assert_admitted(&what("Propose"), propose, *store_ok, any);
+            let query = store
+                .query(QueryRequest {
+                    query: serde_json::to_vec(&Query::GetIdentity {
+                        arn: "arn:aws:iam::111122223333:role/Front".into(),
+                    })
+                    .unwrap(),
+                    forwarded: false,
+                })
+                .await;
+            assert_admitted(&what("Query"), query, *store_ok, any);
+            let status = store.status(StatusRequest {}).await;
+            assert_admitted(&what("Status"), status, *store_ok, any);
+            let watch = store.watch(WatchRequest {}).await;
+            assert_admitted(&what("Watch"), watch, *store_ok, any);
+
+            // Garbage payloads: an admitted caller gets INVALID_ARGUMENT from decoding, a
+            // refused one PERMISSION_DENIED before anything is decoded.
+            let mut raft = RaftServiceClient::new(ch);
+            let junk = || RaftPayload {
+                data: b"{}".to_vec(),
+                snapshot: b"{}".to_vec(),
+            };
+            let results = [
+                ("AppendEntries", raft.append_entries(junk()).await),
+                ("Vote", raft.vote(junk()).await),
+                ("PreVote", raft.pre_vote(junk()).await),
+                ("InstallSnapshot", raft.install_snapshot(junk()).await),
+            ];
+            for (rpc, r) in results {
+                match r {
+                    Err(s) if *raft_ok => {
+                        assert_eq!(s.code(), Code::InvalidArgument, "{}", what(rpc))
+                    }
+                    r => assert_admitted(&what(rpc), r, false, ROLE_STORAGE),
+                }
+            }
+        }
+    }
+    // Only the admitted callers' writes took effect.
+    assert!(get_identity(&all, "User").await.is_none());
+    assert!(get_identity(&all, "Roleless").await.is_none());
+    assert!(get_identity(&all, "Front").await.is_some());
+    assert!(get_identity(&all, "Storage").await.is_some());
+
+    // Through the StoreClient a refusal is final, not retried as "unavailable".
+    let user = StoreClient::connect(vec![cluster.peers[&leader].clone()], &callers[0].1)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let res = user.propose(identity("User")).await;
+    assert!(
+        matches!(&res, Err(StoreError::Internal(m)) if m.contains("PermissionDenied") || m.contains("permission")),
+        "got {res:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    cluster.stop_all().await;
+}
+
+#[tokio::test]
+async fn node_without_the_storage_role_refuses_to_start() {
+    let pki = Pki::new();
+    let dir = TempDir::new().unwrap();
+    for (files, what) in [
+        (pki.front(), "front"),
+        (pki.issue_internal("roleless", None), "role-less"),
+        (
+            pki.user("user", "arn:aws:iam::111122223333:role/Admin"),
+            "user",
+        ),
+    ] {
+        let cfg = StorageNodeConfig {
+            node_id: 1,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            advertise: "127.0.0.1:1".into(),
+            data_dir: dir.path().join("data"),
+            backend: Backend::Redb,
+            tls: files,
+            peers: BTreeMap::from([(1, "127.0.0.1:1".to_string())]),
+        };
+        let res = tokio::time::timeout(
+            Duration::from_secs(5),
+            raft::run_storage_node(cfg, std::future::pending()),
+        )
+        .await;
+        match res {
+            Ok(Err(e)) => assert!(e.to_string().contains(ROLE_STORAGE), "{what}: {e}"),
+            other => panic!("{what}: a node must refuse to start, got {other:?}"),
+        }
+    }
 }
 
 /// A key already past its deletion date (epoch + 1 ms).
@@ -426,7 +624,7 @@ async fn calls_fail_unavailable_when_no_node_answers_within_the_retry_budget() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();
     drop(l);
-    let client = StoreClient::connect(vec![addr], &pki.issue("front"))
+    let client = StoreClient::connect(vec![addr], &pki.front())
         .await
         .unwrap();
     let started = std::time::Instant::now();
