@@ -23,10 +23,13 @@ pub mod roles;
 pub fn init_process(log_json: bool) {
     // rustls needs one process-wide provider; keyraft uses aws-lc-rs everywhere.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    use std::io::IsTerminal;
+    // openraft narrates every election and heartbeat at info; its warnings still show.
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYRAFT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if log_json {
         builder.json().try_init()

@@ -647,3 +647,50 @@ async fn region_survives_a_dead_storage_node_and_a_full_restart() {
         Some("durable")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_every_storage_node_fails_closed_and_a_restart_recovers() {
+    let mut region = DevRegion::start(port_base_for(8));
+    let kms = region.admin_client_without_retries();
+    let key = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    let blob = kms
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new("x"))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob()
+        .unwrap()
+        .clone();
+
+    for n in 1..=3 {
+        region.kill_node(n);
+    }
+    // Management reads are linearizable: with no store they fail with AWS's retryable error,
+    // never a hang and never a stale answer.
+    let started = std::time::Instant::now();
+    let err = kms.describe_key().key_id(&key).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "DependencyTimeoutException");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    let err = kms.create_key().send().await.unwrap_err();
+    assert_eq!(error_code(&err), "DependencyTimeoutException");
+
+    region.stop();
+    region.launch();
+    let kms = region.admin_client();
+    let out = kms.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    assert_eq!(out.plaintext().unwrap().as_ref(), b"x");
+}

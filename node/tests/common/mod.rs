@@ -48,7 +48,6 @@ impl DevRegion {
             .args(["dev", "--dir"])
             .arg(&self.dir)
             .args(["--port-base", &self.port_base.to_string()])
-            .env("KEYRAFT_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -158,6 +157,28 @@ impl DevRegion {
     }
 
     pub fn sdk_client(&self, access_key_id: &str, secret: &str) -> aws_sdk_kms::Client {
+        self.sdk_client_with_retries(
+            access_key_id,
+            secret,
+            aws_sdk_kms::config::retry::RetryConfig::standard(),
+        )
+    }
+
+    /// The admin client without SDK retries, to see the first answer of the region.
+    pub fn admin_client_without_retries(&self) -> aws_sdk_kms::Client {
+        self.sdk_client_with_retries(
+            &self.var("AWS_ACCESS_KEY_ID"),
+            &self.var("AWS_SECRET_ACCESS_KEY"),
+            aws_sdk_kms::config::retry::RetryConfig::disabled(),
+        )
+    }
+
+    pub fn sdk_client_with_retries(
+        &self,
+        access_key_id: &str,
+        secret: &str,
+        retry: aws_sdk_kms::config::retry::RetryConfig,
+    ) -> aws_sdk_kms::Client {
         let ca = std::fs::read(self.var("AWS_CA_BUNDLE")).unwrap();
         let tls = TlsContext::builder()
             .with_trust_store(TrustStore::empty().with_pem_certificate(ca))
@@ -179,6 +200,7 @@ impl DevRegion {
                 "keyraft-test",
             ))
             .http_client(http)
+            .retry_config(retry)
             .build();
         aws_sdk_kms::Client::from_conf(conf)
     }
