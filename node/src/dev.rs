@@ -80,11 +80,25 @@ pub struct DevRegion {
 }
 
 impl DevRegion {
-    /// Stops the front and kills the storage nodes.
+    /// Stops the front, then asks each storage node to shut down (SIGTERM: it closes its
+    /// database cleanly) and kills any that has not exited within five seconds.
     pub async fn stop(mut self) {
         self.front.stop().await;
+        for child in &self.children {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
         for child in &mut self.children {
-            let _ = child.kill().await;
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
         }
     }
 }
