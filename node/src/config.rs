@@ -74,6 +74,10 @@ pub struct NodeArgs {
     /// Initial members as `id=host:port`, comma-separated; the lowest id initializes the cluster.
     #[arg(long, env = "KEYRAFT_PEERS", value_delimiter = ',')]
     pub peers: Option<Vec<String>>,
+    /// DANGER, tests only: add the signed millisecond offset in this file to the clock the
+    /// leader stamps proposals with (moves scheduled deletions forward without waiting).
+    #[arg(long, env = "KEYRAFT_DANGER_CLOCK_OFFSET_FILE")]
+    pub danger_clock_offset_file: Option<PathBuf>,
     /// TLS files (a `[tls]` table in TOML: `ca`, `cert`, `key`).
     #[command(flatten)]
     #[serde(default)]
@@ -111,6 +115,16 @@ impl NodeArgs {
             backend,
             tls: self.tls.merge(file.tls).validate()?,
             peers,
+            clock: match self
+                .danger_clock_offset_file
+                .or(file.danger_clock_offset_file)
+            {
+                Some(path) => {
+                    tracing::warn!(path = %path.display(), "DANGER: the leader's clock follows an offset file");
+                    raft::Clock::DangerOffsetFile(path)
+                }
+                None => raft::Clock::System,
+            },
         })
     }
 }

@@ -56,6 +56,10 @@ pub struct DevArgs {
     /// Two regions (`A,B`): reserved for multi-region keys.
     #[arg(long)]
     pub regions: Option<String>,
+    /// DANGER, tests only: every storage node's leader clock adds the millisecond offset in
+    /// this file (see `keyraft node --danger-clock-offset-file`).
+    #[arg(long, env = "KEYRAFT_DEV_DANGER_CLOCK_OFFSET_FILE")]
+    pub danger_clock_offset_file: Option<PathBuf>,
 }
 
 /// Dev credentials persisted across restarts (mode 0600).
@@ -134,8 +138,12 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
     let mut children = Vec::new();
     for id in 1..=args.nodes {
         let config = dir.join(format!("node-{id}.toml"));
+        let danger = match &args.danger_clock_offset_file {
+            Some(path) => format!("danger_clock_offset_file = \"{}\"\n", path.display()),
+            None => String::new(),
+        };
         let toml = format!(
-            "node_id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{data}\"\nstorage = \"{storage}\"\npeers = {peers:?}\n\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
+            "node_id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{data}\"\nstorage = \"{storage}\"\npeers = {peers:?}\n{danger}\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
             addr = node_addr(id),
             data = dir.join("data").join(format!("node-{id}")).display(),
             storage = args.storage,

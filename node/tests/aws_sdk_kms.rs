@@ -694,3 +694,84 @@ async fn losing_every_storage_node_fails_closed_and_a_restart_recovers() {
     let out = kms.decrypt().ciphertext_blob(blob).send().await.unwrap();
     assert_eq!(out.plaintext().unwrap().as_ref(), b"x");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_is_really_deleted_when_its_waiting_period_ends() {
+    // The leader's clock follows an offset file (a DANGER switch for tests), so the 7-day
+    // window can pass in a second instead of a week.
+    let offset_dir = tempfile::tempdir().unwrap();
+    let offset = offset_dir.path().join("clock-offset-ms");
+    let region = DevRegion::start_with(
+        port_base_for(9),
+        &["--danger-clock-offset-file", offset.to_str().unwrap()],
+    );
+    let kms = region.admin_client();
+    let doomed = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    let kept = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    kms.create_alias()
+        .alias_name("alias/doomed")
+        .target_key_id(&doomed)
+        .send()
+        .await
+        .unwrap();
+    kms.schedule_key_deletion()
+        .key_id(&doomed)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+
+    // Six days on: still pending.
+    std::fs::write(&offset, (6 * 86_400_000i64).to_string()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let meta = kms.describe_key().key_id(&doomed).send().await.unwrap();
+    assert_eq!(
+        meta.key_metadata().unwrap().key_state(),
+        Some(&KeyState::PendingDeletion)
+    );
+
+    // Past seven days: the leader's scheduler deletes the key and its alias.
+    std::fs::write(&offset, (7 * 86_400_000i64 + 60_000).to_string()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match kms.describe_key().key_id(&doomed).send().await {
+            Err(e) if error_code(&e) == "NotFoundException" => break,
+            Ok(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => panic!("key not deleted in time: {other:?}"),
+        }
+    }
+    let aliases = kms.list_aliases().send().await.unwrap();
+    assert!(aliases
+        .aliases()
+        .iter()
+        .all(|a| a.alias_name() != Some("alias/doomed")));
+    let keys = kms.list_keys().send().await.unwrap();
+    let ids: Vec<_> = keys.keys().iter().filter_map(|k| k.key_id()).collect();
+    assert!(!ids.contains(&doomed.as_str()) && ids.contains(&kept.as_str()));
+    let err = kms
+        .encrypt()
+        .key_id(&doomed)
+        .plaintext(Blob::new("x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err), "NotFoundException");
+}

@@ -70,6 +70,7 @@ async fn start_cluster() -> Cluster {
                 key: storage.key.clone(),
             },
             peers: peers.clone(),
+            clock: Default::default(),
         };
         let mut rx = stopped.clone();
         tasks.push(tokio::spawn(async move {

@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod clock;
 mod network;
 pub mod node;
 mod server;
@@ -45,6 +46,7 @@ pub mod pb {
 }
 
 pub use client::{NodeStatus, StoreClient, StoreError, WatchEvent};
+pub use clock::Clock;
 pub use node::{run_storage_node, run_storage_node_with_listener, StorageNodeConfig};
 pub use store::Backend;
 pub use tls::TlsFiles;

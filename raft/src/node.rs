@@ -44,6 +44,8 @@ pub struct StorageNodeConfig {
     /// All members of a new cluster (`id -> host:port`), including this node. The node with the
     /// lowest id initializes the cluster with them if it has never been initialized.
     pub peers: BTreeMap<u64, String>,
+    /// The clock the leader stamps proposals with ([`Clock::System`] outside tests).
+    pub clock: crate::clock::Clock,
 }
 
 /// Logs since the last snapshot that trigger a new one; older logs are then purged.
@@ -132,6 +134,7 @@ async fn run(
         events,
         network,
         stopping: stop_rx.clone(),
+        clock: cfg.clock.clone(),
     });
 
     // Every call is checked for the caller's role before any handler runs (tls::RequireRole).
@@ -252,7 +255,7 @@ async fn scheduler(ctx: Arc<StoreCtx>) {
         if !ctx.raft.is_leader() {
             continue;
         }
-        let now = crate::server::now_ms();
+        let now = ctx.clock.now_ms();
         let due = {
             let Ok(state) = ctx.state.read() else { return };
             keystore::query::query(&state, &Query::DueForDeletion { now })

@@ -7,7 +7,6 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::{Stream, StreamExt};
 use keystore::command::{Command, Proposal, Query};
@@ -119,18 +118,13 @@ pub(crate) struct StoreCtx {
     pub(crate) network: NetworkFactory,
     /// Flips to true at shutdown so watch streams end and the server can stop gracefully.
     pub(crate) stopping: watch::Receiver<bool>,
+    /// The time stamped on proposals (and used by the scheduler).
+    pub(crate) clock: crate::clock::Clock,
 }
 
 /// The store API.
 pub(crate) struct StoreSvc {
     pub(crate) ctx: Arc<StoreCtx>,
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl StoreCtx {
@@ -155,7 +149,7 @@ impl StoreCtx {
     ) -> Result<Result<Vec<u8>, ForwardToLeader<TypeConfig>>, Status> {
         let kind = command_kind(&command);
         let proposal = Proposal {
-            now: now_ms(),
+            now: self.clock.now_ms(),
             command,
         };
         match self.raft.client_write(LogRequest(proposal)).await {

@@ -177,6 +177,7 @@ impl Cluster {
             backend: self.backend,
             tls: self.pki.storage(&format!("node{id}")),
             peers: self.peers.clone(),
+            clock: Default::default(),
         };
         let (stop, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(raft::run_storage_node_with_listener(
@@ -484,6 +485,7 @@ async fn node_without_the_storage_role_refuses_to_start() {
             backend: Backend::Redb,
             tls: files,
             peers: BTreeMap::from([(1, "127.0.0.1:1".to_string())]),
+            clock: Default::default(),
         };
         let res = tokio::time::timeout(
             Duration::from_secs(5),
@@ -656,6 +658,7 @@ async fn node_with_unusable_tls_files_fails_to_start() {
             key: junk,
         },
         peers: BTreeMap::from([(1, "127.0.0.1:1".to_string())]),
+        clock: Default::default(),
     };
     let res = tokio::time::timeout(
         Duration::from_secs(5),

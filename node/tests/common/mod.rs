@@ -14,6 +14,7 @@ pub struct DevRegion {
     pub dir: PathBuf,
     pub env: HashMap<String, String>,
     port_base: u16,
+    extra_args: Vec<String>,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -26,12 +27,18 @@ pub fn port_base_for(test_binary_slot: u16) -> u16 {
 impl DevRegion {
     /// Starts a fresh region in a temp dir.
     pub fn start(port_base: u16) -> DevRegion {
+        Self::start_with(port_base, &[])
+    }
+
+    /// Starts a fresh region with extra `keyraft dev` arguments.
+    pub fn start_with(port_base: u16, extra_args: &[&str]) -> DevRegion {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let mut region = DevRegion {
             dir,
             env: HashMap::new(),
             port_base,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
             _tmp: Some(tmp),
         };
@@ -48,6 +55,7 @@ impl DevRegion {
             .args(["dev", "--dir"])
             .arg(&self.dir)
             .args(["--port-base", &self.port_base.to_string()])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
