@@ -112,6 +112,44 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The entities this command names. `apply` may touch more (deleting a key also removes
+    /// the aliases pointing at it), so this is for a proposer refreshing what it named, not a
+    /// replacement for the `Change` list `apply` returns.
+    pub fn subjects(&self) -> Vec<Change> {
+        match self {
+            Command::CreateKey { record } => vec![Change::Key(record.key_id.clone())],
+            Command::SetKeyEnabled { key_id, .. }
+            | Command::UpdateKeyDescription { key_id, .. }
+            | Command::ScheduleKeyDeletion { key_id, .. }
+            | Command::CancelKeyDeletion { key_id }
+            | Command::DeleteDueKey { key_id }
+            | Command::TagResource { key_id, .. }
+            | Command::UntagResource { key_id, .. } => vec![Change::Key(key_id.clone())],
+            Command::CreateAlias {
+                account_id,
+                alias_name,
+                ..
+            }
+            | Command::UpdateAlias {
+                account_id,
+                alias_name,
+                ..
+            }
+            | Command::DeleteAlias {
+                account_id,
+                alias_name,
+            } => {
+                vec![Change::Alias(account_id.clone(), alias_name.clone())]
+            }
+            Command::PutIdentity { identity } => vec![Change::Identity(identity.arn.clone())],
+            Command::PutAccessKey { record } => {
+                vec![Change::AccessKey(record.access_key_id.clone())]
+            }
+        }
+    }
+}
+
 /// What a successfully applied command returns to its proposer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandOutput {

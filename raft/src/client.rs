@@ -15,7 +15,8 @@ use crate::pb::{self, ProposeRequest, QueryRequest, StatusRequest, WatchRequest}
 use crate::tls::{Tls, TlsFiles, MAX_MESSAGE, ROLE_FRONT, ROLE_STORAGE};
 use crate::types::Response;
 
-/// How long `propose`/`query` keep retrying "no leader / node down" before giving up.
+/// How long `propose`/`query` keep retrying "no leader / node down" before giving up, unless
+/// [`ClientOptions::retry_budget`] says otherwise.
 const RETRY_BUDGET: Duration = Duration::from_secs(10);
 /// One RPC's limit (a write waits for a quorum fsync; a forward adds a hop).
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,6 +60,25 @@ pub enum StoreError {
     Internal(String),
 }
 
+/// Tunables of a [`StoreClient`]. `ClientOptions::default()` is what [`StoreClient::connect`]
+/// uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// How long `propose`/`query` keep retrying retryable failures (no leader yet, nodes down or
+    /// unreachable) before returning [`StoreError::Unavailable`]. Default 10 s: long enough to
+    /// ride out a leader election. No new attempt starts after it; one already in flight may
+    /// still take up to its own 5 s limit. Tests of store outages set it short to fail fast.
+    pub retry_budget: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            retry_budget: RETRY_BUDGET,
+        }
+    }
+}
+
 /// A client of a region's storage nodes. Cheap to clone; follows the leader through the
 /// nodes' server-side forwarding and fails over between endpoints.
 #[derive(Clone)]
@@ -68,6 +88,7 @@ pub struct StoreClient {
 
 struct Inner {
     endpoints: Vec<String>,
+    retry_budget: Duration,
     clients: Vec<StoreServiceClient<Channel>>,
     preferred: AtomicUsize,
     watch_tx: broadcast::Sender<WatchEvent>,
@@ -99,8 +120,18 @@ fn classify<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<Attempt<T
 
 impl StoreClient {
     /// A client for `endpoints` (`host:port` of storage nodes) using the mTLS identity in
-    /// `tls`. Connects lazily: succeeds even if no node is up yet.
+    /// `tls`, with the default [`ClientOptions`]. Connects lazily: succeeds even if no node is
+    /// up yet.
     pub async fn connect(endpoints: Vec<String>, tls: &TlsFiles) -> Result<Self, StoreError> {
+        Self::connect_with_options(endpoints, tls, ClientOptions::default()).await
+    }
+
+    /// [`StoreClient::connect`] with explicit [`ClientOptions`].
+    pub async fn connect_with_options(
+        endpoints: Vec<String>,
+        tls: &TlsFiles,
+        options: ClientOptions,
+    ) -> Result<Self, StoreError> {
         if endpoints.is_empty() {
             return Err(StoreError::Internal(
                 "no storage endpoints configured".into(),
@@ -126,6 +157,7 @@ impl StoreClient {
         Ok(StoreClient {
             inner: Arc::new(Inner {
                 endpoints,
+                retry_budget: options.retry_budget,
                 clients,
                 preferred: AtomicUsize::new(0),
                 watch_tx,
@@ -136,7 +168,7 @@ impl StoreClient {
 
     /// Proposes `command` through Raft; returns once it is applied on the leader.
     /// `StoreError::Domain` when the domain refused it; `StoreError::Unavailable` when no node
-    /// could get it committed within ~10 s of retries (no leader yet, nodes down).
+    /// could get it committed within the retry budget (default ~10 s; no leader yet, nodes down).
     ///
     /// Retries after an ambiguous failure (a connection lost mid-call, a timeout) may apply a
     /// command twice; commands are designed so that a repeat is refused (`AlreadyExists`) or is a
@@ -227,7 +259,7 @@ impl StoreClient {
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let n = self.inner.clients.len();
-        let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
+        let deadline = tokio::time::Instant::now() + self.inner.retry_budget;
         let mut backoff = Duration::from_millis(50);
         let mut last_err;
         loop {

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use keystore::command::{Change, Query, QueryOutput};
 use keystore::model::{AccessKeyRecord, AliasRecord, IdentityRecord, KeyRecord};
+use raft::{StoreClient, WatchEvent};
 use tokio::sync::broadcast;
 
 use super::errors::KmsError;
-use super::store::{StoreApi, WatchEvent};
 
 /// Bound on entries per map; beyond it the map is cleared (simple, and rare: a front serves
 /// one region's keys).
@@ -131,7 +131,7 @@ impl Cache {
         &self,
         map: &Map<K, V>,
         key: K,
-        store: &dyn StoreApi,
+        store: &StoreClient,
         query: Query,
         extract: F,
     ) -> Result<Option<V>, KmsError>
@@ -160,7 +160,7 @@ impl Cache {
     /// A key record by id.
     pub async fn key(
         &self,
-        store: &dyn StoreApi,
+        store: &StoreClient,
         key_id: &str,
     ) -> Result<Option<KeyRecord>, KmsError> {
         let q = Query::GetKey {
@@ -176,7 +176,7 @@ impl Cache {
     /// An alias by (account, name).
     pub async fn alias(
         &self,
-        store: &dyn StoreApi,
+        store: &StoreClient,
         account_id: &str,
         alias_name: &str,
     ) -> Result<Option<AliasRecord>, KmsError> {
@@ -195,7 +195,7 @@ impl Cache {
     /// An identity by ARN.
     pub async fn identity(
         &self,
-        store: &dyn StoreApi,
+        store: &StoreClient,
         arn: &str,
     ) -> Result<Option<IdentityRecord>, KmsError> {
         let q = Query::GetIdentity {
@@ -211,7 +211,7 @@ impl Cache {
     /// An access key by id.
     pub async fn access_key(
         &self,
-        store: &dyn StoreApi,
+        store: &StoreClient,
         access_key_id: &str,
     ) -> Result<Option<AccessKeyRecord>, KmsError> {
         let q = Query::GetAccessKey {

@@ -921,43 +921,28 @@ mod tests {
     }
 }
 
-/// The adapter over real mTLS on an ephemeral port, with a store that is down: enough to
-/// prove authentication, the error mapping and batches end to end without a cluster.
+/// The adapter over real mTLS on an ephemeral port, with a real store client that reaches no
+/// storage node (an outage): enough to prove authentication, the error mapping and batches end
+/// to end without starting one.
 #[cfg(test)]
 mod serve_tests {
     use std::net::SocketAddr;
     use std::time::Duration;
 
-    use futures::future::BoxFuture;
-    use keystore::command::{Command, CommandOutput, Query, QueryOutput};
     use keystore::crypto::DomainKey;
     use rcgen::ExtendedKeyUsagePurpose;
-    use tokio::sync::{broadcast, oneshot};
+    use tokio::sync::oneshot;
     use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
     use super::*;
     use crate::certs::{write_pair, DevCa};
-    use crate::front::store::{StoreApi, StoreError, WatchEvent};
+    use crate::front::testing::unreachable_store;
 
     fn error_type(s: &Status) -> &str {
         s.metadata()
             .get(ERROR_TYPE_METADATA_KEY)
             .map(|v| v.to_str().unwrap())
             .unwrap_or("")
-    }
-
-    struct DownStore(broadcast::Sender<WatchEvent>);
-
-    impl StoreApi for DownStore {
-        fn propose(&self, _: Command) -> BoxFuture<'_, Result<CommandOutput, StoreError>> {
-            Box::pin(async { Err(StoreError::Unavailable("test store is down".into())) })
-        }
-        fn query(&self, _: Query) -> BoxFuture<'_, Result<QueryOutput, StoreError>> {
-            Box::pin(async { Err(StoreError::Unavailable("test store is down".into())) })
-        }
-        fn watch(&self) -> broadcast::Receiver<WatchEvent> {
-            self.0.subscribe()
-        }
     }
 
     struct Fixture {
@@ -986,10 +971,9 @@ mod serve_tests {
             key: server.key,
         })
         .unwrap();
-        let store = Arc::new(DownStore(broadcast::channel(1).0));
         let kms = Arc::new(Kms::new(
             "us-east-1".into(),
-            store,
+            unreachable_store().await,
             DomainKey::generate(1),
             Duration::from_secs(1),
         ));

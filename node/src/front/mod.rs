@@ -12,7 +12,6 @@
 //! shapes.rs     AWS request/response shapes (serde)
 //! operation.rs  the Operation enum and its IAM actions
 //! errors.rs     KmsError and its (__type, HTTP status) mapping
-//! store.rs      the StoreApi trait over raft::StoreClient
 //! ```
 //!
 //! # Data flow
@@ -32,7 +31,6 @@ pub mod grpc;
 pub mod operation;
 pub mod ops;
 pub mod shapes;
-pub mod store;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -86,14 +84,14 @@ impl Front {
             .context("connecting to the storage nodes")?;
         let kms = Arc::new(Kms::new(
             cfg.region,
-            Arc::new(store),
+            store,
             cfg.domain_key,
             cfg.cache_staleness,
         ));
         Self::bind_with(kms, cfg.json_listen, tls).await
     }
 
-    /// Like [`Front::bind`] over an already built [`Kms`] (tests, custom stores).
+    /// Like [`Front::bind`] over an already built [`Kms`] (tests).
     pub async fn bind_with(
         kms: Arc<Kms>,
         listen: SocketAddr,

@@ -25,7 +25,6 @@ use super::cache::Cache;
 use super::errors::KmsError;
 use super::operation::Operation;
 use super::shapes::*;
-use super::store::StoreApi;
 
 /// Largest plaintext Encrypt accepts (bytes).
 pub const MAX_PLAINTEXT: usize = 4096;
@@ -79,7 +78,7 @@ const ENCRYPTION_ALGORITHMS: &[&str] = &[
 /// The operations of one front, over one store and one region domain key.
 pub struct Kms {
     region: String,
-    store: Arc<dyn StoreApi>,
+    store: raft::StoreClient,
     domain_key: DomainKey,
     cache: Arc<Cache>,
 }
@@ -406,7 +405,7 @@ impl Kms {
     /// runtime to keep the cache fed.
     pub fn new(
         region: String,
-        store: Arc<dyn StoreApi>,
+        store: raft::StoreClient,
         domain_key: DomainKey,
         cache_staleness: Duration,
     ) -> Self {
@@ -470,7 +469,7 @@ impl Kms {
         &self,
         access_key_id: &str,
     ) -> Result<Option<(AccessKeyRecord, Secret)>, KmsError> {
-        let Some(rec) = self.cache.access_key(&*self.store, access_key_id).await? else {
+        let Some(rec) = self.cache.access_key(&self.store, access_key_id).await? else {
             return Ok(None);
         };
         let secret = crypto::unwrap_access_secret(
@@ -554,7 +553,7 @@ impl Kms {
             None
         } else {
             self.cache
-                .identity(&*self.store, &caller.principal_arn)
+                .identity(&self.store, &caller.principal_arn)
                 .await?
         };
         authz::authorize(&authz::Request {
@@ -598,7 +597,7 @@ impl Kms {
                 _ => Err(KmsError::internal()),
             }
         } else {
-            self.cache.key(&*self.store, key_id).await
+            self.cache.key(&self.store, key_id).await
         }
     }
 
@@ -621,7 +620,7 @@ impl Kms {
                 _ => return Err(KmsError::internal()),
             }
         } else {
-            self.cache.alias(&*self.store, account, alias_name).await?
+            self.cache.alias(&self.store, account, alias_name).await?
         };
         Ok(alias.map(|a| a.target_key_id))
     }
@@ -724,8 +723,20 @@ impl Kms {
         Ok(ciphertext::seal(&key.key_id, version, &m, plaintext, ctx))
     }
 
+    /// Proposes through Raft, then drops the cache entries of what the command named, so the
+    /// caller's next request on this front sees its own write at once (other fronts see it
+    /// through the watch stream, within the staleness bound).
+    async fn propose(&self, command: Command) -> Result<CommandOutput, KmsError> {
+        let subjects = command.subjects();
+        let result = self.store.propose(command).await;
+        for change in &subjects {
+            self.cache.invalidate(change);
+        }
+        Ok(result?)
+    }
+
     async fn propose_key(&self, command: Command) -> Result<KeyRecord, KmsError> {
-        match self.store.propose(command).await? {
+        match self.propose(command).await? {
             CommandOutput::Key(k) => Ok(*k),
             _ => Err(KmsError::internal()),
         }
@@ -974,12 +985,11 @@ impl Kms {
             .await?;
         self.authorize_key(caller, op.action(), &key, None).await?;
         check_state(&key, sop)?;
-        self.store
-            .propose(Command::SetKeyEnabled {
-                key_id: key.key_id,
-                enabled,
-            })
-            .await?;
+        self.propose(Command::SetKeyEnabled {
+            key_id: key.key_id,
+            enabled,
+        })
+        .await?;
         Ok(Empty {})
     }
 
@@ -1006,12 +1016,11 @@ impl Kms {
         self.authorize_key(caller, Operation::UpdateKeyDescription.action(), &key, None)
             .await?;
         check_state(&key, state::Operation::UpdateKeyDescription)?;
-        self.store
-            .propose(Command::UpdateKeyDescription {
-                key_id: key.key_id,
-                description,
-            })
-            .await?;
+        self.propose(Command::UpdateKeyDescription {
+            key_id: key.key_id,
+            description,
+        })
+        .await?;
         Ok(Empty {})
     }
 
@@ -1059,11 +1068,10 @@ impl Kms {
         self.authorize_key(caller, Operation::CancelKeyDeletion.action(), &key, None)
             .await?;
         check_state(&key, state::Operation::CancelKeyDeletion)?;
-        self.store
-            .propose(Command::CancelKeyDeletion {
-                key_id: key.key_id.clone(),
-            })
-            .await?;
+        self.propose(Command::CancelKeyDeletion {
+            key_id: key.key_id.clone(),
+        })
+        .await?;
         Ok(CancelKeyDeletionResponse {
             key_id: Some(key.arn),
         })
@@ -1087,14 +1095,13 @@ impl Kms {
             .await?;
         self.authorize_key(caller, action, &key, None).await?;
         check_state(&key, state::Operation::CreateAlias)?;
-        self.store
-            .propose(Command::CreateAlias {
-                account_id: caller.account_id.clone(),
-                alias_name: name,
-                alias_arn,
-                target_key_id: key.key_id,
-            })
-            .await?;
+        self.propose(Command::CreateAlias {
+            account_id: caller.account_id.clone(),
+            alias_name: name,
+            alias_arn,
+            target_key_id: key.key_id,
+        })
+        .await?;
         Ok(Empty {})
     }
 
@@ -1114,13 +1121,12 @@ impl Kms {
             .await?;
         self.authorize_key(caller, action, &key, None).await?;
         check_state(&key, state::Operation::UpdateAlias)?;
-        self.store
-            .propose(Command::UpdateAlias {
-                account_id: caller.account_id.clone(),
-                alias_name: name,
-                target_key_id: key.key_id,
-            })
-            .await?;
+        self.propose(Command::UpdateAlias {
+            account_id: caller.account_id.clone(),
+            alias_name: name,
+            target_key_id: key.key_id,
+        })
+        .await?;
         Ok(Empty {})
     }
 
@@ -1141,12 +1147,11 @@ impl Kms {
             None,
         )
         .await?;
-        self.store
-            .propose(Command::DeleteAlias {
-                account_id: caller.account_id.clone(),
-                alias_name: name,
-            })
-            .await?;
+        self.propose(Command::DeleteAlias {
+            account_id: caller.account_id.clone(),
+            alias_name: name,
+        })
+        .await?;
         Ok(Empty {})
     }
 
@@ -1207,12 +1212,11 @@ impl Kms {
         self.authorize_key(caller, Operation::TagResource.action(), &key, None)
             .await?;
         check_state(&key, state::Operation::TagResource)?;
-        self.store
-            .propose(Command::TagResource {
-                key_id: key.key_id,
-                tags,
-            })
-            .await?;
+        self.propose(Command::TagResource {
+            key_id: key.key_id,
+            tags,
+        })
+        .await?;
         Ok(Empty {})
     }
 
@@ -1231,12 +1235,11 @@ impl Kms {
         self.authorize_key(caller, Operation::UntagResource.action(), &key, None)
             .await?;
         check_state(&key, state::Operation::UntagResource)?;
-        self.store
-            .propose(Command::UntagResource {
-                key_id: key.key_id,
-                tag_keys,
-            })
-            .await?;
+        self.propose(Command::UntagResource {
+            key_id: key.key_id,
+            tag_keys,
+        })
+        .await?;
         Ok(Empty {})
     }
 

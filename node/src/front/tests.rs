@@ -1,6 +1,4 @@
-//! Operations and the JSON router end to end over the in-memory store.
-
-use std::sync::atomic::Ordering;
+//! Operations and the JSON router end to end over a real storage node (see `testing`).
 
 use keystore::crypto::Secret;
 use keystore::sigv4;
@@ -82,7 +80,7 @@ async fn decrypt(
 
 #[tokio::test]
 async fn create_describe_encrypt_decrypt_round_trip() {
-    let (kms, _) = kms();
+    let (kms, _node) = kms().await;
     let admin = caller(ADMIN);
     let md = new_key(&kms, &admin).await;
     let key_id = md.key_id.clone().unwrap();
@@ -125,7 +123,7 @@ async fn create_describe_encrypt_decrypt_round_trip() {
 
 #[tokio::test]
 async fn decrypt_rejects_mismatched_context_and_tampered_blobs() {
-    let (kms, _) = kms();
+    let (kms, _node) = kms().await;
     let admin = caller(ADMIN);
     let key_id = new_key(&kms, &admin).await.key_id.unwrap();
     let blob = encrypt(&kms, &admin, &key_id, b"hello", ctx(&[("a", "1")]))
@@ -158,7 +156,7 @@ async fn decrypt_rejects_mismatched_context_and_tampered_blobs() {
 
 #[tokio::test]
 async fn aliases_resolve_by_name_and_arn() {
-    let (kms, _) = kms();
+    let (kms, _node) = kms().await;
     let admin = caller(ADMIN);
     let md = new_key(&kms, &admin).await;
     let key_id = md.key_id.unwrap();
@@ -262,7 +260,7 @@ async fn aliases_resolve_by_name_and_arn() {
 
 #[tokio::test]
 async fn disabled_key_refuses_crypto_until_enabled() {
-    let (kms, _) = kms();
+    let (kms, _node) = kms().await;
     let admin = caller(ADMIN);
     // The watch stream invalidates the cached record at once (well within the 1 s bound).
     let _follow = kms.follow_store_changes();
@@ -299,8 +297,59 @@ async fn disabled_key_refuses_crypto_until_enabled() {
 }
 
 #[tokio::test]
+async fn another_fronts_watch_stream_revokes_a_disabled_key_long_before_its_cache_expires() {
+    // A 60 s staleness bound: only the watch stream can make front B notice within the test.
+    let (a, b, _node) = super::testing::two_fronts(std::time::Duration::from_secs(60)).await;
+    let _follow = b.follow_store_changes();
+    let admin = caller(ADMIN);
+    let key_id = new_key(&a, &admin).await.key_id.unwrap();
+    // B caches the key by using it.
+    let blob = encrypt(&b, &admin, &key_id, b"x", None).await.unwrap();
+    a.disable_key(
+        &admin,
+        KeyIdRequest {
+            key_id: Some(key_id.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match decrypt(&b, &admin, blob.clone(), None).await {
+            Err(e) if e.aws_type() == "DisabledException" => break,
+            Ok(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            other => panic!(
+                "front B still honours the disabled key: {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_front_without_the_watch_stream_keeps_its_cached_record_until_the_bound() {
+    // The control for the test above: same set-up, B not following the store's changes.
+    let (a, b, _node) = super::testing::two_fronts(std::time::Duration::from_secs(60)).await;
+    let admin = caller(ADMIN);
+    let key_id = new_key(&a, &admin).await.key_id.unwrap();
+    let blob = encrypt(&b, &admin, &key_id, b"x", None).await.unwrap();
+    a.disable_key(
+        &admin,
+        KeyIdRequest {
+            key_id: Some(key_id.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(decrypt(&b, &admin, blob, None).await.unwrap(), b"x");
+}
+
+#[tokio::test]
 async fn cache_expires_after_staleness_bound_without_watch() {
-    let (kms, _) = kms();
+    let (kms, _node) = kms().await;
     let admin = caller(ADMIN);
     let key_id = new_key(&kms, &admin).await.key_id.unwrap();
     encrypt(&kms, &admin, &key_id, b"x", None).await.unwrap(); // caches the record
@@ -324,7 +373,7 @@ async fn cache_expires_after_staleness_bound_without_watch() {
 
 #[tokio::test]
 async fn non_admins_and_other_accounts_are_denied() {
-    let (kms, _) = kms();
+    let (kms, _node) = kms().await;
     let admin = caller(ADMIN);
     let md = new_key(&kms, &admin).await;
     let key_arn = md.arn.unwrap();
@@ -368,7 +417,7 @@ async fn non_admins_and_other_accounts_are_denied() {
 
 #[tokio::test]
 async fn data_keys_random_and_reencrypt() {
-    let (kms, _) = kms();
+    let (kms, _node) = kms().await;
     let admin = caller(ADMIN);
     let k1 = new_key(&kms, &admin).await.key_id.unwrap();
     let k2 = new_key(&kms, &admin).await.key_id.unwrap();
@@ -476,7 +525,7 @@ async fn data_keys_random_and_reencrypt() {
 
 #[tokio::test]
 async fn encrypt_validates_plaintext_and_required_members() {
-    let (kms, _) = kms();
+    let (kms, _node) = kms().await;
     let admin = caller(ADMIN);
     let key_id = new_key(&kms, &admin).await.key_id.unwrap();
     assert_eq!(
@@ -529,7 +578,7 @@ async fn encrypt_validates_plaintext_and_required_members() {
 
 #[tokio::test]
 async fn deletion_schedule_and_cancel() {
-    let (kms, _) = kms();
+    let (kms, _node) = kms().await;
     let admin = caller(ADMIN);
     let key_id = new_key(&kms, &admin).await.key_id.unwrap();
     let bad = kms
@@ -586,7 +635,7 @@ async fn deletion_schedule_and_cancel() {
 
 #[tokio::test]
 async fn list_keys_and_tags_paginate() {
-    let (kms, _) = kms();
+    let (kms, _node) = kms().await;
     let admin = caller(ADMIN);
     let mut ids = Vec::new();
     for _ in 0..5 {
@@ -700,7 +749,7 @@ async fn list_keys_and_tags_paginate() {
 
 #[tokio::test]
 async fn create_key_rejects_unsupported_and_malformed_options() {
-    let (kms, _) = kms();
+    let (kms, _node) = kms().await;
     let admin = caller(ADMIN);
     let cases = [
         (
@@ -768,9 +817,8 @@ async fn create_key_rejects_unsupported_and_malformed_options() {
 
 #[tokio::test]
 async fn store_outage_is_dependency_timeout() {
-    let (kms, store) = kms();
+    let kms = kms_without_store().await;
     let admin = caller(ADMIN);
-    store.down.store(true, Ordering::SeqCst);
     let e = kms
         .create_key(&admin, CreateKeyRequest::default())
         .await
@@ -851,7 +899,7 @@ mod http_layer {
 
     #[tokio::test]
     async fn signed_requests_run_operations() {
-        let (kms, _) = kms();
+        let (kms, _node) = kms().await;
         let d = now_amz();
         let (s, v, id) = call(
             &kms,
@@ -896,7 +944,7 @@ mod http_layer {
 
     #[tokio::test]
     async fn authentication_failures_map_to_aws_errors() {
-        let (kms, _) = kms();
+        let (kms, _node) = kms().await;
         let d = now_amz();
         let cases = [
             (
@@ -953,7 +1001,7 @@ mod http_layer {
 
     #[tokio::test]
     async fn bad_bodies_never_panic() {
-        let (kms, _) = kms();
+        let (kms, _node) = kms().await;
         let d = now_amz();
         for body in [
             "",
@@ -993,7 +1041,7 @@ mod http_layer {
 
     #[tokio::test]
     async fn health_endpoints() {
-        let (kms, store) = kms();
+        let (kms, node) = kms().await;
         let get = |p: &str| {
             http::Request::builder()
                 .uri(p)
@@ -1002,7 +1050,7 @@ mod http_layer {
         };
         assert_eq!(handle(&kms, get("/healthz")).await.status(), 200);
         assert_eq!(handle(&kms, get("/readyz")).await.status(), 200);
-        store.down.store(true, Ordering::SeqCst);
+        node.stop().await;
         assert_eq!(handle(&kms, get("/readyz")).await.status(), 503);
         assert_eq!(handle(&kms, get("/healthz")).await.status(), 200);
     }
