@@ -11,9 +11,16 @@
 //! - `query`: `query(&State, &Query)`, read-only answers (lists are paged by marker).
 //! - `state`: AWS's table of which key state allows which `Operation`.
 //! - `crypto`: secret types (`DomainKey`, `KeyMaterial`, `Secret`), wrapping under the domain
-//!   key, hashes and MACs. The only module (with `ciphertext`) that touches crypto crates.
+//!   key, hashes and MACs.
 //! - `context`: encryption context and its canonical bytes.
 //! - `ciphertext`: the versioned ciphertext blob (`docs/ciphertext-format.md`).
+//! - `sigv4`: AWS Signature Version 4 verification (pure; the front feeds it the request).
+//! - Every key spec (issue 3's core, not yet wired into the front): `spec` (AWS key specs,
+//!   usages and algorithm lists), `material` (private key material per spec, public keys as
+//!   SPKI), `sign`, `rsa_encrypt`, `mac`, `ecdh`, `data_key_pair`. aws-lc-rs for RSA, ECDSA,
+//!   ECDH, HMAC and ML-DSA; ed25519-dalek for Ed25519; checked against Wycheproof vectors.
+//!
+//! Only this crate imports crypto crates; the rest of the workspace asks it.
 //! - `ids`, `policy`: key ids, ARNs, the default key policy.
 //! - `error`: `DomainError`, one variant per AWS exception the domain can raise.
 //!
@@ -35,12 +42,19 @@ pub mod ciphertext;
 pub mod command;
 pub mod context;
 pub mod crypto;
+pub mod data_key_pair;
+pub mod ecdh;
 pub mod error;
 pub mod ids;
+pub mod mac;
+pub mod material;
 pub mod model;
 pub mod policy;
 pub mod query;
+pub mod rsa_encrypt;
+pub mod sign;
 pub mod sigv4;
+pub mod spec;
 pub mod state;
 
 pub use apply::apply;
