@@ -338,6 +338,14 @@ fn apply_command(
             Ok(CommandOutput::Done)
         }
 
+        Command::EnableKeyRotation { .. }
+        | Command::DisableKeyRotation { .. }
+        | Command::PrepareNextMaterial { .. }
+        | Command::StartOnDemandRotation { .. }
+        | Command::RotateKey { .. } => {
+            crate::rotation::apply_rotation(state, now, command, changes)
+        }
+
         Command::PutAccessKey { record } => {
             state
                 .access_keys

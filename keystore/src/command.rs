@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AccessKeyRecord, AliasRecord, EpochMillis, IdentityRecord, KeyRecord};
+use crate::model::{
+    AccessKeyRecord, AliasRecord, EpochMillis, IdentityRecord, KeyRecord, MaterialVersion,
+};
+use crate::rotation::RotationType;
 
 /// A command as it sits in the Raft log: the leader stamps `now` when it proposes, so every
 /// replica applies the same time.
@@ -110,6 +113,47 @@ pub enum Command {
         /// The access key, secret wrapped.
         record: AccessKeyRecord,
     },
+    /// EnableKeyRotation: turn automatic rotation on (or change its period). The front also
+    /// hands over the next version's wrapped material, so the leader can later activate it.
+    EnableKeyRotation {
+        /// Key id.
+        key_id: String,
+        /// 90..=2560.
+        rotation_period_days: u32,
+        /// The next version's material, wrapped by the front (kept only if none is prepared).
+        prepared: Option<MaterialVersion>,
+    },
+    /// DisableKeyRotation.
+    DisableKeyRotation {
+        /// Key id.
+        key_id: String,
+    },
+    /// A front stores the next version's wrapped material with the key ahead of time. A no-op
+    /// when material is already prepared or `material` is not for the next version.
+    PrepareNextMaterial {
+        /// Key id.
+        key_id: String,
+        /// Version `rotation::next_version(key)`, wrapped under the domain key.
+        material: MaterialVersion,
+    },
+    /// RotateKeyOnDemand: records the request; the leader's scheduler activates it.
+    StartOnDemandRotation {
+        /// Key id.
+        key_id: String,
+        /// Next-version material, when the front saw none prepared.
+        prepared: Option<MaterialVersion>,
+    },
+    /// Issued by the Raft leader's scheduler: make the prepared material `to_version`
+    /// current. Idempotent, keyed by (key, `to_version`): a no-op unless that exact rotation
+    /// is due, so leader changes and retries cannot rotate twice.
+    RotateKey {
+        /// Key id.
+        key_id: String,
+        /// The version that becomes current.
+        to_version: u32,
+        /// Automatic or on demand.
+        rotation_type: RotationType,
+    },
 }
 
 impl Command {
@@ -126,6 +170,11 @@ impl Command {
             | Command::DeleteDueKey { key_id }
             | Command::TagResource { key_id, .. }
             | Command::UntagResource { key_id, .. } => vec![Change::Key(key_id.clone())],
+            Command::EnableKeyRotation { key_id, .. }
+            | Command::DisableKeyRotation { key_id }
+            | Command::PrepareNextMaterial { key_id, .. }
+            | Command::StartOnDemandRotation { key_id, .. }
+            | Command::RotateKey { key_id, .. } => vec![Change::Key(key_id.clone())],
             Command::CreateAlias {
                 account_id,
                 alias_name,
@@ -227,6 +276,9 @@ pub enum Query {
         /// The current time.
         now: EpochMillis,
     },
+    /// Ids of keys waiting for a front to prepare their next material
+    /// (`rotation::needs_material`).
+    KeysAwaitingMaterial,
 }
 
 /// Answers to [`Query`].

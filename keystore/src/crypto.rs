@@ -21,12 +21,16 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::DomainError;
+use crate::material::SecretKeyMaterial;
 use crate::model::Wrapped;
+use crate::spec::AwsKeySpec;
 
 /// AAD purpose label for wrapped key material.
 const LABEL_MATERIAL: &[u8] = b"keyraft/v1/wrap/key-material";
 /// AAD purpose label for wrapped access-key secrets.
 const LABEL_ACCESS_SECRET: &[u8] = b"keyraft/v1/wrap/access-key-secret";
+/// AAD purpose label for wrapped key material of any spec (`wrap_spec_material`).
+const LABEL_SPEC_MATERIAL: &[u8] = b"keyraft/v1/wrap/spec-key-material";
 
 /// The region domain key: 256 bits plus the version that names it in [`Wrapped`] blobs.
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -251,6 +255,51 @@ pub fn unwrap_material(
         .map_err(|_| DomainError::Internal("unwrapped key material has the wrong length".into()))
 }
 
+/// `label || u32 BE len(id) || id || u32 BE version || u32 BE len(spec) || spec ||
+/// u32 BE dk version`: the spec is bound too, so material of one spec can never be
+/// unwrapped and parsed as another.
+fn spec_wrap_aad(key_id: &str, version: u32, spec: AwsKeySpec, dk_version: u32) -> Vec<u8> {
+    let spec = spec.as_str();
+    let mut aad = Vec::with_capacity(LABEL_SPEC_MATERIAL.len() + key_id.len() + spec.len() + 16);
+    aad.extend_from_slice(LABEL_SPEC_MATERIAL);
+    aad.extend_from_slice(&len_u32(key_id.len()).to_be_bytes());
+    aad.extend_from_slice(key_id.as_bytes());
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad.extend_from_slice(&len_u32(spec.len()).to_be_bytes());
+    aad.extend_from_slice(spec.as_bytes());
+    aad.extend_from_slice(&dk_version.to_be_bytes());
+    aad
+}
+
+/// Wraps one version of a key's material of any spec (PKCS#8, ML-DSA seed, HMAC key; see
+/// `material`) under the domain key. `SYMMETRIC_DEFAULT` keys keep using
+/// [`wrap_material`], so records stored before other specs existed stay readable.
+pub fn wrap_spec_material(
+    dk: &DomainKey,
+    key_id: &str,
+    version: u32,
+    m: &SecretKeyMaterial,
+) -> Wrapped {
+    let aad = spec_wrap_aad(key_id, version, m.spec(), dk.version());
+    seal_wrapped(dk, &aad, m.expose_secret())
+}
+
+/// Unwraps material wrapped by [`wrap_spec_material`] for the same key id, version and
+/// spec, and parses it as that spec. Every failure is [`DomainError::Internal`] without
+/// the bytes.
+pub fn unwrap_spec_material(
+    dk: &DomainKey,
+    key_id: &str,
+    version: u32,
+    spec: AwsKeySpec,
+    w: &Wrapped,
+) -> Result<SecretKeyMaterial, DomainError> {
+    let aad = spec_wrap_aad(key_id, version, spec, w.domain_key_version);
+    let plain = Secret::new(open_wrapped(dk, &aad, w, "key material")?);
+    SecretKeyMaterial::from_bytes(spec, plain.expose_secret())
+        .map_err(|_| DomainError::Internal(format!("unwrapped {spec} key material does not parse")))
+}
+
 /// Wraps a SigV4 secret access key under the domain key.
 pub fn wrap_access_secret(dk: &DomainKey, access_key_id: &str, secret: &Secret) -> Wrapped {
     let aad = wrap_aad(LABEL_ACCESS_SECRET, access_key_id, None, dk.version());
@@ -383,6 +432,36 @@ mod tests {
         let b = wrap_material(&dk(1), "k", 1, &m);
         assert_ne!(a.nonce, b.nonce);
         assert_ne!(a.ciphertext, b.ciphertext);
+    }
+
+    #[test]
+    fn spec_material_round_trips_and_is_bound_to_id_version_and_spec() {
+        let m = SecretKeyMaterial::generate(AwsKeySpec::Hmac256).unwrap();
+        let w = wrap_spec_material(&dk(1), "key-1", 2, &m);
+        let back = unwrap_spec_material(&dk(1), "key-1", 2, AwsKeySpec::Hmac256, &w).unwrap();
+        assert!(back == m);
+        assert!(unwrap_spec_material(&dk(1), "key-2", 2, AwsKeySpec::Hmac256, &w).is_err());
+        assert!(unwrap_spec_material(&dk(1), "key-1", 1, AwsKeySpec::Hmac256, &w).is_err());
+        // Same length and a valid HMAC_224 length, but the spec is bound in the AAD.
+        assert!(unwrap_spec_material(&dk(1), "key-1", 2, AwsKeySpec::Hmac224, &w).is_err());
+        assert!(unwrap_spec_material(&dk(2), "key-1", 2, AwsKeySpec::Hmac256, &w).is_err());
+    }
+
+    #[test]
+    fn spec_material_and_symmetric_material_are_not_interchangeable() {
+        let sym = SecretKeyMaterial::generate(AwsKeySpec::SymmetricDefault).unwrap();
+        let w = wrap_spec_material(&dk(1), "k", 1, &sym);
+        assert!(unwrap_material(&dk(1), "k", 1, &w).is_err());
+        let w = wrap_material(&dk(1), "k", 1, &KeyMaterial::generate());
+        assert!(unwrap_spec_material(&dk(1), "k", 1, AwsKeySpec::SymmetricDefault, &w).is_err());
+    }
+
+    #[test]
+    fn ecc_material_round_trips_through_spec_wrapping() {
+        let m = SecretKeyMaterial::generate(AwsKeySpec::EccNistP256).unwrap();
+        let w = wrap_spec_material(&dk(3), "ecc", 1, &m);
+        let back = unwrap_spec_material(&dk(3), "ecc", 1, AwsKeySpec::EccNistP256, &w).unwrap();
+        assert_eq!(back.public_key_der().unwrap(), m.public_key_der().unwrap());
     }
 
     #[test]

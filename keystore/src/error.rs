@@ -36,6 +36,12 @@ pub enum DomainError {
     /// `InvalidKeyUsageException`.
     #[error("{0}")]
     InvalidKeyUsage(String),
+    /// `UnsupportedOperationException` (e.g. rotating an asymmetric or imported key).
+    #[error("{0}")]
+    UnsupportedOperation(String),
+    /// `ConflictException`: a rotation is in progress or about to start.
+    #[error("{0}")]
+    Conflict(String),
     /// `KMSInternalException`: something that should not happen (e.g. wrapped material that
     /// does not unwrap under the domain key). Never includes secret bytes.
     #[error("{0}")]

@@ -9,13 +9,14 @@
 //! - `command`: the Raft log entries (`Proposal`/`Command`), queries, and `Change`s.
 //! - `apply`: `apply(&mut State, &Proposal)`, the state machine's pure transition function.
 //! - `query`: `query(&State, &Query)`, read-only answers (lists are paged by marker).
+//! - `rotation`: key rotation records, the schedule, and which rotations are due.
 //! - `state`: AWS's table of which key state allows which `Operation`.
 //! - `crypto`: secret types (`DomainKey`, `KeyMaterial`, `Secret`), wrapping under the domain
 //!   key, hashes and MACs.
 //! - `context`: encryption context and its canonical bytes.
 //! - `ciphertext`: the versioned ciphertext blob (`docs/ciphertext-format.md`).
 //! - `sigv4`: AWS Signature Version 4 verification (pure; the front feeds it the request).
-//! - Every key spec (issue 3's core, not yet wired into the front): `spec` (AWS key specs,
+//! - Every key spec (issue 3; the front's `asymmetric` module wires them): `spec` (AWS key specs,
 //!   usages and algorithm lists), `material` (private key material per spec, public keys as
 //!   SPKI), `sign`, `rsa_encrypt`, `mac`, `ecdh`, `data_key_pair`. aws-lc-rs for RSA, ECDSA,
 //!   ECDH, HMAC and ML-DSA; ed25519-dalek for Ed25519; checked against Wycheproof vectors.
@@ -51,6 +52,7 @@ pub mod material;
 pub mod model;
 pub mod policy;
 pub mod query;
+pub mod rotation;
 pub mod rsa_encrypt;
 pub mod sign;
 pub mod sigv4;

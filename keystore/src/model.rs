@@ -32,19 +32,13 @@ pub enum KeyState {
     Updating,
 }
 
-/// `KeySpec` (and the legacy `CustomerMasterKeySpec`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum KeySpec {
-    /// 256-bit AES-GCM-SIV key.
-    SymmetricDefault,
-}
+/// `KeySpec` (and the legacy `CustomerMasterKeySpec`): every AWS key spec. Serialized as
+/// the wire string (`RSA_2048`); records stored as `SymmetricDefault` still read.
+pub type KeySpec = crate::spec::AwsKeySpec;
 
-/// `KeyUsage`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum KeyUsage {
-    /// Encrypt / Decrypt / ReEncrypt / GenerateDataKey*.
-    EncryptDecrypt,
-}
+/// `KeyUsage`: every AWS key usage, serialized as the wire string (`SIGN_VERIFY`);
+/// records stored as `EncryptDecrypt` still read.
+pub type KeyUsage = crate::spec::AwsKeyUsage;
 
 /// `Origin`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -84,7 +78,8 @@ impl std::fmt::Debug for Wrapped {
 pub struct MaterialVersion {
     /// 1-based version; ciphertext blobs name the version they were made with.
     pub version: u32,
-    /// The wrapped 256-bit material.
+    /// The wrapped material: 256 bits for `SYMMETRIC_DEFAULT` (`crypto::wrap_material`),
+    /// the spec's serialized secret otherwise (`crypto::wrap_spec_material`).
     pub wrapped: Wrapped,
     /// When it was created.
     pub created_at: EpochMillis,
@@ -127,6 +122,10 @@ pub struct KeyRecord {
     pub materials: Vec<MaterialVersion>,
     /// The version new ciphertexts use.
     pub current_material_version: u32,
+    /// Rotation schedule, prepared next material and history (`rotation`). Boxed: it is
+    /// rarely read, and keeps `Command::CreateKey` small.
+    #[serde(default)]
+    pub rotation: Box<crate::rotation::KeyRotation>,
 }
 
 /// An alias: `alias/<name>` pointing at one key of the same account and region.

@@ -83,6 +83,9 @@ pub fn query(state: &State, q: &Query) -> QueryOutput {
                 .map(|k| k.key_id.clone())
                 .collect(),
         ),
+        Query::KeysAwaitingMaterial => {
+            QueryOutput::KeyIds(crate::rotation::awaiting_material(state))
+        }
     }
 }
 

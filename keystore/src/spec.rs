@@ -3,8 +3,9 @@
 //!
 //! The names here are the wire strings (`RSA_2048`, `ECDSA_SHA_256`, ...): `parse` and
 //! `as_str` convert, and serde uses the same strings, so a record that stores one of these
-//! enums reads like the AWS API. [`AwsKeySpec`] is deliberately not `model::KeySpec` (which
-//! only knows `SYMMETRIC_DEFAULT` so far); the wiring session decides how the two meet.
+//! enums reads like the AWS API. `model::KeySpec` / `model::KeyUsage` are aliases of
+//! [`AwsKeySpec`] / [`AwsKeyUsage`]; deserialization also accepts the Rust variant names
+//! (`SymmetricDefault`) that records stored before the two met.
 //!
 //! # Layout
 //!
@@ -77,6 +78,12 @@ macro_rules! aws_enum {
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+                // Records written before these enums existed stored the Rust variant name
+                // (`SymmetricDefault`); storage keeps reading them.
+                match s.as_ref() {
+                    $( stringify!($variant) => return Ok($name::$variant), )+
+                    _ => {}
+                }
                 $name::parse(&s).map_err(serde::de::Error::custom)
             }
         }
@@ -462,6 +469,32 @@ mod tests {
         let back: AwsKeySpec = serde_json::from_str(&json).unwrap();
         assert_eq!(back, AwsKeySpec::EccSecgP256k1);
         assert!(serde_json::from_str::<AwsKeySpec>("\"SM2\"").is_err());
+        // Records written by the symmetric-only model.
+        let legacy: AwsKeySpec = serde_json::from_str("\"SymmetricDefault\"").unwrap();
+        assert_eq!(legacy, AwsKeySpec::SymmetricDefault);
+        let legacy: AwsKeyUsage = serde_json::from_str("\"EncryptDecrypt\"").unwrap();
+        assert_eq!(legacy, AwsKeyUsage::EncryptDecrypt);
+    }
+
+    #[test]
+    fn records_written_by_the_symmetric_only_model_still_read() {
+        // A KeyRecord as the code before issue 3 persisted it (serde_json, Rust variant
+        // names for spec and usage); dev directories and clusters keep such records.
+        let old = r#"{"key_id":"k","arn":"arn:aws:kms:us-east-1:111122223333:key/k",
+            "account_id":"111122223333","region":"us-east-1","description":"",
+            "key_spec":"SymmetricDefault","key_usage":"EncryptDecrypt","origin":"AwsKms",
+            "state":"Enabled","creation_date":1,"deletion_date":null,
+            "pending_deletion_window_days":null,"tags":{},"policy":"{}","multi_region":false,
+            "materials":[],"current_material_version":1}"#;
+        let record: crate::model::KeyRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(record.key_spec, AwsKeySpec::SymmetricDefault);
+        assert_eq!(record.key_usage, AwsKeyUsage::EncryptDecrypt);
+        // Written back, it uses the wire strings, which read again.
+        let new = serde_json::to_value(&record).unwrap();
+        assert_eq!(new["key_spec"], "SYMMETRIC_DEFAULT");
+        assert_eq!(new["key_usage"], "ENCRYPT_DECRYPT");
+        let again: crate::model::KeyRecord = serde_json::from_value(new).unwrap();
+        assert_eq!(again, record);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! |--------------------------------------|---------|----------|-----------------|---------------|-------------|
 //! | DescribeKey, ListResourceTags        | ✓       | ✓        | ✓               | ✓             | ✓           |
 //! | ListAliases, DeleteAlias             | ✓       | ✓        | ✓               | ✓             | ✓           |
-//! | Encrypt, Decrypt, ReEncrypt*, GenerateDataKey* | ✓ | Disabled | InvalidState | InvalidState | InvalidState |
+//! | Encrypt, Decrypt, ReEncrypt*, GenerateDataKey*, GenerateDataKeyPair*, GetPublicKey, Sign, Verify, GenerateMac, VerifyMac, DeriveSharedSecret | ✓ | Disabled | InvalidState | InvalidState | InvalidState |
 //! | EnableKey, DisableKey                | ✓       | ✓        | InvalidState    | InvalidState  | ✓           |
 //! | UpdateKeyDescription, Tag/UntagResource, CreateAlias, UpdateAlias, ScheduleKeyDeletion | ✓ | ✓ | InvalidState | ✓ | ✓ |
 //! | CancelKeyDeletion                    | InvalidState | InvalidState | ✓       | InvalidState  | InvalidState |
@@ -59,11 +59,27 @@ pub enum Operation {
     GenerateDataKey,
     /// GenerateDataKeyWithoutPlaintext.
     GenerateDataKeyWithoutPlaintext,
+    /// GetPublicKey (asymmetric keys).
+    GetPublicKey,
+    /// Sign.
+    Sign,
+    /// Verify.
+    Verify,
+    /// GenerateMac.
+    GenerateMac,
+    /// VerifyMac.
+    VerifyMac,
+    /// DeriveSharedSecret.
+    DeriveSharedSecret,
+    /// GenerateDataKeyPair (checked against the symmetric key that seals the private key).
+    GenerateDataKeyPair,
+    /// GenerateDataKeyPairWithoutPlaintext.
+    GenerateDataKeyPairWithoutPlaintext,
 }
 
 impl Operation {
     /// Every operation, for tables and tests.
-    pub const ALL: [Operation; 20] = [
+    pub const ALL: &'static [Operation] = &[
         Operation::CreateKey,
         Operation::DescribeKey,
         Operation::ListResourceTags,
@@ -84,6 +100,14 @@ impl Operation {
         Operation::ReEncryptTo,
         Operation::GenerateDataKey,
         Operation::GenerateDataKeyWithoutPlaintext,
+        Operation::GetPublicKey,
+        Operation::Sign,
+        Operation::Verify,
+        Operation::GenerateMac,
+        Operation::VerifyMac,
+        Operation::DeriveSharedSecret,
+        Operation::GenerateDataKeyPair,
+        Operation::GenerateDataKeyPairWithoutPlaintext,
     ];
 
     /// Whether this is a cryptographic operation (uses key material).
@@ -96,6 +120,14 @@ impl Operation {
                 | Operation::ReEncryptTo
                 | Operation::GenerateDataKey
                 | Operation::GenerateDataKeyWithoutPlaintext
+                | Operation::GetPublicKey
+                | Operation::Sign
+                | Operation::Verify
+                | Operation::GenerateMac
+                | Operation::VerifyMac
+                | Operation::DeriveSharedSecret
+                | Operation::GenerateDataKeyPair
+                | Operation::GenerateDataKeyPairWithoutPlaintext
         )
     }
 
@@ -189,6 +221,7 @@ mod tests {
             multi_region: false,
             materials: vec![],
             current_material_version: 1,
+            rotation: Default::default(),
         }
     }
 
@@ -216,6 +249,14 @@ mod tests {
         ReEncryptTo                      ok   dis  inv  inv  inv  inv  ok   inv
         GenerateDataKey                  ok   dis  inv  inv  inv  inv  ok   inv
         GenerateDataKeyWithoutPlaintext  ok   dis  inv  inv  inv  inv  ok   inv
+        GetPublicKey                     ok   dis  inv  inv  inv  inv  ok   inv
+        Sign                             ok   dis  inv  inv  inv  inv  ok   inv
+        Verify                           ok   dis  inv  inv  inv  inv  ok   inv
+        GenerateMac                      ok   dis  inv  inv  inv  inv  ok   inv
+        VerifyMac                        ok   dis  inv  inv  inv  inv  ok   inv
+        DeriveSharedSecret               ok   dis  inv  inv  inv  inv  ok   inv
+        GenerateDataKeyPair              ok   dis  inv  inv  inv  inv  ok   inv
+        GenerateDataKeyPairWithoutPlaintext ok dis inv  inv  inv  inv  ok   inv
     ";
 
     const STATES: [KeyState; 8] = [
@@ -305,11 +346,11 @@ mod tests {
     }
 
     #[test]
-    fn only_the_six_crypto_operations_are_cryptographic() {
+    fn only_the_fourteen_crypto_operations_are_cryptographic() {
         let crypto: Vec<_> = Operation::ALL
             .iter()
             .filter(|op| op.is_cryptographic())
             .collect();
-        assert_eq!(crypto.len(), 6);
+        assert_eq!(crypto.len(), 14);
     }
 }

@@ -8,6 +8,8 @@ use keystore::apply;
 use keystore::command::{Change, Command, CommandOutput, Proposal};
 use keystore::error::DomainError;
 use keystore::model::{AccessKeyRecord, IdentityRecord, KeyState, State, Wrapped};
+use keystore::model::{KeySpec, MaterialVersion};
+use keystore::rotation::{RotationRecord, RotationType};
 
 const NOW: u64 = 5 * DAY;
 
@@ -53,6 +55,73 @@ fn output_key(out: &CommandOutput) -> &keystore::model::KeyRecord {
 fn with_tags(n: usize) -> State {
     let mut st = world();
     st.keys.get_mut("k-enabled").unwrap().tags = tags(n, "t").into_iter().collect();
+    st
+}
+
+/// Next-version material whose bytes are marked by `mark` (to tell two preparations apart).
+fn mv(version: u32, mark: u8) -> MaterialVersion {
+    MaterialVersion {
+        version,
+        wrapped: Wrapped {
+            domain_key_version: 1,
+            nonce: [mark; 12],
+            ciphertext: vec![mark; 48],
+        },
+        created_at: 1,
+    }
+}
+
+/// `k-enabled` rotates every 90 days, next at `NOW + 90 days`, version 2 prepared.
+fn rotating() -> State {
+    let mut st = world();
+    let r = &mut st.keys.get_mut("k-enabled").unwrap().rotation;
+    r.period_days = Some(90);
+    r.next_rotation_date = Some(NOW + 90 * DAY);
+    r.prepared = Some(mv(2, 7));
+    st
+}
+
+fn rotating_without_material() -> State {
+    let mut st = rotating();
+    st.keys.get_mut("k-enabled").unwrap().rotation.prepared = None;
+    st
+}
+
+fn rotating_but_disabled() -> State {
+    let mut st = rotating();
+    st.keys.get_mut("k-enabled").unwrap().state = KeyState::Disabled;
+    st
+}
+
+/// `k-enabled` has an on-demand rotation requested, version 2 prepared.
+fn on_demand_pending() -> State {
+    let mut st = world();
+    let r = &mut st.keys.get_mut("k-enabled").unwrap().rotation;
+    r.on_demand_start_date = Some(NOW - 1);
+    r.prepared = Some(mv(2, 7));
+    st
+}
+
+fn ten_on_demand_rotations() -> State {
+    let mut st = world();
+    let key = st.keys.get_mut("k-enabled").unwrap();
+    for version in 2..=11 {
+        key.materials.push(mv(version, 1));
+        key.rotation.history.push(RotationRecord {
+            version,
+            rotation_date: version.into(),
+            rotation_type: RotationType::OnDemand,
+        });
+    }
+    key.current_material_version = 11;
+    st
+}
+
+fn with_rsa_key() -> State {
+    let mut st = world();
+    let mut rsa = key("k-rsa", KeyState::Enabled);
+    rsa.key_spec = KeySpec::Rsa2048;
+    insert_key(&mut st, rsa);
     st
 }
 
@@ -854,6 +923,469 @@ fn cases() -> Vec<Case> {
             }),
             changes: vec![Change::AccessKey(s("AKIAEXAMPLE"))],
         },
+        // ---- rotation: EnableKeyRotation ----
+        Case {
+            name: "enable_key_rotation_sets_period_schedule_and_prepared_material",
+            start: world,
+            now: NOW,
+            command: Command::EnableKeyRotation {
+                key_id: s("k-enabled"),
+                rotation_period_days: 90,
+                prepared: Some(mv(2, 7)),
+            },
+            want: Want::Ok(|out, st| {
+                let r = &st.keys["k-enabled"].rotation;
+                assert_eq!(r.period_days, Some(90));
+                assert_eq!(r.next_rotation_date, Some(NOW + 90 * DAY));
+                assert_eq!(r.prepared, Some(mv(2, 7)));
+                assert_eq!(output_key(out).rotation, *r);
+                // Enabling rotation does not rotate.
+                assert_eq!(st.keys["k-enabled"].current_material_version, 1);
+            }),
+            changes: vec![k("k-enabled")],
+        },
+        Case {
+            name: "enable_key_rotation_refuses_a_period_under_90_days",
+            start: world,
+            now: NOW,
+            command: Command::EnableKeyRotation {
+                key_id: s("k-enabled"),
+                rotation_period_days: 89,
+                prepared: None,
+            },
+            want: Want::Err(DomainError::Validation(s(
+                "1 validation error detected: Value '89' at 'rotationPeriodInDays' failed to \
+                 satisfy constraint: Member must have value greater than or equal to 90",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "enable_key_rotation_refuses_a_period_over_2560_days",
+            start: world,
+            now: NOW,
+            command: Command::EnableKeyRotation {
+                key_id: s("k-enabled"),
+                rotation_period_days: 2561,
+                prepared: None,
+            },
+            want: Want::Err(DomainError::Validation(s(
+                "1 validation error detected: Value '2561' at 'rotationPeriodInDays' failed to \
+                 satisfy constraint: Member must have value less than or equal to 2560",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "enable_key_rotation_refuses_a_disabled_key",
+            start: world,
+            now: NOW,
+            command: Command::EnableKeyRotation {
+                key_id: s("k-disabled"),
+                rotation_period_days: 365,
+                prepared: None,
+            },
+            want: Want::Err(DomainError::Disabled(format!(
+                "{} is disabled.",
+                arn("k-disabled")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "enable_key_rotation_refuses_a_key_pending_deletion",
+            start: world,
+            now: NOW,
+            command: Command::EnableKeyRotation {
+                key_id: s("k-pending"),
+                rotation_period_days: 365,
+                prepared: None,
+            },
+            want: Want::Err(DomainError::InvalidState(format!(
+                "{} is pending deletion.",
+                arn("k-pending")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "enable_key_rotation_refuses_imported_key_material",
+            start: world,
+            now: NOW,
+            command: Command::EnableKeyRotation {
+                key_id: s("k-import"),
+                rotation_period_days: 365,
+                prepared: None,
+            },
+            want: Want::Err(DomainError::UnsupportedOperation(format!(
+                "{} key rotation is not supported for KMS keys with imported key material.",
+                arn("k-import")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "enable_key_rotation_refuses_an_asymmetric_key",
+            start: with_rsa_key,
+            now: NOW,
+            command: Command::EnableKeyRotation {
+                key_id: s("k-rsa"),
+                rotation_period_days: 365,
+                prepared: None,
+            },
+            want: Want::Err(DomainError::UnsupportedOperation(format!(
+                "{} key rotation is not supported for asymmetric or HMAC KMS keys.",
+                arn("k-rsa")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "enable_key_rotation_refuses_an_unknown_key",
+            start: world,
+            now: NOW,
+            command: Command::EnableKeyRotation {
+                key_id: s("nope"),
+                rotation_period_days: 365,
+                prepared: None,
+            },
+            want: Want::Err(DomainError::NotFound(s("Key 'nope' does not exist"))),
+            changes: vec![],
+        },
+        Case {
+            name: "enable_key_rotation_again_keeps_the_schedule_and_the_prepared_material",
+            start: rotating,
+            now: NOW + DAY,
+            command: Command::EnableKeyRotation {
+                key_id: s("k-enabled"),
+                rotation_period_days: 90,
+                prepared: Some(mv(2, 8)),
+            },
+            want: Want::Ok(|_, st| {
+                let r = &st.keys["k-enabled"].rotation;
+                assert_eq!(r.next_rotation_date, Some(NOW + 90 * DAY));
+                assert_eq!(r.prepared, Some(mv(2, 7)), "first prepared material wins");
+            }),
+            changes: vec![k("k-enabled")],
+        },
+        Case {
+            name: "enable_key_rotation_with_a_new_period_restarts_the_schedule",
+            start: rotating,
+            now: NOW + DAY,
+            command: Command::EnableKeyRotation {
+                key_id: s("k-enabled"),
+                rotation_period_days: 180,
+                prepared: None,
+            },
+            want: Want::Ok(|_, st| {
+                let r = &st.keys["k-enabled"].rotation;
+                assert_eq!(r.period_days, Some(180));
+                assert_eq!(r.next_rotation_date, Some(NOW + DAY + 180 * DAY));
+            }),
+            changes: vec![k("k-enabled")],
+        },
+        Case {
+            name: "enable_key_rotation_ignores_material_for_a_stale_version",
+            start: world,
+            now: NOW,
+            command: Command::EnableKeyRotation {
+                key_id: s("k-enabled"),
+                rotation_period_days: 365,
+                prepared: Some(mv(5, 7)),
+            },
+            want: Want::Ok(|_, st| {
+                let r = &st.keys["k-enabled"].rotation;
+                assert_eq!(r.period_days, Some(365));
+                assert_eq!(r.prepared, None);
+            }),
+            changes: vec![k("k-enabled")],
+        },
+        // ---- rotation: DisableKeyRotation ----
+        Case {
+            name: "disable_key_rotation_clears_the_schedule_and_keeps_prepared_material",
+            start: rotating,
+            now: NOW,
+            command: Command::DisableKeyRotation {
+                key_id: s("k-enabled"),
+            },
+            want: Want::Ok(|_, st| {
+                let r = &st.keys["k-enabled"].rotation;
+                assert_eq!(r.period_days, None);
+                assert_eq!(r.next_rotation_date, None);
+                assert_eq!(r.prepared, Some(mv(2, 7)));
+            }),
+            changes: vec![k("k-enabled")],
+        },
+        Case {
+            name: "disable_key_rotation_refuses_a_disabled_key",
+            start: world,
+            now: NOW,
+            command: Command::DisableKeyRotation {
+                key_id: s("k-disabled"),
+            },
+            want: Want::Err(DomainError::Disabled(format!(
+                "{} is disabled.",
+                arn("k-disabled")
+            ))),
+            changes: vec![],
+        },
+        // ---- rotation: PrepareNextMaterial ----
+        Case {
+            name: "prepare_next_material_stores_material_for_the_next_version",
+            start: world,
+            now: NOW,
+            command: Command::PrepareNextMaterial {
+                key_id: s("k-enabled"),
+                material: mv(2, 7),
+            },
+            want: Want::Ok(|_, st| {
+                assert_eq!(st.keys["k-enabled"].rotation.prepared, Some(mv(2, 7)));
+            }),
+            changes: vec![k("k-enabled")],
+        },
+        Case {
+            name: "prepare_next_material_is_a_no_op_when_material_is_already_prepared",
+            start: rotating,
+            now: NOW,
+            command: Command::PrepareNextMaterial {
+                key_id: s("k-enabled"),
+                material: mv(2, 8),
+            },
+            want: Want::Ok(|_, st| {
+                assert_eq!(st.keys["k-enabled"].rotation.prepared, Some(mv(2, 7)));
+            }),
+            changes: vec![],
+        },
+        Case {
+            name: "prepare_next_material_is_a_no_op_for_a_version_that_is_not_next",
+            start: world,
+            now: NOW,
+            command: Command::PrepareNextMaterial {
+                key_id: s("k-enabled"),
+                material: mv(1, 7),
+            },
+            want: Want::Ok(|_, st| {
+                assert_eq!(st.keys["k-enabled"].rotation.prepared, None);
+            }),
+            changes: vec![],
+        },
+        Case {
+            name: "prepare_next_material_refuses_an_unknown_key",
+            start: world,
+            now: NOW,
+            command: Command::PrepareNextMaterial {
+                key_id: s("nope"),
+                material: mv(2, 7),
+            },
+            want: Want::Err(DomainError::NotFound(s("Key 'nope' does not exist"))),
+            changes: vec![],
+        },
+        // ---- rotation: StartOnDemandRotation ----
+        Case {
+            name: "start_on_demand_rotation_records_its_start_and_material",
+            start: world,
+            now: NOW,
+            command: Command::StartOnDemandRotation {
+                key_id: s("k-enabled"),
+                prepared: Some(mv(2, 7)),
+            },
+            want: Want::Ok(|_, st| {
+                let key = &st.keys["k-enabled"];
+                assert_eq!(key.rotation.on_demand_start_date, Some(NOW));
+                assert_eq!(key.rotation.prepared, Some(mv(2, 7)));
+                assert_eq!(key.current_material_version, 1, "the leader activates it");
+            }),
+            changes: vec![k("k-enabled")],
+        },
+        Case {
+            name: "start_on_demand_rotation_refuses_while_one_is_in_progress",
+            start: on_demand_pending,
+            now: NOW,
+            command: Command::StartOnDemandRotation {
+                key_id: s("k-enabled"),
+                prepared: None,
+            },
+            want: Want::Err(DomainError::Conflict(format!(
+                "An on-demand rotation of {} is already in progress.",
+                arn("k-enabled")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "start_on_demand_rotation_refuses_an_eleventh_on_demand_rotation",
+            start: ten_on_demand_rotations,
+            now: NOW,
+            command: Command::StartOnDemandRotation {
+                key_id: s("k-enabled"),
+                prepared: None,
+            },
+            want: Want::Err(DomainError::LimitExceeded(format!(
+                "{} has reached the maximum of 10 on-demand rotations.",
+                arn("k-enabled")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "start_on_demand_rotation_refuses_within_20_minutes_of_an_automatic_rotation",
+            start: rotating,
+            now: NOW + 90 * DAY - 19 * 60_000,
+            command: Command::StartOnDemandRotation {
+                key_id: s("k-enabled"),
+                prepared: None,
+            },
+            want: Want::Err(DomainError::Conflict(format!(
+                "An automatic rotation of {} is in progress or scheduled to begin within the \
+                 next 20 minutes.",
+                arn("k-enabled")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "start_on_demand_rotation_refuses_a_disabled_key",
+            start: world,
+            now: NOW,
+            command: Command::StartOnDemandRotation {
+                key_id: s("k-disabled"),
+                prepared: None,
+            },
+            want: Want::Err(DomainError::Disabled(format!(
+                "{} is disabled.",
+                arn("k-disabled")
+            ))),
+            changes: vec![],
+        },
+        // ---- rotation: RotateKey (the leader's scheduler) ----
+        Case {
+            name: "rotate_key_on_demand_activates_the_prepared_material",
+            start: on_demand_pending,
+            now: NOW,
+            command: Command::RotateKey {
+                key_id: s("k-enabled"),
+                to_version: 2,
+                rotation_type: RotationType::OnDemand,
+            },
+            want: Want::Ok(|_, st| {
+                let key = &st.keys["k-enabled"];
+                assert_eq!(key.current_material_version, 2);
+                assert_eq!(
+                    key.materials.len(),
+                    2,
+                    "old material stays for old ciphertexts"
+                );
+                assert_eq!(key.materials[1].version, 2);
+                assert_eq!(key.materials[1].wrapped, mv(2, 7).wrapped);
+                assert_eq!(key.materials[1].created_at, NOW);
+                assert_eq!(key.rotation.prepared, None);
+                assert_eq!(key.rotation.on_demand_start_date, None);
+                assert_eq!(
+                    key.rotation.history,
+                    vec![RotationRecord {
+                        version: 2,
+                        rotation_date: NOW,
+                        rotation_type: RotationType::OnDemand
+                    }]
+                );
+            }),
+            changes: vec![k("k-enabled")],
+        },
+        Case {
+            name: "rotate_key_automatic_activates_when_due_and_schedules_the_next_period",
+            start: rotating,
+            now: NOW + 90 * DAY + 1,
+            command: Command::RotateKey {
+                key_id: s("k-enabled"),
+                to_version: 2,
+                rotation_type: RotationType::Automatic,
+            },
+            want: Want::Ok(|_, st| {
+                let key = &st.keys["k-enabled"];
+                assert_eq!(key.current_material_version, 2);
+                assert_eq!(key.rotation.next_rotation_date, Some(NOW + 180 * DAY));
+                assert_eq!(key.rotation.history.len(), 1);
+                assert_eq!(
+                    key.rotation.history[0].rotation_type,
+                    RotationType::Automatic
+                );
+            }),
+            changes: vec![k("k-enabled")],
+        },
+        Case {
+            name: "rotate_key_automatic_is_a_no_op_before_the_due_date",
+            start: rotating,
+            now: NOW + 90 * DAY - 1,
+            command: Command::RotateKey {
+                key_id: s("k-enabled"),
+                to_version: 2,
+                rotation_type: RotationType::Automatic,
+            },
+            want: Want::Ok(|out, st| {
+                assert_eq!(*out, CommandOutput::Done);
+                assert_eq!(st.keys["k-enabled"].current_material_version, 1);
+            }),
+            changes: vec![],
+        },
+        Case {
+            name: "rotate_key_is_a_no_op_for_a_version_other_than_the_prepared_one",
+            start: rotating,
+            now: NOW + 90 * DAY,
+            command: Command::RotateKey {
+                key_id: s("k-enabled"),
+                to_version: 3,
+                rotation_type: RotationType::Automatic,
+            },
+            want: Want::Ok(|_, st| {
+                assert_eq!(st.keys["k-enabled"].current_material_version, 1);
+            }),
+            changes: vec![],
+        },
+        Case {
+            name: "rotate_key_is_a_no_op_without_prepared_material",
+            start: rotating_without_material,
+            now: NOW + 90 * DAY,
+            command: Command::RotateKey {
+                key_id: s("k-enabled"),
+                to_version: 2,
+                rotation_type: RotationType::Automatic,
+            },
+            want: Want::Ok(|_, st| {
+                assert_eq!(st.keys["k-enabled"].current_material_version, 1);
+            }),
+            changes: vec![],
+        },
+        Case {
+            name: "rotate_key_is_a_no_op_on_a_disabled_key",
+            start: rotating_but_disabled,
+            now: NOW + 90 * DAY,
+            command: Command::RotateKey {
+                key_id: s("k-enabled"),
+                to_version: 2,
+                rotation_type: RotationType::Automatic,
+            },
+            want: Want::Ok(|_, st| {
+                assert_eq!(st.keys["k-enabled"].current_material_version, 1);
+            }),
+            changes: vec![],
+        },
+        Case {
+            name: "rotate_key_on_demand_is_a_no_op_when_none_was_requested",
+            start: rotating,
+            now: NOW,
+            command: Command::RotateKey {
+                key_id: s("k-enabled"),
+                to_version: 2,
+                rotation_type: RotationType::OnDemand,
+            },
+            want: Want::Ok(|_, st| {
+                assert_eq!(st.keys["k-enabled"].current_material_version, 1);
+            }),
+            changes: vec![],
+        },
+        Case {
+            name: "rotate_key_is_a_no_op_for_an_unknown_key",
+            start: world,
+            now: NOW,
+            command: Command::RotateKey {
+                key_id: s("nope"),
+                to_version: 2,
+                rotation_type: RotationType::OnDemand,
+            },
+            want: Want::Ok(|out, _| assert_eq!(*out, CommandOutput::Done)),
+            changes: vec![],
+        },
     ]
 }
 
@@ -1070,6 +1602,240 @@ mod random_sequences {
                     prop_assert_eq!(pending, k.deletion_date.is_some(), "{}", k.key_id);
                     prop_assert_eq!(pending, k.pending_deletion_window_days.is_some());
                     prop_assert!(k.tags.len() <= 50);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn rotate_key_is_idempotent_across_leader_changes() {
+    // An old leader and a new one both propose the rotation they saw due: one rotation.
+    let mut st = rotating();
+    let p = Proposal {
+        now: NOW + 90 * DAY,
+        command: Command::RotateKey {
+            key_id: s("k-enabled"),
+            to_version: 2,
+            rotation_type: RotationType::Automatic,
+        },
+    };
+    let (first, first_changes) = apply(&mut st, &p);
+    assert!(matches!(first, Ok(CommandOutput::Key(_))));
+    assert_eq!(first_changes, vec![k("k-enabled")]);
+    // A front prepares version 3 before the stale proposal lands: still a no-op.
+    apply(
+        &mut st,
+        &Proposal {
+            now: NOW + 90 * DAY,
+            command: Command::PrepareNextMaterial {
+                key_id: s("k-enabled"),
+                material: mv(3, 3),
+            },
+        },
+    )
+    .0
+    .unwrap();
+    let after_first = st.clone();
+    let (second, second_changes) = apply(&mut st, &p);
+    assert_eq!(second, Ok(CommandOutput::Done));
+    assert!(second_changes.is_empty());
+    assert_eq!(st, after_first);
+    assert_eq!(st.keys["k-enabled"].rotation.history.len(), 1);
+}
+
+#[test]
+fn the_leader_finds_exactly_the_rotations_that_are_due() {
+    use keystore::rotation::{awaiting_material, due_rotations};
+    let rotate = |to_version, rotation_type| Command::RotateKey {
+        key_id: s("k-enabled"),
+        to_version,
+        rotation_type,
+    };
+    assert!(due_rotations(&rotating(), NOW + 90 * DAY - 1).is_empty());
+    assert_eq!(
+        due_rotations(&rotating(), NOW + 90 * DAY),
+        vec![rotate(2, RotationType::Automatic)]
+    );
+    assert_eq!(
+        due_rotations(&on_demand_pending(), NOW),
+        vec![rotate(2, RotationType::OnDemand)]
+    );
+    assert!(due_rotations(&rotating_but_disabled(), NOW + 90 * DAY).is_empty());
+    // Due but nothing prepared: the leader waits, and fronts are asked for material.
+    assert!(due_rotations(&rotating_without_material(), NOW + 90 * DAY).is_empty());
+    assert_eq!(
+        awaiting_material(&rotating_without_material()),
+        vec![s("k-enabled")]
+    );
+    assert!(awaiting_material(&rotating()).is_empty());
+    assert!(awaiting_material(&world()).is_empty());
+}
+
+#[test]
+fn a_key_rotated_many_times_keeps_every_version_and_lists_each_rotation_once() {
+    let mut st = world();
+    let mut now = NOW;
+    let step = |st: &mut State, now: u64, command: Command| {
+        apply(st, &Proposal { now, command }).0.unwrap();
+    };
+    step(
+        &mut st,
+        now,
+        Command::EnableKeyRotation {
+            key_id: s("k-enabled"),
+            rotation_period_days: 90,
+            prepared: Some(mv(2, 2)),
+        },
+    );
+    for version in 2..=4u32 {
+        if version > 2 {
+            step(
+                &mut st,
+                now,
+                Command::PrepareNextMaterial {
+                    key_id: s("k-enabled"),
+                    material: mv(version, version as u8),
+                },
+            );
+        }
+        step(
+            &mut st,
+            now,
+            Command::StartOnDemandRotation {
+                key_id: s("k-enabled"),
+                prepared: None,
+            },
+        );
+        for command in keystore::rotation::due_rotations(&st, now) {
+            step(&mut st, now, command);
+        }
+        now += DAY;
+    }
+    // Automatic rotation at its date, after a front prepared version 5.
+    step(
+        &mut st,
+        now,
+        Command::PrepareNextMaterial {
+            key_id: s("k-enabled"),
+            material: mv(5, 5),
+        },
+    );
+    let due = NOW + 90 * DAY;
+    for command in keystore::rotation::due_rotations(&st, due) {
+        step(&mut st, due, command);
+    }
+    let key = &st.keys["k-enabled"];
+    assert_eq!(key.current_material_version, 5);
+    let versions: Vec<u32> = key.materials.iter().map(|m| m.version).collect();
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    let types: Vec<_> = key
+        .rotation
+        .history
+        .iter()
+        .map(|h| (h.version, h.rotation_type))
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            (2, RotationType::OnDemand),
+            (3, RotationType::OnDemand),
+            (4, RotationType::OnDemand),
+            (5, RotationType::Automatic),
+        ]
+    );
+    assert_eq!(key.rotation.next_rotation_date, Some(NOW + 180 * DAY));
+}
+
+mod rotation_sequences {
+    use super::*;
+    use keystore::rotation::{due_rotations, next_version};
+    use proptest::prelude::*;
+
+    const KEY_IDS: [&str; 4] = ["k-enabled", "k-disabled", "k-pending", "k-import"];
+
+    fn command() -> impl Strategy<Value = Command> {
+        let id = proptest::sample::select(KEY_IDS.to_vec()).prop_map(s);
+        // Material for versions near the front of every key's history, stale ones included.
+        let material = (1u32..6, any::<u8>()).prop_map(|(v, mark)| mv(v, mark));
+        prop_oneof![
+            (
+                id.clone(),
+                80u32..400,
+                proptest::option::of(material.clone())
+            )
+                .prop_map(|(key_id, rotation_period_days, prepared)| {
+                    Command::EnableKeyRotation {
+                        key_id,
+                        rotation_period_days,
+                        prepared,
+                    }
+                }),
+            id.clone()
+                .prop_map(|key_id| Command::DisableKeyRotation { key_id }),
+            (id.clone(), material.clone())
+                .prop_map(|(key_id, material)| Command::PrepareNextMaterial { key_id, material }),
+            (id.clone(), proptest::option::of(material))
+                .prop_map(|(key_id, prepared)| Command::StartOnDemandRotation { key_id, prepared }),
+            (id.clone(), 1u32..6, any::<bool>()).prop_map(|(key_id, to_version, auto)| {
+                Command::RotateKey {
+                    key_id,
+                    to_version,
+                    rotation_type: if auto {
+                        RotationType::Automatic
+                    } else {
+                        RotationType::OnDemand
+                    },
+                }
+            }),
+            (id.clone(), any::<bool>())
+                .prop_map(|(key_id, enabled)| Command::SetKeyEnabled { key_id, enabled }),
+            id.prop_map(|key_id| Command::CancelKeyDeletion { key_id }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn rotation_keeps_every_version_and_never_rotates_twice(
+            steps in proptest::collection::vec((command(), 0u64..400), 1..60)
+        ) {
+            let mut st = world();
+            for (command, day) in steps {
+                let now = day * DAY;
+                let before = st.clone();
+                let (result, changes) = apply(&mut st, &Proposal { now, command: command.clone() });
+                if result.is_err() {
+                    prop_assert_eq!(&st, &before, "refused {:?} changed the state", command);
+                    prop_assert!(changes.is_empty());
+                }
+                // What the leader proposes is always accepted, and only once.
+                for due in due_rotations(&st, now) {
+                    let p = Proposal { now, command: due.clone() };
+                    let (first, _) = apply(&mut st, &p);
+                    prop_assert!(matches!(first, Ok(CommandOutput::Key(_))), "{:?}", due);
+                    let after = st.clone();
+                    let (_, again) = apply(&mut st, &p);
+                    prop_assert!(again.is_empty());
+                    prop_assert_eq!(&st, &after);
+                }
+                for k in st.keys.values() {
+                    let versions: Vec<u32> = k.materials.iter().map(|m| m.version).collect();
+                    let expected: Vec<u32> = (1..=versions.len() as u32).collect();
+                    prop_assert_eq!(&versions, &expected, "{}: versions", k.key_id);
+                    if !versions.is_empty() {
+                        prop_assert_eq!(k.current_material_version, versions.len() as u32);
+                    }
+                    if let Some(p) = &k.rotation.prepared {
+                        prop_assert_eq!(p.version, next_version(k));
+                    }
+                    prop_assert_eq!(k.rotation.history.len(), versions.len().saturating_sub(1));
+                    let on_demand = k
+                        .rotation
+                        .history
+                        .iter()
+                        .filter(|h| h.rotation_type == RotationType::OnDemand)
+                        .count();
+                    prop_assert!(on_demand <= 10);
                 }
             }
         }

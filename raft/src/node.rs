@@ -244,9 +244,9 @@ async fn initialize(raft: Raft, node_id: u64, peers: BTreeMap<u64, String>) {
     }
 }
 
-/// Leader-only: every second, delete keys whose deletion date has passed. Decided from
-/// replicated state and applied as ordinary (idempotent) commands, so a leader change cannot
-/// delete twice or skip.
+/// Leader-only: every second, rotate keys that are due (see [`rotate_due_keys`]) and delete
+/// keys whose deletion date has passed. Decided from replicated state and applied as ordinary
+/// (idempotent) commands, so a leader change cannot delete or rotate twice, or skip.
 async fn scheduler(ctx: Arc<StoreCtx>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -260,6 +260,7 @@ async fn scheduler(ctx: Arc<StoreCtx>) {
             let Ok(state) = ctx.state.read() else { return };
             keystore::query::query(&state, &Query::DueForDeletion { now })
         };
+        rotate_due_keys(&ctx, now).await;
         let QueryOutput::KeyIds(ids) = due else {
             continue;
         };
@@ -272,6 +273,36 @@ async fn scheduler(ctx: Arc<StoreCtx>) {
                     tracing::warn!(error = %e, "scheduled deletion failed");
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// Leader-only, on the scheduler's tick: activate the prepared material of every key whose
+/// automatic rotation date has come or whose on-demand rotation waits. The leader never makes
+/// material (it has no domain key); each `RotateKey` names the version it activates and
+/// `apply` ignores it unless that rotation is still due, so a rotation happens once even when
+/// two leaders (or a retry) propose it.
+async fn rotate_due_keys(ctx: &StoreCtx, now: u64) {
+    let due = {
+        let Ok(state) = ctx.state.read() else { return };
+        keystore::rotation::due_rotations(&state, now)
+    };
+    for command in due {
+        if let Command::RotateKey {
+            key_id,
+            to_version,
+            rotation_type,
+        } = &command
+        {
+            tracing::info!(%key_id, to_version, ?rotation_type, "rotating key material");
+        }
+        match ctx.propose_local(command).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return, // no longer leader
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled rotation failed");
+                return;
             }
         }
     }

@@ -39,6 +39,11 @@ pub fn command_kind(c: &keystore::command::Command) -> &'static str {
         C::UntagResource { .. } => "UntagResource",
         C::PutIdentity { .. } => "PutIdentity",
         C::PutAccessKey { .. } => "PutAccessKey",
+        C::EnableKeyRotation { .. } => "EnableKeyRotation",
+        C::DisableKeyRotation { .. } => "DisableKeyRotation",
+        C::PrepareNextMaterial { .. } => "PrepareNextMaterial",
+        C::StartOnDemandRotation { .. } => "StartOnDemandRotation",
+        C::RotateKey { .. } => "RotateKey",
     }
 }
 

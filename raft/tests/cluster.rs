@@ -527,6 +527,7 @@ fn pending_deletion_key(key_id: &str) -> KeyRecord {
             created_at: 0,
         }],
         current_material_version: 1,
+        rotation: Default::default(),
     }
 }
 

@@ -54,10 +54,12 @@ def parse_env_file(path):
 
 
 class Region:
-    def __init__(self, directory):
+    def __init__(self, directory, port_base=None, extra_args=()):
         self.dir = Path(directory)
         self.proc = None
         self.env = {}
+        self.port_base = port_base or PORT_BASE
+        self.extra_args = list(extra_args)
 
     def start(self):
         env_file = self.dir / "env"
@@ -66,7 +68,8 @@ class Region:
         binary = os.environ.get("KEYRAFT_BIN", str(ROOT / "target" / "debug" / "keyraft"))
         self.log = open(self.dir / "dev.log", "ab")
         self.proc = subprocess.Popen(
-            [binary, "dev", "--dir", str(self.dir), "--port-base", str(PORT_BASE)],
+            [binary, "dev", "--dir", str(self.dir), "--port-base", str(self.port_base)]
+            + self.extra_args,
             stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
         )
         deadline = time.time() + 90
@@ -128,3 +131,22 @@ def new_key(kms):
     def make(**kwargs):
         return kms.create_key(**kwargs)["KeyMetadata"]["KeyId"]
     return make
+
+
+@pytest.fixture(scope="session")
+def clock_region():
+    """A second dev region whose storage nodes add the offset in `region.clock_file` (ms) to
+    their clock (`--danger-clock-offset-file`), so tests can move the Raft leader's scheduler
+    through days in seconds. Started only by the tests that ask for it."""
+    directory = tempfile.mkdtemp(prefix="keyraft-py-clock-")
+    clock_file = Path(directory) / "clock-offset-ms"
+    r = Region(
+        directory,
+        port_base=free_port_base(PORT_BASE + 100),
+        extra_args=["--danger-clock-offset-file", str(clock_file)],
+    )
+    r.clock_file = clock_file
+    r.start()
+    yield r
+    r.stop()
+    shutil.rmtree(directory, ignore_errors=True)

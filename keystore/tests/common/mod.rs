@@ -44,6 +44,7 @@ pub fn key_in(account: &str, key_id: &str, state: KeyState) -> KeyRecord {
             created_at: 1,
         }],
         current_material_version: 1,
+        rotation: Default::default(),
     }
 }
 

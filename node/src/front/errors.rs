@@ -71,6 +71,16 @@ pub enum KmsError {
     /// The request body exceeds the front's limit.
     #[error("{0}")]
     RequestTooLarge(String),
+    /// RotateKeyOnDemand while a rotation is in progress or about to start.
+    #[error("{0}")]
+    Conflict(String),
+    /// Verify: the signature is not valid (AWS raises, it never answers
+    /// `SignatureValid: false`).
+    #[error("{0}")]
+    KmsInvalidSignature(String),
+    /// VerifyMac: the MAC is not valid.
+    #[error("{0}")]
+    KmsInvalidMac(String),
 }
 
 impl KmsError {
@@ -106,6 +116,9 @@ impl KmsError {
             Internal(_) => ("KMSInternalException", 500),
             UnsupportedOperation(_) => ("UnsupportedOperationException", 400),
             RequestTooLarge(_) => ("RequestEntityTooLargeException", 413),
+            Conflict(_) => ("ConflictException", 400),
+            KmsInvalidSignature(_) => ("KMSInvalidSignatureException", 400),
+            KmsInvalidMac(_) => ("KMSInvalidMacException", 400),
         }
     }
 
@@ -178,6 +191,8 @@ impl From<DomainError> for KmsError {
             DomainError::InvalidCiphertext => KmsError::InvalidCiphertext(String::new()),
             DomainError::IncorrectKey(m) => KmsError::IncorrectKey(m),
             DomainError::InvalidKeyUsage(m) => KmsError::InvalidKeyUsage(m),
+            DomainError::UnsupportedOperation(m) => KmsError::UnsupportedOperation(m),
+            DomainError::Conflict(m) => KmsError::Conflict(m),
             DomainError::Internal(detail) => {
                 // The detail is for operators, not callers.
                 tracing::error!(%detail, "internal domain error");
@@ -260,6 +275,7 @@ mod tests {
             (KmsError::LimitExceeded(s()), "LimitExceededException", 400),
             (KmsError::Tag(s()), "TagException", 400),
             (KmsError::AccessDenied(s()), "AccessDeniedException", 400),
+            (KmsError::Conflict(s()), "ConflictException", 400),
             (
                 KmsError::UnrecognizedClient(s()),
                 "UnrecognizedClientException",
@@ -291,6 +307,12 @@ mod tests {
                 "UnsupportedOperationException",
                 400,
             ),
+            (
+                KmsError::KmsInvalidSignature(s()),
+                "KMSInvalidSignatureException",
+                400,
+            ),
+            (KmsError::KmsInvalidMac(s()), "KMSInvalidMacException", 400),
         ];
         for (e, ty, status) in table {
             assert_eq!(e.wire(), (ty, status));

@@ -70,10 +70,13 @@ impl From<KmsError> for Status {
             | InvalidKeyUsage(_)
             | InvalidGrantToken(_)
             | Tag(_)
-            | MalformedPolicyDocument(_) => Code::InvalidArgument,
+            | MalformedPolicyDocument(_)
+            | KmsInvalidSignature(_)
+            | KmsInvalidMac(_) => Code::InvalidArgument,
             NotFound(_) => Code::NotFound,
             AlreadyExists(_) => Code::AlreadyExists,
             Disabled(_) | InvalidState(_) | DryRunOperation(_) => Code::FailedPrecondition,
+            Conflict(_) => Code::Aborted,
             LimitExceeded(_) | RequestTooLarge(_) => Code::ResourceExhausted,
             NotAuthorized(_) | AccessDenied(_) => Code::PermissionDenied,
             UnrecognizedClient(_)
@@ -405,8 +408,8 @@ mod convert {
             customer_master_key_spec: k.customer_master_key_spec.unwrap_or_default(),
             key_spec: k.key_spec.unwrap_or_default(),
             encryption_algorithms: k.encryption_algorithms.unwrap_or_default(),
-            signing_algorithms: Vec::new(),
-            mac_algorithms: Vec::new(),
+            signing_algorithms: k.signing_algorithms.unwrap_or_default(),
+            mac_algorithms: k.mac_algorithms.unwrap_or_default(),
             multi_region: k.multi_region,
             multi_region_configuration: None,
             pending_deletion_window_in_days: days(k.pending_deletion_window_in_days),
@@ -795,6 +798,7 @@ mod convert {
                 encryption_algorithms: Some(vec!["SYMMETRIC_DEFAULT".into()]),
                 multi_region: Some(false),
                 pending_deletion_window_in_days: Some(7),
+                ..Default::default()
             });
             assert_eq!(m.aws_account_id, "111122223333");
             assert_eq!(m.creation_date, 1.5);

@@ -52,6 +52,21 @@ operations!(
     GenerateDataKey,
     GenerateDataKeyWithoutPlaintext,
     GenerateRandom,
+    // Key rotation (front/rotation.rs).
+    EnableKeyRotation,
+    DisableKeyRotation,
+    GetKeyRotationStatus,
+    RotateKeyOnDemand,
+    ListKeyRotations,
+    // Asymmetric, HMAC and key-agreement keys (front/asymmetric.rs).
+    GetPublicKey,
+    Sign,
+    Verify,
+    GenerateMac,
+    VerifyMac,
+    DeriveSharedSecret,
+    GenerateDataKeyPair,
+    GenerateDataKeyPairWithoutPlaintext,
 );
 
 /// Every operation of the AWS KMS API (botocore's model), served or not. A known but

@@ -206,6 +206,12 @@ shape!(
         key_spec: String,
         /// Supported algorithms.
         encryption_algorithms: Vec<String>,
+        /// Signing algorithms (`SIGN_VERIFY` keys).
+        signing_algorithms: Vec<String>,
+        /// MAC algorithms (`GENERATE_VERIFY_MAC` keys).
+        mac_algorithms: Vec<String>,
+        /// Key agreement algorithms (`KEY_AGREEMENT` keys).
+        key_agreement_algorithms: Vec<String>,
         /// Multi-region key.
         multi_region: bool,
         /// Waiting period of a pending deletion.

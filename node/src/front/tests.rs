@@ -761,10 +761,19 @@ async fn create_key_rejects_unsupported_and_malformed_options() {
         ),
         (
             CreateKeyRequest {
-                key_spec: Some("RSA_2048".into()),
+                key_spec: Some("SM2".into()),
+                key_usage: Some("SIGN_VERIFY".into()),
                 ..Default::default()
             },
             "UnsupportedOperationException",
+        ),
+        (
+            // Every other spec exists; its usage must fit (the default ENCRYPT_DECRYPT does not).
+            CreateKeyRequest {
+                key_spec: Some("ECC_NIST_P256".into()),
+                ..Default::default()
+            },
+            "ValidationException",
         ),
         (
             CreateKeyRequest {
