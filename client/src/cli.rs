@@ -3,7 +3,8 @@
 //! Subcommands, flags, JSON output and error text mirror `aws kms`, so scripts written for the
 //! AWS CLI mostly work by swapping the command name:
 //!
-//! - blob arguments (`--plaintext`, `--ciphertext-blob`) take `fileb://path` (raw bytes),
+//! - blob arguments (`--plaintext`, `--ciphertext-blob`, `--message`, `--signature`, `--mac`,
+//!   `--public-key`) take `fileb://path` (raw bytes),
 //!   `file://path` (the file's bytes) or literal text; with `--cli-binary-format base64` a
 //!   literal is base64-decoded instead, as AWS CLI v2 does by default;
 //! - `--encryption-context` takes shorthand `k=v,k2=v2` or JSON `{"k":"v"}` (or `file://`);
@@ -123,10 +124,10 @@ enum Command {
         /// Description.
         #[arg(long)]
         description: Option<String>,
-        /// ENCRYPT_DECRYPT (default).
+        /// ENCRYPT_DECRYPT (default), SIGN_VERIFY, GENERATE_VERIFY_MAC or KEY_AGREEMENT.
         #[arg(long)]
         key_usage: Option<String>,
-        /// SYMMETRIC_DEFAULT (default).
+        /// SYMMETRIC_DEFAULT (default), RSA_2048, ECC_NIST_P256, HMAC_256, ML_DSA_65, ...
         #[arg(long)]
         key_spec: Option<String>,
         /// Deprecated spelling of --key-spec.
@@ -347,6 +348,168 @@ enum Command {
         #[arg(long)]
         number_of_bytes: Option<i32>,
     },
+    /// Get the DER public key of an asymmetric key.
+    GetPublicKey {
+        /// Key id, key ARN, alias name (alias/x) or alias ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Grant tokens.
+        #[arg(long, num_args = 1..)]
+        grant_tokens: Vec<String>,
+    },
+    /// Sign a message or digest.
+    Sign {
+        #[command(flatten)]
+        args: SignArgs,
+    },
+    /// Verify a signature (an invalid one is KMSInvalidSignatureException).
+    Verify {
+        #[command(flatten)]
+        args: SignArgs,
+        /// fileb://path (or file://path, or literal with --cli-binary-format base64).
+        #[arg(long)]
+        signature: String,
+    },
+    /// Compute an HMAC.
+    GenerateMac {
+        #[command(flatten)]
+        args: MacArgs,
+    },
+    /// Verify an HMAC (an invalid one is KMSInvalidMacException).
+    VerifyMac {
+        #[command(flatten)]
+        args: MacArgs,
+        /// fileb://path (or file://path, or literal with --cli-binary-format base64).
+        #[arg(long)]
+        mac: String,
+    },
+    /// ECDH between a KEY_AGREEMENT key and a peer's public key.
+    DeriveSharedSecret {
+        /// Key id, key ARN, alias name (alias/x) or alias ARN.
+        #[arg(long)]
+        key_id: String,
+        /// ECDH.
+        #[arg(long)]
+        key_agreement_algorithm: String,
+        /// The peer's DER SubjectPublicKeyInfo: fileb://path.
+        #[arg(long)]
+        public_key: String,
+        /// Grant tokens.
+        #[arg(long, num_args = 1..)]
+        grant_tokens: Vec<String>,
+        /// Check permissions without performing the operation.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Generate a key pair (private key in plaintext and encrypted).
+    GenerateDataKeyPair {
+        #[command(flatten)]
+        args: DataKeyPairArgs,
+    },
+    /// Generate a key pair (private key encrypted only).
+    GenerateDataKeyPairWithoutPlaintext {
+        #[command(flatten)]
+        args: DataKeyPairArgs,
+    },
+    /// Turn on automatic rotation.
+    EnableKeyRotation {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// 90..=2560 days (default 365).
+        #[arg(long)]
+        rotation_period_in_days: Option<i32>,
+    },
+    /// Turn off automatic rotation.
+    DisableKeyRotation {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Show whether automatic rotation is on.
+    GetKeyRotationStatus {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Rotate a key now (completes in the background).
+    RotateKeyOnDemand {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+    },
+    /// List a key's completed rotations (all pages unless --limit, --marker or --no-paginate).
+    ListKeyRotations {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// ALL_KEY_MATERIAL or ROTATIONS_ONLY.
+        #[arg(long)]
+        include_key_material: Option<String>,
+        /// Page size; disables automatic pagination.
+        #[arg(long)]
+        limit: Option<i32>,
+        /// NextMarker of the previous page; disables automatic pagination.
+        #[arg(long)]
+        marker: Option<String>,
+        /// Fetch one page only.
+        #[arg(long)]
+        no_paginate: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct SignArgs {
+    /// Key id, key ARN, alias name (alias/x) or alias ARN.
+    #[arg(long)]
+    key_id: String,
+    /// fileb://path, file://path or literal text (1..=4096 bytes).
+    #[arg(long)]
+    message: String,
+    /// RAW (default), DIGEST or EXTERNAL_MU.
+    #[arg(long)]
+    message_type: Option<String>,
+    /// ECDSA_SHA_256, RSASSA_PSS_SHA_256, ED25519_SHA_512, ML_DSA_SHAKE_256, ...
+    #[arg(long)]
+    signing_algorithm: String,
+    /// Grant tokens.
+    #[arg(long, num_args = 1..)]
+    grant_tokens: Vec<String>,
+    /// Check permissions without performing the operation.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct MacArgs {
+    /// Key id, key ARN, alias name (alias/x) or alias ARN.
+    #[arg(long)]
+    key_id: String,
+    /// fileb://path, file://path or literal text (1..=4096 bytes).
+    #[arg(long)]
+    message: String,
+    /// HMAC_SHA_224, HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512.
+    #[arg(long)]
+    mac_algorithm: String,
+    /// Grant tokens.
+    #[arg(long, num_args = 1..)]
+    grant_tokens: Vec<String>,
+    /// Check permissions without performing the operation.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct DataKeyPairArgs {
+    /// The symmetric key that encrypts the private key.
+    #[arg(long)]
+    key_id: String,
+    /// RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521 or
+    /// ECC_SECG_P256K1.
+    #[arg(long)]
+    key_pair_spec: String,
+    #[command(flatten)]
+    common: CryptoArgs,
 }
 
 #[derive(Debug, Args)]
@@ -662,6 +825,21 @@ impl Command {
             Command::GenerateDataKey { .. } => "GenerateDataKey",
             Command::GenerateDataKeyWithoutPlaintext { .. } => "GenerateDataKeyWithoutPlaintext",
             Command::GenerateRandom { .. } => "GenerateRandom",
+            Command::GetPublicKey { .. } => "GetPublicKey",
+            Command::Sign { .. } => "Sign",
+            Command::Verify { .. } => "Verify",
+            Command::GenerateMac { .. } => "GenerateMac",
+            Command::VerifyMac { .. } => "VerifyMac",
+            Command::DeriveSharedSecret { .. } => "DeriveSharedSecret",
+            Command::GenerateDataKeyPair { .. } => "GenerateDataKeyPair",
+            Command::GenerateDataKeyPairWithoutPlaintext { .. } => {
+                "GenerateDataKeyPairWithoutPlaintext"
+            }
+            Command::EnableKeyRotation { .. } => "EnableKeyRotation",
+            Command::DisableKeyRotation { .. } => "DisableKeyRotation",
+            Command::GetKeyRotationStatus { .. } => "GetKeyRotationStatus",
+            Command::RotateKeyOnDemand { .. } => "RotateKeyOnDemand",
+            Command::ListKeyRotations { .. } => "ListKeyRotations",
         }
     }
 }
@@ -987,8 +1165,258 @@ async fn execute(kms: &Client, g: &GlobalArgs, cmd: Command) -> Result<Option<Va
                 .await?;
             json!({ "Plaintext": b64(&r.plaintext) })
         }
+        Command::GetPublicKey {
+            key_id,
+            grant_tokens,
+        } => {
+            let r = kms
+                .get_public_key()
+                .key_id(key_id)
+                .set_grant_tokens(grant_tokens)
+                .send()
+                .await?;
+            let mut m = Map::new();
+            m.insert("KeyId".into(), json!(r.key_id));
+            m.insert("PublicKey".into(), json!(b64(&r.public_key)));
+            m.insert(
+                "CustomerMasterKeySpec".into(),
+                json!(r.customer_master_key_spec),
+            );
+            m.insert("KeySpec".into(), json!(r.key_spec));
+            m.insert("KeyUsage".into(), json!(r.key_usage));
+            insert_lists(
+                &mut m,
+                [
+                    ("EncryptionAlgorithms", &r.encryption_algorithms),
+                    ("SigningAlgorithms", &r.signing_algorithms),
+                    ("KeyAgreementAlgorithms", &r.key_agreement_algorithms),
+                ],
+            );
+            Value::Object(m)
+        }
+        Command::Sign { args } => {
+            let r = kms
+                .sign()
+                .key_id(args.key_id)
+                .message(parse_blob("message", &args.message, fmt)?)
+                .set_message_type(args.message_type)
+                .signing_algorithm(args.signing_algorithm)
+                .set_grant_tokens(args.grant_tokens)
+                .dry_run(args.dry_run)
+                .send()
+                .await?;
+            json!({
+                "KeyId": r.key_id,
+                "Signature": b64(&r.signature),
+                "SigningAlgorithm": r.signing_algorithm,
+            })
+        }
+        Command::Verify { args, signature } => {
+            let r = kms
+                .verify()
+                .key_id(args.key_id)
+                .message(parse_blob("message", &args.message, fmt)?)
+                .set_message_type(args.message_type)
+                .signature(parse_blob("signature", &signature, fmt)?)
+                .signing_algorithm(args.signing_algorithm)
+                .set_grant_tokens(args.grant_tokens)
+                .dry_run(args.dry_run)
+                .send()
+                .await?;
+            json!({
+                "KeyId": r.key_id,
+                "SignatureValid": r.signature_valid,
+                "SigningAlgorithm": r.signing_algorithm,
+            })
+        }
+        Command::GenerateMac { args } => {
+            let r = kms
+                .generate_mac()
+                .key_id(args.key_id)
+                .message(parse_blob("message", &args.message, fmt)?)
+                .mac_algorithm(args.mac_algorithm)
+                .set_grant_tokens(args.grant_tokens)
+                .dry_run(args.dry_run)
+                .send()
+                .await?;
+            json!({
+                "Mac": b64(&r.mac),
+                "MacAlgorithm": r.mac_algorithm,
+                "KeyId": r.key_id,
+            })
+        }
+        Command::VerifyMac { args, mac } => {
+            let r = kms
+                .verify_mac()
+                .key_id(args.key_id)
+                .message(parse_blob("message", &args.message, fmt)?)
+                .mac_algorithm(args.mac_algorithm)
+                .mac(parse_blob("mac", &mac, fmt)?)
+                .set_grant_tokens(args.grant_tokens)
+                .dry_run(args.dry_run)
+                .send()
+                .await?;
+            json!({
+                "KeyId": r.key_id,
+                "MacValid": r.mac_valid,
+                "MacAlgorithm": r.mac_algorithm,
+            })
+        }
+        Command::DeriveSharedSecret {
+            key_id,
+            key_agreement_algorithm,
+            public_key,
+            grant_tokens,
+            dry_run,
+        } => {
+            let r = kms
+                .derive_shared_secret()
+                .key_id(key_id)
+                .key_agreement_algorithm(key_agreement_algorithm)
+                .public_key(parse_blob("public-key", &public_key, fmt)?)
+                .set_grant_tokens(grant_tokens)
+                .dry_run(dry_run)
+                .send()
+                .await?;
+            let mut m = Map::new();
+            m.insert("KeyId".into(), json!(r.key_id));
+            m.insert("SharedSecret".into(), json!(b64(&r.shared_secret)));
+            if let Some(c) = &r.ciphertext_for_recipient {
+                m.insert("CiphertextForRecipient".into(), json!(b64(c)));
+            }
+            m.insert(
+                "KeyAgreementAlgorithm".into(),
+                json!(r.key_agreement_algorithm),
+            );
+            m.insert("KeyOrigin".into(), json!(r.key_origin));
+            Value::Object(m)
+        }
+        Command::GenerateDataKeyPair { args } => {
+            let r = kms
+                .generate_data_key_pair()
+                .key_id(args.key_id)
+                .key_pair_spec(args.key_pair_spec)
+                .set_encryption_context(context(
+                    "encryption-context",
+                    &args.common.encryption_context,
+                )?)
+                .set_grant_tokens(args.common.grant_tokens)
+                .dry_run(args.common.dry_run)
+                .send()
+                .await?;
+            json!({
+                "PrivateKeyCiphertextBlob": b64(&r.private_key_ciphertext_blob),
+                "PrivateKeyPlaintext": b64(&r.private_key_plaintext),
+                "PublicKey": b64(&r.public_key),
+                "KeyId": r.key_id,
+                "KeyPairSpec": r.key_pair_spec,
+            })
+        }
+        Command::GenerateDataKeyPairWithoutPlaintext { args } => {
+            let r = kms
+                .generate_data_key_pair_without_plaintext()
+                .key_id(args.key_id)
+                .key_pair_spec(args.key_pair_spec)
+                .set_encryption_context(context(
+                    "encryption-context",
+                    &args.common.encryption_context,
+                )?)
+                .set_grant_tokens(args.common.grant_tokens)
+                .dry_run(args.common.dry_run)
+                .send()
+                .await?;
+            json!({
+                "PrivateKeyCiphertextBlob": b64(&r.private_key_ciphertext_blob),
+                "PublicKey": b64(&r.public_key),
+                "KeyId": r.key_id,
+                "KeyPairSpec": r.key_pair_spec,
+            })
+        }
+        Command::EnableKeyRotation {
+            key_id,
+            rotation_period_in_days,
+        } => {
+            kms.enable_key_rotation()
+                .key_id(key_id)
+                .set_rotation_period_in_days(rotation_period_in_days)
+                .send()
+                .await?;
+            return Ok(None);
+        }
+        Command::DisableKeyRotation { key_id } => {
+            kms.disable_key_rotation().key_id(key_id).send().await?;
+            return Ok(None);
+        }
+        Command::GetKeyRotationStatus { key_id } => {
+            let r = kms.get_key_rotation_status().key_id(key_id).send().await?;
+            let mut m = Map::new();
+            m.insert("KeyRotationEnabled".into(), json!(r.key_rotation_enabled));
+            m.insert("KeyId".into(), json!(r.key_id));
+            if let Some(d) = r.rotation_period_in_days {
+                m.insert("RotationPeriodInDays".into(), json!(d));
+            }
+            if let Some(d) = r.next_rotation_date {
+                m.insert("NextRotationDate".into(), json!(iso8601(d)));
+            }
+            if let Some(d) = r.on_demand_rotation_start_date {
+                m.insert("OnDemandRotationStartDate".into(), json!(iso8601(d)));
+            }
+            Value::Object(m)
+        }
+        Command::RotateKeyOnDemand { key_id } => {
+            let r = kms.rotate_key_on_demand().key_id(key_id).send().await?;
+            json!({ "KeyId": r.key_id })
+        }
+        Command::ListKeyRotations {
+            key_id,
+            include_key_material,
+            limit,
+            marker,
+            no_paginate,
+        } => {
+            let b = kms
+                .list_key_rotations()
+                .key_id(key_id)
+                .set_include_key_material(include_key_material)
+                .set_limit(limit)
+                .set_marker(marker.clone());
+            if limit.is_none() && marker.is_none() && !no_paginate {
+                let all = b.send_all().await?;
+                page_json("Rotations", all.iter().map(rotation_json).collect(), None)
+            } else {
+                let r = b.send().await?;
+                let next = r.next_marker.filter(|_| r.truncated);
+                page_json(
+                    "Rotations",
+                    r.rotations.iter().map(rotation_json).collect(),
+                    next,
+                )
+            }
+        }
     };
     Ok(Some(v))
+}
+
+/// Adds each non-empty list under its name (the AWS CLI omits absent lists).
+fn insert_lists<'a>(
+    m: &mut Map<String, Value>,
+    lists: impl IntoIterator<Item = (&'a str, &'a Vec<String>)>,
+) {
+    for (name, list) in lists {
+        if !list.is_empty() {
+            m.insert(name.into(), json!(list));
+        }
+    }
+}
+
+fn rotation_json(r: &proto::RotationsListEntry) -> Value {
+    let mut m = Map::new();
+    m.insert("KeyId".into(), json!(r.key_id));
+    if let Some(d) = r.rotation_date {
+        m.insert("RotationDate".into(), json!(iso8601(d)));
+    }
+    m.insert("RotationType".into(), json!(r.rotation_type));
+    Value::Object(m)
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -1048,15 +1476,15 @@ pub fn key_metadata_json(k: &proto::KeyMetadata) -> Value {
         json!(k.customer_master_key_spec),
     );
     m.insert("KeySpec".into(), json!(k.key_spec));
-    for (name, list) in [
-        ("EncryptionAlgorithms", &k.encryption_algorithms),
-        ("SigningAlgorithms", &k.signing_algorithms),
-        ("MacAlgorithms", &k.mac_algorithms),
-    ] {
-        if !list.is_empty() {
-            m.insert(name.into(), json!(list));
-        }
-    }
+    insert_lists(
+        &mut m,
+        [
+            ("EncryptionAlgorithms", &k.encryption_algorithms),
+            ("SigningAlgorithms", &k.signing_algorithms),
+            ("MacAlgorithms", &k.mac_algorithms),
+            ("KeyAgreementAlgorithms", &k.key_agreement_algorithms),
+        ],
+    );
     if let Some(mr) = k.multi_region {
         m.insert("MultiRegion".into(), json!(mr));
     }
@@ -1257,6 +1685,39 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.command.operation(), "GenerateDataKey");
+        let cli = Cli::try_parse_from([
+            "kmsctl",
+            "verify",
+            "--key-id",
+            "alias/s",
+            "--message",
+            "fileb://m",
+            "--message-type",
+            "RAW",
+            "--signature",
+            "fileb://sig",
+            "--signing-algorithm",
+            "ECDSA_SHA_256",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Command::Verify { ref signature, ref args }
+                if signature == "fileb://sig" && args.message_type.as_deref() == Some("RAW"))
+        );
+        let cli = Cli::try_parse_from([
+            "kmsctl",
+            "enable-key-rotation",
+            "--key-id",
+            "k",
+            "--rotation-period-in-days",
+            "90",
+        ])
+        .unwrap();
+        assert_eq!(cli.command.operation(), "EnableKeyRotation");
+        // --signing-algorithm is required, as in the AWS CLI.
+        assert!(
+            Cli::try_parse_from(["kmsctl", "sign", "--key-id", "k", "--message", "m"]).is_err()
+        );
     }
 
     #[tokio::test]

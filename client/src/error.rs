@@ -129,6 +129,7 @@ pub(crate) fn code_for_error_type(error_type: &str) -> tonic::Code {
         "NotAuthorizedException" => Code::PermissionDenied,
         "DryRunOperationException" => Code::FailedPrecondition,
         "RequestEntityTooLargeException" => Code::ResourceExhausted,
+        "ConflictException" => Code::Aborted,
         _ => Code::InvalidArgument,
     }
 }

@@ -20,7 +20,22 @@
 //!     .encryption_context("order", "42")
 //!     .send()
 //!     .await?;
-//! # let _ = ct; Ok(()) }
+//! // Every AWS key spec: signing, MACs, ECDH, RSA encryption, data key pairs, rotation.
+//! let signer = kms
+//!     .create_key()
+//!     .key_spec("ECC_NIST_P256")
+//!     .key_usage("SIGN_VERIFY")
+//!     .send()
+//!     .await?;
+//! let sig = kms
+//!     .sign()
+//!     .key_id(signer.key_metadata.unwrap_or_default().key_id)
+//!     .message(b"release-1.2.tar".to_vec())
+//!     .message_type("RAW")
+//!     .signing_algorithm("ECDSA_SHA_256")
+//!     .send()
+//!     .await?;
+//! # let _ = (ct, sig); Ok(()) }
 //! ```
 //!
 //! # Layout

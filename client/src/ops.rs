@@ -332,6 +332,124 @@ operations! {
         opt_i32 number_of_bytes set_number_of_bytes;
         opt_string custom_key_store_id set_custom_key_store_id;
     }
+
+    /// Returns the DER `SubjectPublicKeyInfo` of an asymmetric key, with its spec, usage and
+    /// algorithms (`GetPublicKey`).
+    get_public_key => GetPublicKeyFluentBuilder, "GetPublicKey",
+        GetPublicKeyRequest -> GetPublicKeyResponse {
+        string key_id;
+        list grant_tokens set_grant_tokens;
+    }
+
+    /// Signs a message or digest with a `SIGN_VERIFY` key (`Sign`).
+    sign => SignFluentBuilder, "Sign", SignRequest -> SignResponse {
+        string key_id;
+        bytes message;
+        opt_string message_type set_message_type;
+        list grant_tokens set_grant_tokens;
+        string signing_algorithm;
+        bool dry_run;
+    }
+
+    /// Verifies a signature; an invalid one is the error `KMSInvalidSignatureException`
+    /// (`Verify`).
+    verify => VerifyFluentBuilder, "Verify", VerifyRequest -> VerifyResponse {
+        string key_id;
+        bytes message;
+        opt_string message_type set_message_type;
+        bytes signature;
+        string signing_algorithm;
+        list grant_tokens set_grant_tokens;
+        bool dry_run;
+    }
+
+    /// Computes an HMAC with a `GENERATE_VERIFY_MAC` key (`GenerateMac`).
+    generate_mac => GenerateMacFluentBuilder, "GenerateMac",
+        GenerateMacRequest -> GenerateMacResponse {
+        bytes message;
+        string key_id;
+        string mac_algorithm;
+        list grant_tokens set_grant_tokens;
+        bool dry_run;
+    }
+
+    /// Verifies an HMAC; an invalid one is the error `KMSInvalidMacException` (`VerifyMac`).
+    verify_mac => VerifyMacFluentBuilder, "VerifyMac", VerifyMacRequest -> VerifyMacResponse {
+        bytes message;
+        string key_id;
+        string mac_algorithm;
+        bytes mac;
+        list grant_tokens set_grant_tokens;
+        bool dry_run;
+    }
+
+    /// ECDH between a `KEY_AGREEMENT` key and a peer's DER public key
+    /// (`DeriveSharedSecret`).
+    derive_shared_secret => DeriveSharedSecretFluentBuilder, "DeriveSharedSecret",
+        DeriveSharedSecretRequest -> DeriveSharedSecretResponse {
+        string key_id;
+        string key_agreement_algorithm;
+        bytes public_key;
+        list grant_tokens set_grant_tokens;
+        bool dry_run;
+    }
+
+    /// Returns a fresh key pair: the public key, the private key in plaintext and encrypted
+    /// under a symmetric KMS key (`GenerateDataKeyPair`).
+    generate_data_key_pair => GenerateDataKeyPairFluentBuilder, "GenerateDataKeyPair",
+        GenerateDataKeyPairRequest -> GenerateDataKeyPairResponse {
+        map encryption_context set_encryption_context;
+        string key_id;
+        string key_pair_spec;
+        list grant_tokens set_grant_tokens;
+        bool dry_run;
+    }
+
+    /// Returns a fresh key pair without the plaintext private key
+    /// (`GenerateDataKeyPairWithoutPlaintext`).
+    generate_data_key_pair_without_plaintext => GenerateDataKeyPairWithoutPlaintextFluentBuilder,
+        "GenerateDataKeyPairWithoutPlaintext",
+        GenerateDataKeyPairWithoutPlaintextRequest -> GenerateDataKeyPairWithoutPlaintextResponse {
+        map encryption_context set_encryption_context;
+        string key_id;
+        string key_pair_spec;
+        list grant_tokens set_grant_tokens;
+        bool dry_run;
+    }
+
+    /// Turns on automatic rotation, every 90..=2560 days (default 365) (`EnableKeyRotation`).
+    enable_key_rotation => EnableKeyRotationFluentBuilder, "EnableKeyRotation",
+        EnableKeyRotationRequest -> EnableKeyRotationResponse {
+        string key_id;
+        opt_i32 rotation_period_in_days set_rotation_period_in_days;
+    }
+
+    /// Turns off automatic rotation (`DisableKeyRotation`).
+    disable_key_rotation => DisableKeyRotationFluentBuilder, "DisableKeyRotation",
+        DisableKeyRotationRequest -> DisableKeyRotationResponse {
+        string key_id;
+    }
+
+    /// Whether automatic rotation is on, its period and next date (`GetKeyRotationStatus`).
+    get_key_rotation_status => GetKeyRotationStatusFluentBuilder, "GetKeyRotationStatus",
+        GetKeyRotationStatusRequest -> GetKeyRotationStatusResponse {
+        string key_id;
+    }
+
+    /// Starts a rotation now; it completes in the background (`RotateKeyOnDemand`).
+    rotate_key_on_demand => RotateKeyOnDemandFluentBuilder, "RotateKeyOnDemand",
+        RotateKeyOnDemandRequest -> RotateKeyOnDemandResponse {
+        string key_id;
+    }
+
+    /// Lists a key's completed rotations, oldest first (`ListKeyRotations`).
+    list_key_rotations => ListKeyRotationsFluentBuilder, "ListKeyRotations",
+        ListKeyRotationsRequest -> ListKeyRotationsResponse {
+        string key_id;
+        opt_i32 limit set_limit;
+        opt_string marker set_marker;
+        opt_string include_key_material set_include_key_material;
+    }
 }
 
 /// Builder for `BatchEncrypt`; see [`Client::batch_encrypt`].
@@ -517,6 +635,7 @@ macro_rules! send_all {
 send_all!(ListKeysFluentBuilder, KeyListEntry, keys);
 send_all!(ListAliasesFluentBuilder, AliasListEntry, aliases);
 send_all!(ListResourceTagsFluentBuilder, Tag, tags);
+send_all!(ListKeyRotationsFluentBuilder, RotationsListEntry, rotations);
 
 impl Client {
     /// Encrypts many plaintexts in one round trip (keyraft extension `BatchEncrypt`).
@@ -570,5 +689,22 @@ mod tests {
             c.as_request().key_spec.as_deref(),
             Some("SYMMETRIC_DEFAULT")
         );
+
+        let s = kms
+            .sign()
+            .key_id("alias/signer")
+            .message(b"msg".to_vec())
+            .message_type("RAW")
+            .signing_algorithm("ECDSA_SHA_256");
+        let r = s.as_request();
+        assert_eq!(r.message, b"msg");
+        assert_eq!(r.message_type.as_deref(), Some("RAW"));
+        assert_eq!(r.signing_algorithm, "ECDSA_SHA_256");
+        assert!(!format!("{s:?}").contains("msg"));
+        let e = kms
+            .enable_key_rotation()
+            .key_id("k")
+            .rotation_period_in_days(90);
+        assert_eq!(e.as_request().rotation_period_in_days, Some(90));
     }
 }

@@ -346,6 +346,13 @@ fn apply_command(
             crate::rotation::apply_rotation(state, now, command, changes)
         }
 
+        Command::PutImportParameters { .. }
+        | Command::ImportKeyMaterial { .. }
+        | Command::DeleteImportedKeyMaterial { .. }
+        | Command::ExpireImportedMaterial { .. } => {
+            crate::import::apply_import(state, now, command, changes)
+        }
+
         Command::PutAccessKey { record } => {
             state
                 .access_keys

@@ -154,6 +154,40 @@ pub enum Command {
         /// Automatic or on demand.
         rotation_type: RotationType,
     },
+    /// GetParametersForImport: the front made an RSA wrapping key pair; the store keeps it
+    /// (private half wrapped) as the key's newest import parameters, valid 24 h from `now`.
+    PutImportParameters {
+        /// Key id.
+        key_id: String,
+        /// `valid_to` is ignored and set by `apply`.
+        parameters: crate::import::ImportParameters,
+    },
+    /// ImportKeyMaterial: material unwrapped and re-wrapped under the domain key by the front.
+    ImportKeyMaterial {
+        /// Key id.
+        key_id: String,
+        /// The token id the customer's import token named.
+        token_id: String,
+        /// Version 1, wrapped under the domain key.
+        material: MaterialVersion,
+        /// `import::fingerprint` of the material.
+        fingerprint: Vec<u8>,
+        /// Expires or not.
+        expiration_model: crate::import::ExpirationModel,
+        /// When it expires (KEY_MATERIAL_EXPIRES only).
+        valid_to: Option<EpochMillis>,
+    },
+    /// DeleteImportedKeyMaterial: material gone, key PendingImport.
+    DeleteImportedKeyMaterial {
+        /// Key id.
+        key_id: String,
+    },
+    /// Issued by the Raft leader's scheduler: delete imported material whose `ValidTo` has
+    /// passed. A no-op unless that is still so, hence idempotent across leader changes.
+    ExpireImportedMaterial {
+        /// Key id.
+        key_id: String,
+    },
 }
 
 impl Command {
@@ -175,6 +209,10 @@ impl Command {
             | Command::PrepareNextMaterial { key_id, .. }
             | Command::StartOnDemandRotation { key_id, .. }
             | Command::RotateKey { key_id, .. } => vec![Change::Key(key_id.clone())],
+            Command::PutImportParameters { key_id, .. }
+            | Command::ImportKeyMaterial { key_id, .. }
+            | Command::DeleteImportedKeyMaterial { key_id }
+            | Command::ExpireImportedMaterial { key_id } => vec![Change::Key(key_id.clone())],
             Command::CreateAlias {
                 account_id,
                 alias_name,

@@ -166,7 +166,7 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
 
 /// `label || u32 BE len(id) || id || u32 BE version || u32 BE dk version`; the length prefix
 /// keeps `("ab", 1)` and `("a", …)` from ever producing the same AAD.
-fn wrap_aad(label: &[u8], id: &str, version: Option<u32>, dk_version: u32) -> Vec<u8> {
+pub(crate) fn wrap_aad(label: &[u8], id: &str, version: Option<u32>, dk_version: u32) -> Vec<u8> {
     let mut aad = Vec::with_capacity(label.len() + id.len() + 12);
     aad.extend_from_slice(label);
     aad.extend_from_slice(&len_u32(id.len()).to_be_bytes());
@@ -184,7 +184,7 @@ fn len_u32(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
 
-fn seal_wrapped(dk: &DomainKey, aad: &[u8], plaintext: &[u8]) -> Wrapped {
+pub(crate) fn seal_wrapped(dk: &DomainKey, aad: &[u8], plaintext: &[u8]) -> Wrapped {
     let cipher = Aes256GcmSiv::new(dk.expose_secret().into());
     let mut nonce = [0u8; 12];
     OsRng.fill_bytes(&mut nonce);
@@ -206,7 +206,7 @@ fn seal_wrapped(dk: &DomainKey, aad: &[u8], plaintext: &[u8]) -> Wrapped {
     }
 }
 
-fn open_wrapped(
+pub(crate) fn open_wrapped(
     dk: &DomainKey,
     aad: &[u8],
     w: &Wrapped,

@@ -42,6 +42,17 @@ pub enum DomainError {
     /// `ConflictException`: a rotation is in progress or about to start.
     #[error("{0}")]
     Conflict(String),
+    /// `InvalidImportTokenException`: the import token is malformed, altered, or not the
+    /// newest one GetParametersForImport returned for the key.
+    #[error("{0}")]
+    InvalidImportToken(String),
+    /// `ExpiredImportTokenException`: the import parameters are older than 24 hours.
+    #[error("{0}")]
+    ExpiredImportToken(String),
+    /// `IncorrectKeyMaterialException`: not the material previously imported into the key
+    /// (or not valid material for its spec).
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
     /// `KMSInternalException`: something that should not happen (e.g. wrapped material that
     /// does not unwrap under the domain key). Never includes secret bytes.
     #[error("{0}")]

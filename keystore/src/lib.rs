@@ -10,6 +10,8 @@
 //! - `apply`: `apply(&mut State, &Proposal)`, the state machine's pure transition function.
 //! - `query`: `query(&State, &Query)`, read-only answers (lists are paged by marker).
 //! - `rotation`: key rotation records, the schedule, and which rotations are due.
+//! - `import`: BYOK — import parameters and tokens, unwrapping imported material (RSA-OAEP,
+//!   RSA + AES-KWP), expiry of imported material.
 //! - `state`: AWS's table of which key state allows which `Operation`.
 //! - `crypto`: secret types (`DomainKey`, `KeyMaterial`, `Secret`), wrapping under the domain
 //!   key, hashes and MACs.
@@ -47,6 +49,7 @@ pub mod data_key_pair;
 pub mod ecdh;
 pub mod error;
 pub mod ids;
+pub mod import;
 pub mod mac;
 pub mod material;
 pub mod model;

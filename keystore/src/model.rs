@@ -126,6 +126,10 @@ pub struct KeyRecord {
     /// rarely read, and keeps `Command::CreateKey` small.
     #[serde(default)]
     pub rotation: Box<crate::rotation::KeyRotation>,
+    /// Imported material (origin EXTERNAL): import parameters, expiry, fingerprint
+    /// (`import`). Boxed for the same reason as `rotation`.
+    #[serde(default)]
+    pub import: Box<crate::import::KeyImport>,
 }
 
 /// An alias: `alias/<name>` pointing at one key of the same account and region.

@@ -222,6 +222,7 @@ mod tests {
             materials: vec![],
             current_material_version: 1,
             rotation: Default::default(),
+            import: Default::default(),
         }
     }
 

@@ -1386,6 +1386,321 @@ fn cases() -> Vec<Case> {
             want: Want::Ok(|out, _| assert_eq!(*out, CommandOutput::Done)),
             changes: vec![],
         },
+        // ---- import (BYOK): PutImportParameters ----
+        Case {
+            name: "put_import_parameters_stores_them_valid_for_24_hours",
+            start: world,
+            now: NOW,
+            command: Command::PutImportParameters {
+                key_id: s("k-import"),
+                parameters: import_params("t1", 0),
+            },
+            want: Want::Ok(|out, st| {
+                let p = st.keys["k-import"].import.parameters.as_ref().unwrap();
+                assert_eq!(p.token_id, "t1");
+                assert_eq!(p.valid_to, NOW + DAY);
+                assert_eq!(output_key(out).state, KeyState::PendingImport);
+            }),
+            changes: vec![k("k-import")],
+        },
+        Case {
+            name: "put_import_parameters_replaces_older_ones",
+            start: import_ready,
+            now: NOW + 1,
+            command: Command::PutImportParameters {
+                key_id: s("k-import"),
+                parameters: import_params("t2", 0),
+            },
+            want: Want::Ok(|_, st| {
+                let p = st.keys["k-import"].import.parameters.as_ref().unwrap();
+                assert_eq!((p.token_id.as_str(), p.valid_to), ("t2", NOW + 1 + DAY));
+            }),
+            changes: vec![k("k-import")],
+        },
+        Case {
+            name: "put_import_parameters_refuses_keys_with_generated_material",
+            start: world,
+            now: NOW,
+            command: Command::PutImportParameters {
+                key_id: s("k-enabled"),
+                parameters: import_params("t1", 0),
+            },
+            want: Want::Err(DomainError::UnsupportedOperation(format!(
+                "{} origin is AWS_KMS which is not valid for this operation.",
+                arn("k-enabled")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "put_import_parameters_refuses_an_imported_key_pending_deletion",
+            start: imported_pending_deletion,
+            now: NOW,
+            command: Command::PutImportParameters {
+                key_id: s("k-import"),
+                parameters: import_params("t2", 0),
+            },
+            want: Want::Err(DomainError::InvalidState(format!(
+                "{} is pending deletion.",
+                arn("k-import")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "put_import_parameters_refuses_an_unknown_key",
+            start: world,
+            now: NOW,
+            command: Command::PutImportParameters {
+                key_id: s("nope"),
+                parameters: import_params("t1", 0),
+            },
+            want: Want::Err(DomainError::NotFound(s("Key 'nope' does not exist"))),
+            changes: vec![],
+        },
+        // ---- import: ImportKeyMaterial ----
+        Case {
+            name: "import_key_material_enables_a_key_pending_import",
+            start: import_ready,
+            now: NOW,
+            command: import_cmd("t1", 1, Some(NOW + 10 * DAY)),
+            want: Want::Ok(|out, st| {
+                let key = &st.keys["k-import"];
+                assert_eq!(key.state, KeyState::Enabled);
+                assert_eq!(key.materials.len(), 1);
+                assert_eq!(key.materials[0].version, 1);
+                assert_eq!(key.materials[0].created_at, NOW);
+                assert_eq!(key.current_material_version, 1);
+                assert_eq!(key.import.fingerprint, Some(vec![1; 32]));
+                assert_eq!(key.import.valid_to, Some(NOW + 10 * DAY));
+                assert_eq!(
+                    key.import.expiration_model,
+                    Some(ExpirationModel::KeyMaterialExpires)
+                );
+                assert_eq!(output_key(out), key);
+            }),
+            changes: vec![k("k-import")],
+        },
+        Case {
+            name: "import_key_material_without_expiry_records_does_not_expire",
+            start: import_ready,
+            now: NOW,
+            command: import_cmd("t1", 1, None),
+            want: Want::Ok(|_, st| {
+                let key = &st.keys["k-import"];
+                assert_eq!(key.import.valid_to, None);
+                assert_eq!(
+                    key.import.expiration_model,
+                    Some(ExpirationModel::KeyMaterialDoesNotExpire)
+                );
+            }),
+            changes: vec![k("k-import")],
+        },
+        Case {
+            name: "import_key_material_refuses_a_superseded_token",
+            start: import_ready,
+            now: NOW,
+            command: import_cmd("t0", 1, None),
+            want: Want::Err(DomainError::InvalidImportToken(s(
+                "Import token is invalid.",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "import_key_material_refuses_a_key_without_parameters",
+            start: world,
+            now: NOW,
+            command: import_cmd("t1", 1, None),
+            want: Want::Err(DomainError::InvalidImportToken(s(
+                "Import token is invalid.",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "import_key_material_refuses_an_expired_token",
+            start: import_ready,
+            now: NOW + DAY,
+            command: import_cmd("t1", 1, None),
+            want: Want::Err(DomainError::ExpiredImportToken(s(
+                "The import token has expired. Use GetParametersForImport to get a new import \
+                 token and public key.",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "import_key_material_refuses_different_material_than_before",
+            start: imported_then_deleted,
+            now: NOW,
+            command: import_cmd("t1", 2, None),
+            want: Want::Err(DomainError::IncorrectKeyMaterial(format!(
+                "The key material is not the key material previously imported into {}.",
+                arn("k-import")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "import_key_material_accepts_the_same_material_after_deletion",
+            start: imported_then_deleted,
+            now: NOW,
+            command: import_cmd("t1", 1, None),
+            want: Want::Ok(|_, st| {
+                let key = &st.keys["k-import"];
+                assert_eq!(key.state, KeyState::Enabled);
+                assert_eq!(key.materials.len(), 1);
+            }),
+            changes: vec![k("k-import")],
+        },
+        Case {
+            name: "import_key_material_into_a_disabled_key_keeps_it_disabled",
+            start: imported_disabled,
+            now: NOW,
+            command: import_cmd("t1", 1, None),
+            want: Want::Ok(|_, st| {
+                assert_eq!(st.keys["k-import"].state, KeyState::Disabled);
+                assert_eq!(st.keys["k-import"].import.valid_to, None);
+            }),
+            changes: vec![k("k-import")],
+        },
+        Case {
+            name: "import_key_material_refuses_an_expiry_model_without_valid_to",
+            start: import_ready,
+            now: NOW,
+            command: Command::ImportKeyMaterial {
+                key_id: s("k-import"),
+                token_id: s("t1"),
+                material: mv(1, 1),
+                fingerprint: vec![1; 32],
+                expiration_model: ExpirationModel::KeyMaterialExpires,
+                valid_to: None,
+            },
+            want: Want::Err(DomainError::Validation(s(
+                "ValidTo is required with KEY_MATERIAL_EXPIRES and not allowed with \
+                 KEY_MATERIAL_DOES_NOT_EXPIRE.",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "import_key_material_refuses_keys_with_generated_material",
+            start: world,
+            now: NOW,
+            command: Command::ImportKeyMaterial {
+                key_id: s("k-enabled"),
+                token_id: s("t1"),
+                material: mv(1, 1),
+                fingerprint: vec![1; 32],
+                expiration_model: ExpirationModel::KeyMaterialDoesNotExpire,
+                valid_to: None,
+            },
+            want: Want::Err(DomainError::UnsupportedOperation(format!(
+                "{} origin is AWS_KMS which is not valid for this operation.",
+                arn("k-enabled")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "import_key_material_refuses_a_key_pending_deletion",
+            start: imported_pending_deletion,
+            now: NOW,
+            command: import_cmd("t1", 1, None),
+            want: Want::Err(DomainError::InvalidState(format!(
+                "{} is pending deletion.",
+                arn("k-import")
+            ))),
+            changes: vec![],
+        },
+        // ---- import: DeleteImportedKeyMaterial ----
+        Case {
+            name: "delete_imported_key_material_returns_the_key_to_pending_import",
+            start: imported,
+            now: NOW,
+            command: Command::DeleteImportedKeyMaterial {
+                key_id: s("k-import"),
+            },
+            want: Want::Ok(|_, st| {
+                let key = &st.keys["k-import"];
+                assert_eq!(key.state, KeyState::PendingImport);
+                assert!(key.materials.is_empty());
+                assert_eq!(key.import.valid_to, None);
+                assert_eq!(key.import.expiration_model, None);
+                // Kept, so only the same material can come back.
+                assert_eq!(key.import.fingerprint, Some(vec![1; 32]));
+            }),
+            changes: vec![k("k-import")],
+        },
+        Case {
+            name: "delete_imported_key_material_keeps_a_key_pending_deletion_pending",
+            start: imported_pending_deletion,
+            now: NOW,
+            command: Command::DeleteImportedKeyMaterial {
+                key_id: s("k-import"),
+            },
+            want: Want::Ok(|_, st| {
+                let key = &st.keys["k-import"];
+                assert_eq!(key.state, KeyState::PendingDeletion);
+                assert!(key.materials.is_empty());
+            }),
+            changes: vec![k("k-import")],
+        },
+        Case {
+            name: "delete_imported_key_material_refuses_keys_with_generated_material",
+            start: world,
+            now: NOW,
+            command: Command::DeleteImportedKeyMaterial {
+                key_id: s("k-disabled"),
+            },
+            want: Want::Err(DomainError::UnsupportedOperation(format!(
+                "{} origin is AWS_KMS which is not valid for this operation.",
+                arn("k-disabled")
+            ))),
+            changes: vec![],
+        },
+        // ---- import: ExpireImportedMaterial (the leader's scheduler) ----
+        Case {
+            name: "expire_imported_material_removes_material_past_valid_to",
+            start: imported,
+            now: NOW + 10 * DAY,
+            command: Command::ExpireImportedMaterial {
+                key_id: s("k-import"),
+            },
+            want: Want::Ok(|_, st| {
+                let key = &st.keys["k-import"];
+                assert_eq!(key.state, KeyState::PendingImport);
+                assert!(key.materials.is_empty());
+                assert_eq!(key.import.fingerprint, Some(vec![1; 32]));
+            }),
+            changes: vec![k("k-import")],
+        },
+        Case {
+            name: "expire_imported_material_is_a_no_op_before_valid_to",
+            start: imported,
+            now: NOW + 10 * DAY - 1,
+            command: Command::ExpireImportedMaterial {
+                key_id: s("k-import"),
+            },
+            want: Want::Ok(|out, st| {
+                assert_eq!(*out, CommandOutput::Done);
+                assert_eq!(st.keys["k-import"].state, KeyState::Enabled);
+            }),
+            changes: vec![],
+        },
+        Case {
+            name: "expire_imported_material_is_a_no_op_for_material_that_does_not_expire",
+            start: imported_disabled,
+            now: NOW + 1000 * DAY,
+            command: Command::ExpireImportedMaterial {
+                key_id: s("k-import"),
+            },
+            want: Want::Ok(|_, st| {
+                assert_eq!(st.keys["k-import"].materials.len(), 1);
+            }),
+            changes: vec![],
+        },
+        Case {
+            name: "expire_imported_material_is_a_no_op_for_an_unknown_key",
+            start: world,
+            now: NOW,
+            command: Command::ExpireImportedMaterial { key_id: s("nope") },
+            want: Want::Ok(|out, _| assert_eq!(*out, CommandOutput::Done)),
+            changes: vec![],
+        },
     ]
 }
 
@@ -1840,4 +2155,161 @@ mod rotation_sequences {
             }
         }
     }
+}
+
+// ---- import (BYOK) builders and scheduler tests ----
+
+use keystore::import::{ExpirationModel, ImportParameters, WrappingAlgorithm};
+
+fn import_params(token_id: &str, valid_to: u64) -> ImportParameters {
+    ImportParameters {
+        token_id: token_id.into(),
+        wrapping_algorithm: WrappingAlgorithm::RsaesOaepSha256,
+        wrapping_key_spec: KeySpec::Rsa2048,
+        wrapped_private_key: Wrapped {
+            domain_key_version: 1,
+            nonce: [3; 12],
+            ciphertext: vec![3; 64],
+        },
+        public_key: vec![0x30, 1, 2],
+        valid_to,
+    }
+}
+
+/// ImportKeyMaterial with token `token_id`, material (and fingerprint) marked by `mark`.
+fn import_cmd(token_id: &str, mark: u8, valid_to: Option<u64>) -> Command {
+    Command::ImportKeyMaterial {
+        key_id: s("k-import"),
+        token_id: token_id.into(),
+        material: mv(1, mark),
+        fingerprint: vec![mark; 32],
+        expiration_model: if valid_to.is_some() {
+            ExpirationModel::KeyMaterialExpires
+        } else {
+            ExpirationModel::KeyMaterialDoesNotExpire
+        },
+        valid_to,
+    }
+}
+
+/// `k-import` (PendingImport) with import parameters `t1`, valid until `NOW + DAY`.
+fn import_ready() -> State {
+    let mut st = world();
+    st.keys.get_mut("k-import").unwrap().import.parameters = Some(import_params("t1", NOW + DAY));
+    st
+}
+
+/// `k-import` Enabled with material marked 1 that expires at `NOW + 10 days`.
+fn imported() -> State {
+    let mut st = import_ready();
+    let (res, _) = apply(
+        &mut st,
+        &Proposal {
+            now: NOW,
+            command: import_cmd("t1", 1, Some(NOW + 10 * DAY)),
+        },
+    );
+    res.unwrap();
+    st
+}
+
+/// `k-import` Disabled, with material marked 1 that never expires.
+fn imported_disabled() -> State {
+    let mut st = import_ready();
+    for command in [
+        import_cmd("t1", 1, None),
+        Command::SetKeyEnabled {
+            key_id: s("k-import"),
+            enabled: false,
+        },
+    ] {
+        apply(&mut st, &Proposal { now: NOW, command }).0.unwrap();
+    }
+    st
+}
+
+/// `k-import` after material marked 1 was imported and deleted again.
+fn imported_then_deleted() -> State {
+    let mut st = imported();
+    let command = Command::DeleteImportedKeyMaterial {
+        key_id: s("k-import"),
+    };
+    apply(&mut st, &Proposal { now: NOW, command }).0.unwrap();
+    st
+}
+
+/// `k-import` with material, scheduled for deletion.
+fn imported_pending_deletion() -> State {
+    let mut st = imported();
+    let command = Command::ScheduleKeyDeletion {
+        key_id: s("k-import"),
+        pending_window_days: 7,
+    };
+    apply(&mut st, &Proposal { now: NOW, command }).0.unwrap();
+    st
+}
+
+#[test]
+fn the_leader_finds_exactly_the_expired_imports() {
+    let st = imported();
+    assert!(keystore::import::due_expirations(&st, NOW + 10 * DAY - 1).is_empty());
+    assert_eq!(
+        keystore::import::due_expirations(&st, NOW + 10 * DAY),
+        vec![Command::ExpireImportedMaterial {
+            key_id: s("k-import")
+        }]
+    );
+    // Once expired, nothing is due any more; material that never expires is never due.
+    let mut after = st.clone();
+    let command = Command::ExpireImportedMaterial {
+        key_id: s("k-import"),
+    };
+    let p = Proposal {
+        now: NOW + 10 * DAY,
+        command,
+    };
+    apply(&mut after, &p).0.unwrap();
+    assert!(keystore::import::due_expirations(&after, NOW + 100 * DAY).is_empty());
+    assert!(keystore::import::due_expirations(&imported_disabled(), NOW + 1000 * DAY).is_empty());
+    // A second proposal (a new leader, a retry) changes nothing.
+    let again = after.clone();
+    let (res, changes) = apply(&mut after, &p);
+    assert_eq!(res, Ok(CommandOutput::Done));
+    assert!(changes.is_empty());
+    assert_eq!(after, again);
+}
+
+#[test]
+fn imported_material_survives_expiry_and_the_same_material_comes_back() {
+    let mut st = imported();
+    let expire = Proposal {
+        now: NOW + 10 * DAY,
+        command: Command::ExpireImportedMaterial {
+            key_id: s("k-import"),
+        },
+    };
+    apply(&mut st, &expire).0.unwrap();
+    let fresh = Proposal {
+        now: NOW + 10 * DAY,
+        command: Command::PutImportParameters {
+            key_id: s("k-import"),
+            parameters: import_params("t9", 0),
+        },
+    };
+    apply(&mut st, &fresh).0.unwrap();
+    let other = Proposal {
+        now: NOW + 10 * DAY,
+        command: import_cmd("t9", 2, None),
+    };
+    assert!(matches!(
+        apply(&mut st, &other).0,
+        Err(DomainError::IncorrectKeyMaterial(_))
+    ));
+    let same = Proposal {
+        now: NOW + 10 * DAY,
+        command: import_cmd("t9", 1, None),
+    };
+    apply(&mut st, &same).0.unwrap();
+    assert_eq!(st.keys["k-import"].state, KeyState::Enabled);
+    assert_eq!(st.keys["k-import"].current_material_version, 1);
 }

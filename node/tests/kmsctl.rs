@@ -336,3 +336,303 @@ async fn kmsctl_reports_failures_with_aws_cli_messages_and_exit_codes() {
         .unwrap();
     assert_eq!(bytes.len(), 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kmsctl_signs_verifies_exports_public_keys_and_rotates_like_the_aws_cli() {
+    let region = DevRegion::start(port_base_for(63));
+    let kmsctl = Kmsctl::new(&region);
+    let work = tempfile::tempdir().unwrap();
+
+    let created = kmsctl.json(&[
+        "create-key",
+        "--key-spec",
+        "ECC_NIST_P256",
+        "--key-usage",
+        "SIGN_VERIFY",
+    ]);
+    let meta = &created["KeyMetadata"];
+    let key_id = meta["KeyId"].as_str().unwrap().to_string();
+    assert_eq!(meta["KeySpec"], "ECC_NIST_P256");
+    assert_eq!(meta["KeyUsage"], "SIGN_VERIFY");
+    assert_eq!(
+        meta["SigningAlgorithms"],
+        serde_json::json!(["ECDSA_SHA_256"])
+    );
+    assert!(meta.get("EncryptionAlgorithms").is_none(), "{meta}");
+
+    // sign --message fileb:// | base64 -d > sig; verify --signature fileb://sig.
+    let message = work.path().join("release.tar");
+    std::fs::write(&message, (0..=255u8).cycle().take(3000).collect::<Vec<_>>()).unwrap();
+    let fileb_message = format!("fileb://{}", message.display());
+    let sig = work.path().join("release.sig");
+    kmsctl.base64_decode_into(
+        &[
+            "sign",
+            "--key-id",
+            &key_id,
+            "--message",
+            &fileb_message,
+            "--message-type",
+            "RAW",
+            "--signing-algorithm",
+            "ECDSA_SHA_256",
+            "--query",
+            "Signature",
+            "--output",
+            "text",
+        ],
+        &sig,
+    );
+    let fileb_sig = format!("fileb://{}", sig.display());
+    let verify = |sig_arg: &str| {
+        vec![
+            "verify".to_string(),
+            "--key-id".into(),
+            key_id.clone(),
+            "--message".into(),
+            fileb_message.clone(),
+            "--message-type".into(),
+            "RAW".into(),
+            "--signature".into(),
+            sig_arg.to_string(),
+            "--signing-algorithm".into(),
+            "ECDSA_SHA_256".into(),
+        ]
+    };
+    let args = verify(&fileb_sig);
+    let out = kmsctl.json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out["SignatureValid"], true);
+    assert_eq!(out["KeyId"], meta["Arn"]);
+    assert_eq!(out["SigningAlgorithm"], "ECDSA_SHA_256");
+
+    let mut tampered = std::fs::read(&sig).unwrap();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let bad_sig = work.path().join("tampered.sig");
+    std::fs::write(&bad_sig, tampered).unwrap();
+    let args = verify(&format!("fileb://{}", bad_sig.display()));
+    let (code, stderr) = kmsctl.fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 254, "{stderr}");
+    assert!(
+        stderr.contains(
+            "An error occurred (KMSInvalidSignatureException) when calling the Verify operation"
+        ),
+        "{stderr}"
+    );
+
+    // get-public-key --output text --query PublicKey | base64 -d: the DER key AWS's API returns.
+    let der = work.path().join("public.der");
+    kmsctl.base64_decode_into(
+        &[
+            "get-public-key",
+            "--key-id",
+            &key_id,
+            "--output",
+            "text",
+            "--query",
+            "PublicKey",
+        ],
+        &der,
+    );
+    let over_json = region
+        .admin_client()
+        .get_public_key()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(&der).unwrap(),
+        over_json.public_key().unwrap().as_ref()
+    );
+    let public = kmsctl.json(&["get-public-key", "--key-id", &key_id]);
+    assert_eq!(public["KeySpec"], "ECC_NIST_P256");
+    assert_eq!(public["KeyUsage"], "SIGN_VERIFY");
+    assert_eq!(
+        public["SigningAlgorithms"],
+        serde_json::json!(["ECDSA_SHA_256"])
+    );
+
+    // HMAC keys: generate-mac and verify-mac with fileb://.
+    let hmac = kmsctl.json(&[
+        "create-key",
+        "--key-spec",
+        "HMAC_256",
+        "--key-usage",
+        "GENERATE_VERIFY_MAC",
+    ]);
+    let hmac_id = hmac["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    let mac = work.path().join("release.mac");
+    kmsctl.base64_decode_into(
+        &[
+            "generate-mac",
+            "--key-id",
+            &hmac_id,
+            "--message",
+            &fileb_message,
+            "--mac-algorithm",
+            "HMAC_SHA_256",
+            "--query",
+            "Mac",
+            "--output",
+            "text",
+        ],
+        &mac,
+    );
+    let out = kmsctl.json(&[
+        "verify-mac",
+        "--key-id",
+        &hmac_id,
+        "--message",
+        &fileb_message,
+        "--mac-algorithm",
+        "HMAC_SHA_256",
+        "--mac",
+        &format!("fileb://{}", mac.display()),
+    ]);
+    assert_eq!(out["MacValid"], true);
+
+    // ECDH between two keys: derive-shared-secret --public-key fileb:// agrees both ways.
+    let mut agreement = Vec::new();
+    for name in ["a", "b"] {
+        let k = kmsctl.json(&[
+            "create-key",
+            "--key-spec",
+            "ECC_NIST_P256",
+            "--key-usage",
+            "KEY_AGREEMENT",
+        ]);
+        let id = k["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+        assert_eq!(
+            k["KeyMetadata"]["KeyAgreementAlgorithms"],
+            serde_json::json!(["ECDH"])
+        );
+        let der = work.path().join(format!("{name}.der"));
+        kmsctl.base64_decode_into(
+            &[
+                "get-public-key",
+                "--key-id",
+                &id,
+                "--query",
+                "PublicKey",
+                "--output",
+                "text",
+            ],
+            &der,
+        );
+        agreement.push((id, format!("fileb://{}", der.display())));
+    }
+    let derive = |key: &str, peer: &str| {
+        kmsctl.json(&[
+            "derive-shared-secret",
+            "--key-id",
+            key,
+            "--key-agreement-algorithm",
+            "ECDH",
+            "--public-key",
+            peer,
+        ])
+    };
+    let ab = derive(&agreement[0].0, &agreement[1].1);
+    let ba = derive(&agreement[1].0, &agreement[0].1);
+    assert!(ab["SharedSecret"].is_string());
+    assert_eq!(ab["SharedSecret"], ba["SharedSecret"]);
+    assert_eq!(ab["KeyAgreementAlgorithm"], "ECDH");
+
+    // generate-data-key-pair: the sealed private key decrypts to the plaintext one.
+    let wrapping = kmsctl.json(&["create-key"]);
+    let wrapping_id = wrapping["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pair = kmsctl.json(&[
+        "generate-data-key-pair",
+        "--key-id",
+        &wrapping_id,
+        "--key-pair-spec",
+        "ECC_NIST_P256",
+        "--encryption-context",
+        "device=7",
+    ]);
+    assert_eq!(pair["KeyPairSpec"], "ECC_NIST_P256");
+    let sealed = work.path().join("private.enc");
+    {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(pair["PrivateKeyCiphertextBlob"].as_str().unwrap())
+            .unwrap();
+        std::fs::write(&sealed, bytes).unwrap();
+    }
+    let opened = kmsctl.json(&[
+        "decrypt",
+        "--ciphertext-blob",
+        &format!("fileb://{}", sealed.display()),
+        "--encryption-context",
+        "device=7",
+    ]);
+    assert_eq!(opened["Plaintext"], pair["PrivateKeyPlaintext"]);
+    let without = kmsctl.json(&[
+        "generate-data-key-pair-without-plaintext",
+        "--key-id",
+        &wrapping_id,
+        "--key-pair-spec",
+        "RSA_2048",
+    ]);
+    assert!(without.get("PrivateKeyPlaintext").is_none());
+    assert!(without["PublicKey"].is_string());
+
+    // Rotation: rotate-key-on-demand answers the key id; the rotation is listed once.
+    let symmetric = kmsctl.json(&["create-key"]);
+    let sym_id = symmetric["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = kmsctl.json(&["get-key-rotation-status", "--key-id", &sym_id]);
+    assert_eq!(status["KeyRotationEnabled"], false);
+    let out = kmsctl.json(&["rotate-key-on-demand", "--key-id", &sym_id]);
+    assert_eq!(out["KeyId"], sym_id.as_str());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let listed = loop {
+        let listed = kmsctl.json(&["list-key-rotations", "--key-id", &sym_id]);
+        if !listed["Rotations"].as_array().unwrap().is_empty() {
+            break listed;
+        }
+        assert!(std::time::Instant::now() < deadline, "no rotation listed");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let rotations = listed["Rotations"].as_array().unwrap();
+    assert_eq!(rotations.len(), 1, "{listed}");
+    assert_eq!(rotations[0]["RotationType"], "ON_DEMAND");
+    assert_eq!(rotations[0]["KeyId"], sym_id.as_str());
+    assert!(rotations[0]["RotationDate"]
+        .as_str()
+        .unwrap()
+        .ends_with("+00:00"));
+    assert_eq!(listed["Truncated"], false);
+    let out = kmsctl.ok(&[
+        "enable-key-rotation",
+        "--key-id",
+        &sym_id,
+        "--rotation-period-in-days",
+        "180",
+    ]);
+    assert_eq!(out, "");
+    let days = kmsctl.ok(&[
+        "get-key-rotation-status",
+        "--key-id",
+        &sym_id,
+        "--query",
+        "RotationPeriodInDays",
+        "--output",
+        "text",
+    ]);
+    assert_eq!(days.trim(), "180");
+
+    // Asymmetric keys do not rotate: AWS's error and exit code.
+    let (code, stderr) = kmsctl.fails(&["rotate-key-on-demand", "--key-id", &key_id]);
+    assert_eq!(code, 254, "{stderr}");
+    assert!(
+        stderr.contains("(UnsupportedOperationException) when calling the RotateKeyOnDemand"),
+        "{stderr}"
+    );
+}

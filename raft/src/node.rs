@@ -244,7 +244,8 @@ async fn initialize(raft: Raft, node_id: u64, peers: BTreeMap<u64, String>) {
     }
 }
 
-/// Leader-only: every second, rotate keys that are due (see [`rotate_due_keys`]) and delete
+/// Leader-only: every second, rotate keys that are due (see [`rotate_due_keys`]), expire
+/// imported material (see [`expire_imported_material`]) and delete
 /// keys whose deletion date has passed. Decided from replicated state and applied as ordinary
 /// (idempotent) commands, so a leader change cannot delete or rotate twice, or skip.
 async fn scheduler(ctx: Arc<StoreCtx>) {
@@ -261,6 +262,7 @@ async fn scheduler(ctx: Arc<StoreCtx>) {
             keystore::query::query(&state, &Query::DueForDeletion { now })
         };
         rotate_due_keys(&ctx, now).await;
+        expire_imported_material(&ctx, now).await;
         let QueryOutput::KeyIds(ids) = due else {
             continue;
         };
@@ -273,6 +275,29 @@ async fn scheduler(ctx: Arc<StoreCtx>) {
                     tracing::warn!(error = %e, "scheduled deletion failed");
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// Leader-only, on the scheduler's tick: delete imported key material whose `ValidTo` has
+/// passed (the key goes back to PendingImport). Needs no domain key; `ExpireImportedMaterial`
+/// is a no-op unless the material is still present and expired, so it happens once.
+async fn expire_imported_material(ctx: &StoreCtx, now: u64) {
+    let due = {
+        let Ok(state) = ctx.state.read() else { return };
+        keystore::import::due_expirations(&state, now)
+    };
+    for command in due {
+        if let Command::ExpireImportedMaterial { key_id } = &command {
+            tracing::info!(%key_id, "imported key material expired");
+        }
+        match ctx.propose_local(command).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return, // no longer leader
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled expiry of imported material failed");
+                return;
             }
         }
     }

@@ -44,6 +44,10 @@ pub fn command_kind(c: &keystore::command::Command) -> &'static str {
         C::PrepareNextMaterial { .. } => "PrepareNextMaterial",
         C::StartOnDemandRotation { .. } => "StartOnDemandRotation",
         C::RotateKey { .. } => "RotateKey",
+        C::PutImportParameters { .. } => "PutImportParameters",
+        C::ImportKeyMaterial { .. } => "ImportKeyMaterial",
+        C::DeleteImportedKeyMaterial { .. } => "DeleteImportedKeyMaterial",
+        C::ExpireImportedMaterial { .. } => "ExpireImportedMaterial",
     }
 }
 

@@ -81,6 +81,15 @@ pub enum KmsError {
     /// VerifyMac: the MAC is not valid.
     #[error("{0}")]
     KmsInvalidMac(String),
+    /// ImportKeyMaterial: the import token is malformed, altered or superseded.
+    #[error("{0}")]
+    InvalidImportToken(String),
+    /// ImportKeyMaterial: the import parameters are older than 24 hours.
+    #[error("{0}")]
+    ExpiredImportToken(String),
+    /// ImportKeyMaterial: not the material the key had, or not valid for its spec.
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
 }
 
 impl KmsError {
@@ -119,6 +128,9 @@ impl KmsError {
             Conflict(_) => ("ConflictException", 400),
             KmsInvalidSignature(_) => ("KMSInvalidSignatureException", 400),
             KmsInvalidMac(_) => ("KMSInvalidMacException", 400),
+            InvalidImportToken(_) => ("InvalidImportTokenException", 400),
+            ExpiredImportToken(_) => ("ExpiredImportTokenException", 400),
+            IncorrectKeyMaterial(_) => ("IncorrectKeyMaterialException", 400),
         }
     }
 
@@ -193,6 +205,9 @@ impl From<DomainError> for KmsError {
             DomainError::InvalidKeyUsage(m) => KmsError::InvalidKeyUsage(m),
             DomainError::UnsupportedOperation(m) => KmsError::UnsupportedOperation(m),
             DomainError::Conflict(m) => KmsError::Conflict(m),
+            DomainError::InvalidImportToken(m) => KmsError::InvalidImportToken(m),
+            DomainError::ExpiredImportToken(m) => KmsError::ExpiredImportToken(m),
+            DomainError::IncorrectKeyMaterial(m) => KmsError::IncorrectKeyMaterial(m),
             DomainError::Internal(detail) => {
                 // The detail is for operators, not callers.
                 tracing::error!(%detail, "internal domain error");
@@ -313,6 +328,21 @@ mod tests {
                 400,
             ),
             (KmsError::KmsInvalidMac(s()), "KMSInvalidMacException", 400),
+            (
+                KmsError::InvalidImportToken(s()),
+                "InvalidImportTokenException",
+                400,
+            ),
+            (
+                KmsError::ExpiredImportToken(s()),
+                "ExpiredImportTokenException",
+                400,
+            ),
+            (
+                KmsError::IncorrectKeyMaterial(s()),
+                "IncorrectKeyMaterialException",
+                400,
+            ),
         ];
         for (e, ty, status) in table {
             assert_eq!(e.wire(), (ty, status));

@@ -72,7 +72,10 @@ impl From<KmsError> for Status {
             | Tag(_)
             | MalformedPolicyDocument(_)
             | KmsInvalidSignature(_)
-            | KmsInvalidMac(_) => Code::InvalidArgument,
+            | KmsInvalidMac(_)
+            | InvalidImportToken(_)
+            | ExpiredImportToken(_)
+            | IncorrectKeyMaterial(_) => Code::InvalidArgument,
             NotFound(_) => Code::NotFound,
             AlreadyExists(_) => Code::AlreadyExists,
             Disabled(_) | InvalidState(_) | DryRunOperation(_) => Code::FailedPrecondition,
@@ -250,6 +253,30 @@ kms_service! {
             => convert::generate_data_key_without_plaintext, convert::generate_data_key_without_plaintext_out;
         generate_random(GenerateRandomRequest -> GenerateRandomResponse)
             => convert::generate_random, convert::generate_random_out;
+        get_public_key(GetPublicKeyRequest -> GetPublicKeyResponse)
+            => convert::get_public_key, convert::get_public_key_out;
+        sign(SignRequest -> SignResponse) => convert::sign, convert::sign_out;
+        verify(VerifyRequest -> VerifyResponse) => convert::verify, convert::verify_out;
+        generate_mac(GenerateMacRequest -> GenerateMacResponse) => convert::generate_mac, convert::generate_mac_out;
+        verify_mac(VerifyMacRequest -> VerifyMacResponse) => convert::verify_mac, convert::verify_mac_out;
+        derive_shared_secret(DeriveSharedSecretRequest -> DeriveSharedSecretResponse)
+            => convert::derive_shared_secret, convert::derive_shared_secret_out;
+        generate_data_key_pair(GenerateDataKeyPairRequest -> GenerateDataKeyPairResponse)
+            => convert::generate_data_key_pair, convert::generate_data_key_pair_out;
+        generate_data_key_pair_without_plaintext(
+            GenerateDataKeyPairWithoutPlaintextRequest -> GenerateDataKeyPairWithoutPlaintextResponse)
+            => convert::generate_data_key_pair_without_plaintext,
+               convert::generate_data_key_pair_without_plaintext_out;
+        enable_key_rotation(EnableKeyRotationRequest -> EnableKeyRotationResponse)
+            => convert::enable_key_rotation, convert::empty;
+        disable_key_rotation(DisableKeyRotationRequest -> DisableKeyRotationResponse)
+            => convert::disable_key_rotation, convert::empty;
+        get_key_rotation_status(GetKeyRotationStatusRequest -> GetKeyRotationStatusResponse)
+            => convert::get_key_rotation_status, convert::get_key_rotation_status_out;
+        rotate_key_on_demand(RotateKeyOnDemandRequest -> RotateKeyOnDemandResponse)
+            => convert::rotate_key_on_demand, convert::rotate_key_on_demand_out;
+        list_key_rotations(ListKeyRotationsRequest -> ListKeyRotationsResponse)
+            => convert::list_key_rotations, convert::list_key_rotations_out;
     }
     other {
     async fn batch_encrypt(
@@ -327,6 +354,8 @@ mod convert {
 
     use super::pb;
     use crate::front::errors::KmsError;
+    // The asymmetric and rotation shapes live next to their operations (re-exported by ops).
+    use crate::front::ops as o;
     use crate::front::shapes as s;
 
     fn text(v: String) -> Option<String> {
@@ -402,7 +431,7 @@ mod convert {
             key_usage: k.key_usage.unwrap_or_default(),
             key_state: k.key_state.unwrap_or_default(),
             deletion_date: k.deletion_date,
-            valid_to: None,
+            valid_to: k.valid_to,
             origin: k.origin.unwrap_or_default(),
             key_manager: k.key_manager.unwrap_or_default(),
             customer_master_key_spec: k.customer_master_key_spec.unwrap_or_default(),
@@ -410,10 +439,11 @@ mod convert {
             encryption_algorithms: k.encryption_algorithms.unwrap_or_default(),
             signing_algorithms: k.signing_algorithms.unwrap_or_default(),
             mac_algorithms: k.mac_algorithms.unwrap_or_default(),
+            key_agreement_algorithms: k.key_agreement_algorithms.unwrap_or_default(),
             multi_region: k.multi_region,
             multi_region_configuration: None,
             pending_deletion_window_in_days: days(k.pending_deletion_window_in_days),
-            expiration_model: None,
+            expiration_model: k.expiration_model,
             custom_key_store_id: None,
         }
     }
@@ -732,9 +762,304 @@ mod convert {
         }
     }
 
+    pub fn get_public_key(r: pb::GetPublicKeyRequest) -> o::GetPublicKeyRequest {
+        o::GetPublicKeyRequest {
+            key_id: text(r.key_id),
+            grant_tokens: list(r.grant_tokens),
+        }
+    }
+
+    pub fn get_public_key_out(r: o::GetPublicKeyResponse) -> pb::GetPublicKeyResponse {
+        pb::GetPublicKeyResponse {
+            key_id: r.key_id.unwrap_or_default(),
+            public_key: blob_out(r.public_key),
+            customer_master_key_spec: r.customer_master_key_spec.unwrap_or_default(),
+            key_spec: r.key_spec.unwrap_or_default(),
+            key_usage: r.key_usage.unwrap_or_default(),
+            encryption_algorithms: r.encryption_algorithms.unwrap_or_default(),
+            signing_algorithms: r.signing_algorithms.unwrap_or_default(),
+            key_agreement_algorithms: r.key_agreement_algorithms.unwrap_or_default(),
+        }
+    }
+
+    pub fn sign(r: pb::SignRequest) -> o::SignRequest {
+        o::SignRequest {
+            key_id: text(r.key_id),
+            message: secret(r.message),
+            message_type: r.message_type,
+            grant_tokens: list(r.grant_tokens),
+            signing_algorithm: text(r.signing_algorithm),
+            dry_run: flag(r.dry_run),
+        }
+    }
+
+    pub fn sign_out(r: o::SignResponse) -> pb::SignResponse {
+        pb::SignResponse {
+            key_id: r.key_id.unwrap_or_default(),
+            signature: blob_out(r.signature),
+            signing_algorithm: r.signing_algorithm.unwrap_or_default(),
+        }
+    }
+
+    pub fn verify(r: pb::VerifyRequest) -> o::VerifyRequest {
+        o::VerifyRequest {
+            key_id: text(r.key_id),
+            message: secret(r.message),
+            message_type: r.message_type,
+            signature: blob(r.signature),
+            signing_algorithm: text(r.signing_algorithm),
+            grant_tokens: list(r.grant_tokens),
+            dry_run: flag(r.dry_run),
+        }
+    }
+
+    pub fn verify_out(r: o::VerifyResponse) -> pb::VerifyResponse {
+        pb::VerifyResponse {
+            key_id: r.key_id.unwrap_or_default(),
+            signature_valid: r.signature_valid.unwrap_or_default(),
+            signing_algorithm: r.signing_algorithm.unwrap_or_default(),
+        }
+    }
+
+    pub fn generate_mac(r: pb::GenerateMacRequest) -> o::GenerateMacRequest {
+        o::GenerateMacRequest {
+            message: secret(r.message),
+            key_id: text(r.key_id),
+            mac_algorithm: text(r.mac_algorithm),
+            grant_tokens: list(r.grant_tokens),
+            dry_run: flag(r.dry_run),
+        }
+    }
+
+    pub fn generate_mac_out(r: o::GenerateMacResponse) -> pb::GenerateMacResponse {
+        pb::GenerateMacResponse {
+            mac: blob_out(r.mac),
+            mac_algorithm: r.mac_algorithm.unwrap_or_default(),
+            key_id: r.key_id.unwrap_or_default(),
+        }
+    }
+
+    pub fn verify_mac(r: pb::VerifyMacRequest) -> o::VerifyMacRequest {
+        o::VerifyMacRequest {
+            message: secret(r.message),
+            key_id: text(r.key_id),
+            mac_algorithm: text(r.mac_algorithm),
+            mac: blob(r.mac),
+            grant_tokens: list(r.grant_tokens),
+            dry_run: flag(r.dry_run),
+        }
+    }
+
+    pub fn verify_mac_out(r: o::VerifyMacResponse) -> pb::VerifyMacResponse {
+        pb::VerifyMacResponse {
+            key_id: r.key_id.unwrap_or_default(),
+            mac_valid: r.mac_valid.unwrap_or_default(),
+            mac_algorithm: r.mac_algorithm.unwrap_or_default(),
+        }
+    }
+
+    pub fn derive_shared_secret(r: pb::DeriveSharedSecretRequest) -> o::DeriveSharedSecretRequest {
+        o::DeriveSharedSecretRequest {
+            key_id: text(r.key_id),
+            key_agreement_algorithm: text(r.key_agreement_algorithm),
+            public_key: blob(r.public_key),
+            grant_tokens: list(r.grant_tokens),
+            dry_run: flag(r.dry_run),
+            recipient: None,
+        }
+    }
+
+    pub fn derive_shared_secret_out(
+        r: o::DeriveSharedSecretResponse,
+    ) -> pb::DeriveSharedSecretResponse {
+        pb::DeriveSharedSecretResponse {
+            key_id: r.key_id.unwrap_or_default(),
+            shared_secret: secret_out(r.shared_secret),
+            ciphertext_for_recipient: r.ciphertext_for_recipient.map(|b| b.0),
+            key_agreement_algorithm: r.key_agreement_algorithm.unwrap_or_default(),
+            key_origin: r.key_origin.unwrap_or_default(),
+        }
+    }
+
+    pub fn generate_data_key_pair(
+        r: pb::GenerateDataKeyPairRequest,
+    ) -> o::GenerateDataKeyPairRequest {
+        o::GenerateDataKeyPairRequest {
+            encryption_context: context(r.encryption_context),
+            key_id: text(r.key_id),
+            key_pair_spec: text(r.key_pair_spec),
+            grant_tokens: list(r.grant_tokens),
+            recipient: None,
+            dry_run: flag(r.dry_run),
+        }
+    }
+
+    pub fn generate_data_key_pair_out(
+        r: o::GenerateDataKeyPairResponse,
+    ) -> pb::GenerateDataKeyPairResponse {
+        pb::GenerateDataKeyPairResponse {
+            private_key_ciphertext_blob: blob_out(r.private_key_ciphertext_blob),
+            private_key_plaintext: secret_out(r.private_key_plaintext),
+            public_key: blob_out(r.public_key),
+            key_id: r.key_id.unwrap_or_default(),
+            key_pair_spec: r.key_pair_spec.unwrap_or_default(),
+        }
+    }
+
+    pub fn generate_data_key_pair_without_plaintext(
+        r: pb::GenerateDataKeyPairWithoutPlaintextRequest,
+    ) -> o::GenerateDataKeyPairRequest {
+        o::GenerateDataKeyPairRequest {
+            encryption_context: context(r.encryption_context),
+            key_id: text(r.key_id),
+            key_pair_spec: text(r.key_pair_spec),
+            grant_tokens: list(r.grant_tokens),
+            recipient: None,
+            dry_run: flag(r.dry_run),
+        }
+    }
+
+    pub fn generate_data_key_pair_without_plaintext_out(
+        r: o::GenerateDataKeyPairWithoutPlaintextResponse,
+    ) -> pb::GenerateDataKeyPairWithoutPlaintextResponse {
+        pb::GenerateDataKeyPairWithoutPlaintextResponse {
+            private_key_ciphertext_blob: blob_out(r.private_key_ciphertext_blob),
+            public_key: blob_out(r.public_key),
+            key_id: r.key_id.unwrap_or_default(),
+            key_pair_spec: r.key_pair_spec.unwrap_or_default(),
+        }
+    }
+
+    pub fn enable_key_rotation(r: pb::EnableKeyRotationRequest) -> o::EnableKeyRotationRequest {
+        o::EnableKeyRotationRequest {
+            key_id: text(r.key_id),
+            rotation_period_in_days: r.rotation_period_in_days.map(i64::from),
+        }
+    }
+
+    pub fn disable_key_rotation(r: pb::DisableKeyRotationRequest) -> s::KeyIdRequest {
+        s::KeyIdRequest {
+            key_id: text(r.key_id),
+        }
+    }
+
+    pub fn get_key_rotation_status(r: pb::GetKeyRotationStatusRequest) -> s::KeyIdRequest {
+        s::KeyIdRequest {
+            key_id: text(r.key_id),
+        }
+    }
+
+    pub fn get_key_rotation_status_out(
+        r: o::GetKeyRotationStatusResponse,
+    ) -> pb::GetKeyRotationStatusResponse {
+        pb::GetKeyRotationStatusResponse {
+            key_rotation_enabled: r.key_rotation_enabled,
+            key_id: r.key_id.unwrap_or_default(),
+            rotation_period_in_days: days(r.rotation_period_in_days),
+            next_rotation_date: r.next_rotation_date,
+            on_demand_rotation_start_date: r.on_demand_rotation_start_date,
+        }
+    }
+
+    pub fn rotate_key_on_demand(r: pb::RotateKeyOnDemandRequest) -> s::KeyIdRequest {
+        s::KeyIdRequest {
+            key_id: text(r.key_id),
+        }
+    }
+
+    pub fn rotate_key_on_demand_out(
+        r: o::RotateKeyOnDemandResponse,
+    ) -> pb::RotateKeyOnDemandResponse {
+        pb::RotateKeyOnDemandResponse {
+            key_id: r.key_id.unwrap_or_default(),
+        }
+    }
+
+    pub fn list_key_rotations(r: pb::ListKeyRotationsRequest) -> o::ListKeyRotationsRequest {
+        o::ListKeyRotationsRequest {
+            key_id: text(r.key_id),
+            limit: r.limit.map(i64::from),
+            marker: r.marker,
+            include_key_material: r.include_key_material,
+        }
+    }
+
+    pub fn list_key_rotations_out(r: o::ListKeyRotationsResponse) -> pb::ListKeyRotationsResponse {
+        pb::ListKeyRotationsResponse {
+            rotations: r
+                .rotations
+                .into_iter()
+                .map(|e| pb::RotationsListEntry {
+                    key_id: e.key_id.unwrap_or_default(),
+                    rotation_date: e.rotation_date,
+                    rotation_type: e.rotation_type.unwrap_or_default(),
+                })
+                .collect(),
+            next_marker: r.next_marker,
+            truncated: r.truncated,
+        }
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn sign_and_verify_requests_pass_required_blobs_and_keep_absent_members_absent() {
+            let r = sign(pb::SignRequest {
+                key_id: "alias/s".into(),
+                message: b"m".to_vec(),
+                signing_algorithm: "ECDSA_SHA_256".into(),
+                ..Default::default()
+            });
+            assert_eq!(r.key_id.as_deref(), Some("alias/s"));
+            assert_eq!(r.message.unwrap().expose_secret(), b"m");
+            assert_eq!(r.message_type, None);
+            assert_eq!(r.signing_algorithm.as_deref(), Some("ECDSA_SHA_256"));
+            assert_eq!(r.dry_run, None);
+            // An empty signature is passed, so Verify reports its length constraint.
+            let v = verify(pb::VerifyRequest::default());
+            assert_eq!(v.signature, Some(s::Blob(vec![])));
+            assert_eq!(v.signing_algorithm, None);
+            let m = verify_mac(pb::VerifyMacRequest::default());
+            assert_eq!(m.mac, Some(s::Blob(vec![])));
+            assert_eq!(
+                derive_shared_secret(pb::DeriveSharedSecretRequest::default()).recipient,
+                None
+            );
+        }
+
+        #[test]
+        fn rotation_status_and_listing_map_every_member() {
+            let st = get_key_rotation_status_out(o::GetKeyRotationStatusResponse {
+                key_rotation_enabled: true,
+                key_id: Some("arn".into()),
+                rotation_period_in_days: Some(90),
+                next_rotation_date: Some(3.5),
+                on_demand_rotation_start_date: None,
+            });
+            assert!(st.key_rotation_enabled);
+            assert_eq!(st.rotation_period_in_days, Some(90));
+            assert_eq!(st.next_rotation_date, Some(3.5));
+            assert_eq!(st.on_demand_rotation_start_date, None);
+            let l = list_key_rotations_out(o::ListKeyRotationsResponse {
+                rotations: vec![o::RotationsListEntry {
+                    key_id: Some("k".into()),
+                    rotation_date: Some(1.0),
+                    rotation_type: Some("ON_DEMAND".into()),
+                }],
+                next_marker: Some("m".into()),
+                truncated: true,
+            });
+            assert_eq!(l.rotations[0].rotation_type, "ON_DEMAND");
+            assert_eq!(l.next_marker.as_deref(), Some("m"));
+            let e = enable_key_rotation(pb::EnableKeyRotationRequest {
+                key_id: String::new(),
+                rotation_period_in_days: Some(90),
+            });
+            assert_eq!(e.key_id, None);
+            assert_eq!(e.rotation_period_in_days, Some(90));
+        }
 
         #[test]
         fn empty_proto_members_become_absent_aws_members() {
@@ -903,6 +1228,9 @@ mod tests {
             (KmsError::DependencyTimeout(s()), Code::Unavailable),
             (KmsError::Internal(s()), Code::Internal),
             (KmsError::UnsupportedOperation(s()), Code::Unimplemented),
+            (KmsError::KmsInvalidSignature(s()), Code::InvalidArgument),
+            (KmsError::KmsInvalidMac(s()), Code::InvalidArgument),
+            (KmsError::Conflict(s()), Code::Aborted),
         ] {
             let aws_type = e.aws_type();
             let status = Status::from(e);
@@ -1068,6 +1396,52 @@ mod serve_tests {
         let e = unary::<_, pb::GenerateRandomResponse>(ch, GENERATE_RANDOM, random(8))
             .await
             .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable);
+        assert_eq!(error_type(&e), "DependencyTimeoutException");
+    }
+
+    #[tokio::test]
+    async fn new_rpcs_validate_before_reaching_the_store_and_carry_aws_error_types() {
+        let f = start().await;
+        let root = f.ca.issue_client("arn:aws:iam::111122223333:root").unwrap();
+        let ch = channel(&f, Some(root)).await.unwrap();
+        // An empty message is passed through (not "absent"), so its length constraint speaks.
+        let e = unary::<_, pb::SignResponse>(
+            ch.clone(),
+            "/keyraft.kms.v1.Kms/Sign",
+            pb::SignRequest {
+                key_id: "alias/a".into(),
+                signing_algorithm: "ECDSA_SHA_256".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert_eq!(error_type(&e), "ValidationException");
+        assert!(e.message().contains("message"), "{}", e.message());
+        let e = unary::<_, pb::EnableKeyRotationResponse>(
+            ch.clone(),
+            "/keyraft.kms.v1.Kms/EnableKeyRotation",
+            pb::EnableKeyRotationRequest {
+                key_id: "k".into(),
+                rotation_period_in_days: Some(10),
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error_type(&e), "ValidationException");
+        // A valid request reaches the (unreachable) store: retryable, Unavailable.
+        let e = unary::<_, pb::ListKeyRotationsResponse>(
+            ch,
+            "/keyraft.kms.v1.Kms/ListKeyRotations",
+            pb::ListKeyRotationsRequest {
+                key_id: "1234abcd-12ab-34cd-56ef-1234567890ab".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unavailable);
         assert_eq!(error_type(&e), "DependencyTimeoutException");
     }

@@ -8,6 +8,7 @@
 //! grpc.rs       gRPC adapter over the same Kms (mTLS)
 //! ops.rs        Kms: one async method per operation (validate -> resolve -> authorize -> act)
 //! rotation.rs   (child of ops) key rotation operations + the next-material preparer task
+//! import.rs     (child of ops) BYOK: GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial
 //! authz.rs      the single authorization decision
 //! cache.rs      key/alias/identity/access-key cache fed by the store's watch stream
 //! shapes.rs     AWS request/response shapes (serde)

@@ -67,6 +67,10 @@ operations!(
     DeriveSharedSecret,
     GenerateDataKeyPair,
     GenerateDataKeyPairWithoutPlaintext,
+    // Imported key material, BYOK (front/import.rs).
+    GetParametersForImport,
+    ImportKeyMaterial,
+    DeleteImportedKeyMaterial,
 );
 
 /// Every operation of the AWS KMS API (botocore's model), served or not. A known but

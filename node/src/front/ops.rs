@@ -34,6 +34,11 @@ mod asymmetric;
 #[path = "rotation.rs"]
 mod rotation;
 
+// Imported key material (BYOK): a child module for the same reason.
+#[path = "import.rs"]
+mod import;
+pub use self::{asymmetric::*, rotation::*};
+
 /// Largest plaintext Encrypt accepts (bytes).
 pub const MAX_PLAINTEXT: usize = 4096;
 /// Largest ciphertext blob accepted (bytes).
@@ -373,6 +378,11 @@ pub fn key_metadata(k: &KeyRecord) -> KeyMetadata {
         ),
         multi_region: Some(k.multi_region),
         pending_deletion_window_in_days: k.pending_deletion_window_days.filter(|_| pending),
+        valid_to: k.import.valid_to.map(epoch_seconds),
+        expiration_model: (k.origin == Origin::External)
+            .then_some(k.import.expiration_model)
+            .flatten()
+            .map(|m| m.as_str().into()),
     }
 }
 
@@ -569,6 +579,9 @@ impl Kms {
             | O::GetKeyRotationStatus
             | O::RotateKeyOnDemand
             | O::ListKeyRotations => self.dispatch_rotation(caller, op, body).await,
+            O::GetParametersForImport | O::ImportKeyMaterial | O::DeleteImportedKeyMaterial => {
+                self.dispatch_import(caller, op, body).await
+            }
         }
     }
 
@@ -847,7 +860,7 @@ impl Kms {
 
     // ---- key management -------------------------------------------------------------------
 
-    /// CreateKey (every key spec and usage of AWS but SM2; origin `AWS_KMS`).
+    /// CreateKey (every key spec and usage of AWS but SM2; origin `AWS_KMS` or `EXTERNAL`).
     pub async fn create_key(
         &self,
         caller: &Caller,
@@ -883,7 +896,8 @@ impl Kms {
         // Every spec of the enum except SM2 (China regions only); the usage must fit it.
         let (key_spec, key_usage) =
             asymmetric::spec_and_usage(spec, usage, req.key_usage.is_some())?;
-        if origin != "AWS_KMS" {
+        let external = origin == "EXTERNAL";
+        if origin != "AWS_KMS" && !external {
             return Err(KmsError::UnsupportedOperation(format!(
                 "Origin {origin} is not supported."
             )));
@@ -925,21 +939,35 @@ impl Kms {
             description: req.description.unwrap_or_default(),
             key_spec,
             key_usage,
-            origin: Origin::AwsKms,
-            state: KeyState::Enabled,
+            // EXTERNAL keys wait, without material, for ImportKeyMaterial.
+            origin: if external {
+                Origin::External
+            } else {
+                Origin::AwsKms
+            },
+            state: if external {
+                KeyState::PendingImport
+            } else {
+                KeyState::Enabled
+            },
             creation_date: now,
             deletion_date: None,
             pending_deletion_window_days: None,
             tags: tags.into_iter().collect(),
             policy,
             multi_region: false,
-            materials: vec![MaterialVersion {
-                version: 1,
-                wrapped: self.new_wrapped_material(key_spec, &key_id, 1).await?,
-                created_at: now,
-            }],
+            materials: if external {
+                vec![]
+            } else {
+                vec![MaterialVersion {
+                    version: 1,
+                    wrapped: self.new_wrapped_material(key_spec, &key_id, 1).await?,
+                    created_at: now,
+                }]
+            },
             current_material_version: 1,
             rotation: Default::default(),
+            import: Default::default(),
             key_id,
         };
         tracing::Span::current().record("key_id", record.key_id.as_str());

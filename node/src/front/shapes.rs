@@ -216,6 +216,10 @@ shape!(
         multi_region: bool,
         /// Waiting period of a pending deletion.
         pending_deletion_window_in_days: u32,
+        /// When imported key material expires (origin `EXTERNAL`).
+        valid_to: EpochSeconds,
+        /// `KEY_MATERIAL_EXPIRES` / `KEY_MATERIAL_DOES_NOT_EXPIRE` (origin `EXTERNAL`).
+        expiration_model: String,
     }
 );
 
