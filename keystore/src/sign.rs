@@ -10,12 +10,25 @@
 //!  Prepared::Digest  --> RSA PKCS#1 v1.5 / PSS, ECDSA (DER)       aws-lc-rs
 //!  Prepared::Message --> Ed25519 (pure), ML-DSA (pure, empty ctx) ed25519-dalek / aws-lc-rs
 //!  Prepared::Ed25519Ph --> Ed25519ph (empty ctx)                  ed25519-dalek
+//!  Prepared::ExternalMu --> ML-DSA from a caller's 64-byte mu      ml-dsa (RustCrypto)
 //! ```
 //!
 //! `MessageType` rules (as AWS applies them): `RAW` is hashed here with the algorithm's
 //! hash; `DIGEST` must be exactly the hash length of the algorithm; pure Ed25519 takes only
-//! `RAW`, Ed25519ph only a 64-byte SHA-512 `DIGEST`; ML-DSA takes `RAW` (and `EXTERNAL_MU`,
-//! which aws-lc-rs does not expose yet, so it is refused). Messages are 1..=4096 bytes.
+//! `RAW`, Ed25519ph only a 64-byte SHA-512 `DIGEST`; ML-DSA takes `RAW` or `EXTERNAL_MU`
+//! (exactly 64 bytes: the FIPS 204 message representative
+//! mu = SHAKE256(SHAKE256(pk, 64) || 0x00 || 0x00 || M, 64) of pure ML-DSA with an empty
+//! context), never `DIGEST`; `EXTERNAL_MU` is refused for every other algorithm. Messages
+//! are 1..=4096 bytes.
+//!
+//! # EXTERNAL_MU
+//!
+//! aws-lc-rs has no API that signs or verifies from mu, so that path alone uses the
+//! RustCrypto `ml-dsa` crate: its signing key is expanded from the same stored 32-byte seed
+//! xi (FIPS 204 `KeyGen_internal`, so both libraries agree on the key pair — a unit test
+//! checks it), and signing is hedged (fresh 32-byte `rnd` from the OS), like AWS and like
+//! the `RAW` path. The signature is an ordinary ML-DSA signature of M: anyone can verify it
+//! with `RAW` semantics, and an `EXTERNAL_MU` Verify accepts a `RAW` signature of the same M.
 //!
 //! A signature that does not verify — including one that is not even well-formed — is
 //! `Ok(false)`, never an error: the front turns it into `KMSInvalidSignatureException`.
@@ -52,6 +65,8 @@ enum Prepared<'a> {
     Message(&'a [u8]),
     /// SHA-512(message) for Ed25519ph.
     Ed25519Ph([u8; 64]),
+    /// The caller's FIPS 204 mu for ML-DSA (`EXTERNAL_MU`).
+    ExternalMu([u8; 64]),
 }
 
 fn hash_alg(alg: SigningAlgorithm) -> Option<&'static digest::Algorithm> {
@@ -144,9 +159,10 @@ fn prepare(
         },
         A::MlDsaShake256 => match message_type {
             MessageType::Raw => Ok(Prepared::Message(message)),
-            MessageType::ExternalMu => Err(DomainError::Validation(
-                "MessageType EXTERNAL_MU is not supported by this server; use RAW".into(),
-            )),
+            MessageType::ExternalMu => {
+                let mu: [u8; 64] = message.try_into().map_err(|_| wrong_digest_len())?;
+                Ok(Prepared::ExternalMu(mu))
+            }
             MessageType::Digest => Err(DomainError::Validation(format!(
                 "The {alg} signing algorithm does not support MessageType DIGEST; use RAW or \
                  EXTERNAL_MU"
@@ -220,7 +236,61 @@ pub fn sign(
                 .map_err(|_| sign_failed(alg))?;
             Ok(sig.to_bytes().to_vec())
         }
+        Prepared::ExternalMu(mu) => {
+            let seed = key.expose_secret();
+            let sig = match spec {
+                AwsKeySpec::MlDsa44 => sign_mu::<ml_dsa::MlDsa44>(seed, mu),
+                AwsKeySpec::MlDsa65 => sign_mu::<ml_dsa::MlDsa65>(seed, mu),
+                AwsKeySpec::MlDsa87 => sign_mu::<ml_dsa::MlDsa87>(seed, mu),
+                _ => return Err(unsupported_algorithm(alg.as_str(), spec)),
+            };
+            sig.ok_or_else(|| sign_failed(alg))
+        }
     }
+}
+
+/// Hedged ML-DSA.Sign from a pre-computed mu (FIPS 204 Algorithm 2 with external mu),
+/// with the signing key expanded from the seed xi.
+/// `None` if the seed is not 32 bytes or signing fails.
+fn sign_mu<P: ml_dsa::MlDsaParams>(seed: &[u8], mu: [u8; 64]) -> Option<Vec<u8>> {
+    use ml_dsa::common::array::Array;
+    use ml_dsa::common::getrandom::{rand_core::UnwrapErr, SysRng};
+
+    let mut xi = ml_dsa::Seed::try_from(seed).ok()?;
+    let sk = ml_dsa::ExpandedSigningKey::<P>::from_seed(&xi);
+    zeroize::Zeroize::zeroize(&mut xi);
+    let sig = sk
+        .sign_mu_randomized(&Array::from(mu), &mut UnwrapErr(SysRng))
+        .ok()?;
+    Some(sig.encode().to_vec())
+}
+
+/// ML-DSA.Verify from a pre-computed mu, against the raw FIPS 204 public key.
+fn verify_mu<P: ml_dsa::MlDsaParams>(
+    raw_public_key: &[u8],
+    mu: [u8; 64],
+    signature: &[u8],
+) -> bool {
+    use ml_dsa::common::array::Array;
+
+    let Ok(enc) = ml_dsa::EncodedVerifyingKey::<P>::try_from(raw_public_key) else {
+        return false;
+    };
+    let vk = ml_dsa::VerifyingKey::<P>::decode(&enc);
+    let Ok(sig) = ml_dsa::Signature::<P>::try_from(signature) else {
+        return false;
+    };
+    vk.verify_mu(&Array::from(mu), &sig)
+}
+
+/// Bytes of the raw ML-DSA public key (`pk` of FIPS 204) of `spec`.
+fn ml_dsa_public_key_len(spec: AwsKeySpec) -> Option<usize> {
+    Some(match spec {
+        AwsKeySpec::MlDsa44 => 1312,
+        AwsKeySpec::MlDsa65 => 1952,
+        AwsKeySpec::MlDsa87 => 2592,
+        _ => return None,
+    })
 }
 
 /// Verify with the key's own public half. `Ok(true)` iff `signature` is valid; `Ok(false)`
@@ -305,6 +375,26 @@ pub fn verify_with_public_key(
             };
             Ok(vk.verify_prehashed(PrehashedSha512(d), None, &sig).is_ok())
         }
+        Prepared::ExternalMu(mu) => {
+            // aws-lc-rs validates the SPKI (OID of this parameter set, key length); its
+            // BIT STRING, the last field, then holds exactly the raw public key.
+            let vk_alg = ml_dsa_verification_alg(spec)
+                .ok_or_else(|| unsupported_algorithm(alg.as_str(), spec))?;
+            let pk_len = ml_dsa_public_key_len(spec)
+                .ok_or_else(|| unsupported_algorithm(alg.as_str(), spec))?;
+            ParsedPublicKey::new(vk_alg, public_key_der).map_err(|_| bad_public_key(spec))?;
+            let raw = public_key_der
+                .len()
+                .checked_sub(pk_len)
+                .map(|start| &public_key_der[start..])
+                .ok_or_else(|| bad_public_key(spec))?;
+            Ok(match spec {
+                AwsKeySpec::MlDsa44 => verify_mu::<ml_dsa::MlDsa44>(raw, mu, signature),
+                AwsKeySpec::MlDsa65 => verify_mu::<ml_dsa::MlDsa65>(raw, mu, signature),
+                AwsKeySpec::MlDsa87 => verify_mu::<ml_dsa::MlDsa87>(raw, mu, signature),
+                _ => return Err(unsupported_algorithm(alg.as_str(), spec)),
+            })
+        }
     }
 }
 
@@ -343,6 +433,7 @@ impl FixedOutput for PrehashedSha512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lc_rs::signature::KeyPair as _;
     use sha2::{Digest as _, Sha512};
 
     /// RFC 8032 §7.3, TEST abc (Ed25519ph): the prehash path must be the RFC's, not a
@@ -368,5 +459,209 @@ mod tests {
             "98a70222f0b8121aa9d30f813d683f809e462b469c7ff87639499bb94e6dae41\
              31f85042463c2a355a2003d062adf5aaa10b8c61e636062aaad11c2a26083406"
         );
+    }
+
+    const ML_DSA_SPECS: [AwsKeySpec; 3] = [
+        AwsKeySpec::MlDsa44,
+        AwsKeySpec::MlDsa65,
+        AwsKeySpec::MlDsa87,
+    ];
+
+    fn ml_dsa_key(spec: AwsKeySpec, seed_byte: u8) -> SecretKeyMaterial {
+        SecretKeyMaterial::from_bytes(spec, &[seed_byte; 32]).unwrap()
+    }
+
+    /// The raw FIPS 204 public key aws-lc-rs derives from the key's seed.
+    fn aws_lc_raw_public_key(key: &SecretKeyMaterial) -> Vec<u8> {
+        key.ml_dsa_key_pair()
+            .unwrap()
+            .public_key()
+            .as_ref()
+            .to_vec()
+    }
+
+    /// mu = SHAKE256(SHAKE256(pk, 64) || 0x00 || 0x00 || M, 64), computed by the `ml-dsa`
+    /// crate from a public key taken from aws-lc-rs (not from the `ml-dsa` signing key).
+    fn mu_of<P: ml_dsa::MlDsaParams>(raw_pk: &[u8], message: &[u8]) -> [u8; 64] {
+        use ml_dsa::signature::digest::Update as _;
+        let enc = ml_dsa::EncodedVerifyingKey::<P>::try_from(raw_pk).unwrap();
+        let vk = ml_dsa::VerifyingKey::<P>::decode(&enc);
+        let mu = vk
+            .compute_mu(
+                |h| {
+                    h.update(message);
+                    Ok(())
+                },
+                &[],
+            )
+            .unwrap();
+        mu.into()
+    }
+
+    fn mu_for(key: &SecretKeyMaterial, message: &[u8]) -> [u8; 64] {
+        let pk = aws_lc_raw_public_key(key);
+        match key.spec() {
+            AwsKeySpec::MlDsa44 => mu_of::<ml_dsa::MlDsa44>(&pk, message),
+            AwsKeySpec::MlDsa65 => mu_of::<ml_dsa::MlDsa65>(&pk, message),
+            AwsKeySpec::MlDsa87 => mu_of::<ml_dsa::MlDsa87>(&pk, message),
+            other => panic!("not ML-DSA: {other}"),
+        }
+    }
+
+    fn ml_dsa_crate_public_key<P: ml_dsa::MlDsaParams>(seed: &[u8]) -> Vec<u8> {
+        let sk = ml_dsa::SigningKey::<P>::from_seed(&ml_dsa::Seed::try_from(seed).unwrap());
+        sk.expanded_key().verifying_key().encode().to_vec()
+    }
+
+    /// Both libraries run FIPS 204 KeyGen_internal(xi) on the stored seed: same key pair.
+    #[test]
+    fn ml_dsa_crate_and_aws_lc_derive_the_same_public_key_from_a_seed() {
+        for spec in ML_DSA_SPECS {
+            for seed_byte in [0u8, 7, 0xff] {
+                let key = ml_dsa_key(spec, seed_byte);
+                let seed = key.expose_secret();
+                let ours = match spec {
+                    AwsKeySpec::MlDsa44 => ml_dsa_crate_public_key::<ml_dsa::MlDsa44>(seed),
+                    AwsKeySpec::MlDsa65 => ml_dsa_crate_public_key::<ml_dsa::MlDsa65>(seed),
+                    _ => ml_dsa_crate_public_key::<ml_dsa::MlDsa87>(seed),
+                };
+                assert_eq!(ours, aws_lc_raw_public_key(&key), "{spec} seed {seed_byte}");
+                // And the SPKI GetPublicKey returns ends with exactly that raw key.
+                assert!(key.public_key_der().unwrap().ends_with(&ours));
+            }
+        }
+    }
+
+    #[test]
+    fn external_mu_sign_then_verify_and_interoperates_with_raw() {
+        let message = b"external mu: the caller hashed the message";
+        for spec in ML_DSA_SPECS {
+            let key = ml_dsa_key(spec, 42);
+            let mu = mu_for(&key, message);
+            let sig = sign(
+                &key,
+                AwsKeyUsage::SignVerify,
+                A::MlDsaShake256,
+                MessageType::ExternalMu,
+                &mu,
+            )
+            .unwrap();
+            let verify_as = |mt: MessageType, msg: &[u8], sig: &[u8]| {
+                verify(
+                    &key,
+                    AwsKeyUsage::SignVerify,
+                    A::MlDsaShake256,
+                    mt,
+                    msg,
+                    sig,
+                )
+                .unwrap()
+            };
+            // verify_mu (ml-dsa) accepts it ...
+            assert!(verify_as(MessageType::ExternalMu, &mu, &sig), "{spec}");
+            // ... and it is an ordinary ML-DSA signature of M for aws-lc-rs.
+            assert!(verify_as(MessageType::Raw, message, &sig), "{spec}");
+            // Hedged: two signatures of the same mu differ.
+            let sig2 = sign(
+                &key,
+                AwsKeyUsage::SignVerify,
+                A::MlDsaShake256,
+                MessageType::ExternalMu,
+                &mu,
+            )
+            .unwrap();
+            assert_ne!(sig, sig2, "{spec}: EXTERNAL_MU signing must be randomized");
+            // A RAW signature (aws-lc-rs) verifies through EXTERNAL_MU (ml-dsa).
+            let raw_sig = sign(
+                &key,
+                AwsKeyUsage::SignVerify,
+                A::MlDsaShake256,
+                MessageType::Raw,
+                message,
+            )
+            .unwrap();
+            assert!(verify_as(MessageType::ExternalMu, &mu, &raw_sig), "{spec}");
+            // Tampering: signature bit, mu bit, other message, truncated signature.
+            let mut bad = sig.clone();
+            bad[10] ^= 1;
+            assert!(!verify_as(MessageType::ExternalMu, &mu, &bad), "{spec}");
+            let mut other_mu = mu;
+            other_mu[0] ^= 1;
+            assert!(
+                !verify_as(MessageType::ExternalMu, &other_mu, &sig),
+                "{spec}"
+            );
+            assert!(
+                !verify_as(MessageType::Raw, b"another message", &sig),
+                "{spec}"
+            );
+            assert!(!verify_as(
+                MessageType::ExternalMu,
+                &mu,
+                &sig[..sig.len() - 1]
+            ));
+            // Offline verification against the SPKI GetPublicKey returns.
+            let spki = key.public_key_der().unwrap();
+            assert!(verify_with_public_key(
+                spec,
+                &spki,
+                A::MlDsaShake256,
+                MessageType::ExternalMu,
+                &mu,
+                &sig
+            )
+            .unwrap());
+        }
+    }
+
+    #[test]
+    fn external_mu_must_be_64_bytes_and_ml_dsa_only() {
+        let key = ml_dsa_key(AwsKeySpec::MlDsa65, 1);
+        for len in [1usize, 32, 63, 65, 128] {
+            let mu = vec![0x5a; len];
+            let err = sign(
+                &key,
+                AwsKeyUsage::SignVerify,
+                A::MlDsaShake256,
+                MessageType::ExternalMu,
+                &mu,
+            )
+            .unwrap_err();
+            assert!(matches!(err, DomainError::Validation(_)), "{len}: {err:?}");
+            let err = verify(
+                &key,
+                AwsKeyUsage::SignVerify,
+                A::MlDsaShake256,
+                MessageType::ExternalMu,
+                &mu,
+                &[0; 3309],
+            )
+            .unwrap_err();
+            assert!(matches!(err, DomainError::Validation(_)), "{len}: {err:?}");
+        }
+        // DIGEST stays refused for ML-DSA, EXTERNAL_MU for everything else.
+        assert!(matches!(
+            sign(
+                &key,
+                AwsKeyUsage::SignVerify,
+                A::MlDsaShake256,
+                MessageType::Digest,
+                &[0; 64]
+            ),
+            Err(DomainError::Validation(_))
+        ));
+        let mut der = hex::decode("302e020100300506032b657004220420").unwrap();
+        der.extend_from_slice(&[9; 32]);
+        let ed = SecretKeyMaterial::from_bytes(AwsKeySpec::EccNistEdwards25519, &der).unwrap();
+        assert!(matches!(
+            sign(
+                &ed,
+                AwsKeyUsage::SignVerify,
+                A::Ed25519Sha512,
+                MessageType::ExternalMu,
+                &[0; 64]
+            ),
+            Err(DomainError::Validation(_))
+        ));
     }
 }

@@ -419,7 +419,7 @@ fn message_type_rules_follow_aws() {
         MessageType::ExternalMu,
         &d64
     )));
-    // ML-DSA: RAW (EXTERNAL_MU not available yet), never DIGEST.
+    // ML-DSA: RAW or EXTERNAL_MU (exactly 64 bytes of mu), never DIGEST.
     let ml = key(S::MlDsa44);
     assert!(is_validation(sign::sign(
         ml,
@@ -433,8 +433,16 @@ fn message_type_rules_follow_aws() {
         U::SignVerify,
         A::MlDsaShake256,
         MessageType::ExternalMu,
-        &d64
+        &d64[..63]
     )));
+    assert!(sign::sign(
+        ml,
+        U::SignVerify,
+        A::MlDsaShake256,
+        MessageType::ExternalMu,
+        &d64
+    )
+    .is_ok());
     // EXTERNAL_MU is for ML-DSA only.
     assert!(is_validation(sign::sign(
         key(S::Rsa2048),

@@ -496,7 +496,7 @@ def error_cases(k):
         ("sign", dict(KeyId=k["mldsa"], SigningAlgorithm="ML_DSA_SHAKE_256", MessageType="DIGEST", Message=b"x" * 64),
          "ValidationException"),
         ("sign", dict(KeyId=k["mldsa"], SigningAlgorithm="ML_DSA_SHAKE_256", MessageType="EXTERNAL_MU",
-                      Message=b"x" * 64), "UnsupportedOperationException"),
+                      Message=b"x" * 63), "ValidationException"),
         ("sign", dict(KeyId=k["disabled"], **sig), "DisabledException"),
         ("sign", dict(KeyId=k["pending"], **sig), "KMSInvalidStateException"),
         ("verify", dict(KeyId=k["p256"], Signature=b"\x30\x06\x02\x01\x01\x02\x01\x01", **sig),
@@ -610,4 +610,71 @@ def test_re_encrypt_between_symmetric_and_rsa_keys(kms, keys):
     with pytest.raises(ClientError) as e:
         kms.re_encrypt(CiphertextBlob=local_blob, SourceEncryptionAlgorithm="RSAES_OAEP_SHA_256",
                        DestinationKeyId=sym)
+    assert error_code(e) == "ValidationException"
+
+
+# ---- ML-DSA with MessageType EXTERNAL_MU -------------------------------------------------------
+
+ML_DSA_PUBLIC_KEY_LEN = {"ML_DSA_44": 1312, "ML_DSA_65": 1952, "ML_DSA_87": 2592}
+
+
+def ml_dsa_raw_public_key(spki_der, spec):
+    """The FIPS 204 public key inside GetPublicKey's SPKI."""
+    try:
+        pub = serialization.load_der_public_key(spki_der)
+        raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    except Exception:
+        # No ML-DSA in this `cryptography`: the SPKI ends with BIT STRING { 0 unused bits, pk }.
+        n = ML_DSA_PUBLIC_KEY_LEN[spec]
+        assert spki_der[-n - 1] == 0, "BIT STRING must have 0 unused bits"
+        raw = spki_der[-n:]
+    assert len(raw) == ML_DSA_PUBLIC_KEY_LEN[spec]
+    return raw
+
+
+def external_mu(raw_public_key, message):
+    """FIPS 204 §6.2 mu for pure ML-DSA with an empty context, as AWS documents it."""
+    tr = hashlib.shake_256(raw_public_key).digest(64)
+    return hashlib.shake_256(tr + b"\x00\x00" + message).digest(64)
+
+
+@pytest.mark.parametrize("spec", ["ML_DSA_44", "ML_DSA_65", "ML_DSA_87"])
+def test_ml_dsa_external_mu_sign_and_verify(kms, keys, spec):
+    key = keys(spec, "SIGN_VERIFY")
+    spki_der = kms.get_public_key(KeyId=key)["PublicKey"]
+    message = os.urandom(10_000)  # larger than Sign's 4096-byte RAW limit: the point of mu
+    mu = external_mu(ml_dsa_raw_public_key(spki_der, spec), message)
+    signature = kms.sign(KeyId=key, Message=mu, MessageType="EXTERNAL_MU",
+                         SigningAlgorithm="ML_DSA_SHAKE_256")["Signature"]
+    assert len(signature) == {"ML_DSA_44": 2420, "ML_DSA_65": 3309, "ML_DSA_87": 4627}[spec]
+    assert kms.verify(KeyId=key, Message=mu, MessageType="EXTERNAL_MU", Signature=signature,
+                      SigningAlgorithm="ML_DSA_SHAKE_256")["SignatureValid"] is True
+    flipped = bytearray(signature)
+    flipped[17] ^= 0x01
+    with pytest.raises(ClientError) as e:
+        kms.verify(KeyId=key, Message=mu, MessageType="EXTERNAL_MU", Signature=bytes(flipped),
+                   SigningAlgorithm="ML_DSA_SHAKE_256")
+    assert error_code(e) == "KMSInvalidSignatureException"
+    for bad_len in (63, 65):
+        with pytest.raises(ClientError) as e:
+            kms.sign(KeyId=key, Message=mu[:bad_len] if bad_len < 64 else mu + b"\x00",
+                     MessageType="EXTERNAL_MU", SigningAlgorithm="ML_DSA_SHAKE_256")
+        assert error_code(e) == "ValidationException"
+    with pytest.raises(ClientError) as e:
+        kms.verify(KeyId=key, Message=mu[:63], MessageType="EXTERNAL_MU", Signature=signature,
+                   SigningAlgorithm="ML_DSA_SHAKE_256")
+    assert error_code(e) == "ValidationException"
+    if not ml_dsa_supported():
+        pytest.skip("this cryptography build has no ML-DSA: keyraft round trip only")
+    # Independent implementation: an ordinary ML-DSA signature of the message itself.
+    pub = serialization.load_der_public_key(spki_der)
+    pub.verify(signature, message)
+    with pytest.raises(InvalidSignature):
+        pub.verify(signature, message + b"!")
+
+
+def test_external_mu_is_refused_for_other_algorithms(kms, keys):
+    key = keys("ECC_NIST_P256", "SIGN_VERIFY")
+    with pytest.raises(ClientError) as e:
+        kms.sign(KeyId=key, Message=b"x" * 64, MessageType="EXTERNAL_MU", SigningAlgorithm="ECDSA_SHA_256")
     assert error_code(e) == "ValidationException"

@@ -604,14 +604,8 @@ impl Kms {
         let alg = SigningAlgorithm::parse(&require(alg, "SigningAlgorithm")?)?;
         let mt = MessageType::parse(message_type.as_deref().unwrap_or("RAW"))?;
         check_message(message)?;
-        if mt == MessageType::ExternalMu {
-            // AWS accepts a 64-byte mu for ML-DSA; aws-lc-rs does not expose signing from mu
-            // yet. Unsupported (a feature this server lacks), not a malformed request.
-            if alg == SigningAlgorithm::MlDsaShake256 {
-                return Err(KmsError::UnsupportedOperation(
-                    "MessageType EXTERNAL_MU is not supported by this server; use RAW.".into(),
-                ));
-            }
+        if mt == MessageType::ExternalMu && alg != SigningAlgorithm::MlDsaShake256 {
+            // AWS takes a 64-byte mu only for ML-DSA; the keystore checks its length.
             return Err(KmsError::Validation(format!(
                 "MessageType EXTERNAL_MU is only valid with ML_DSA_SHAKE_256, not {alg}."
             )));
