@@ -4,7 +4,7 @@
 //! AWS CLI mostly work by swapping the command name:
 //!
 //! - blob arguments (`--plaintext`, `--ciphertext-blob`, `--message`, `--signature`, `--mac`,
-//!   `--public-key`) take `fileb://path` (raw bytes),
+//!   `--public-key`, `--import-token`, `--encrypted-key-material`) take `fileb://path` (raw bytes),
 //!   `file://path` (the file's bytes) or literal text; with `--cli-binary-format base64` a
 //!   literal is base64-decoded instead, as AWS CLI v2 does by default;
 //! - `--encryption-context` takes shorthand `k=v,k2=v2` or JSON `{"k":"v"}` (or `file://`);
@@ -133,7 +133,7 @@ enum Command {
         /// Deprecated spelling of --key-spec.
         #[arg(long)]
         customer_master_key_spec: Option<String>,
-        /// AWS_KMS (default).
+        /// AWS_KMS (default) or EXTERNAL (no material until import-key-material).
         #[arg(long)]
         origin: Option<String>,
         /// Key policy JSON, or file://path.
@@ -455,6 +455,42 @@ enum Command {
         /// Fetch one page only.
         #[arg(long)]
         no_paginate: bool,
+    },
+    /// Get a wrapping public key and import token for an EXTERNAL key (valid 24 hours).
+    GetParametersForImport {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1, RSAES_PKCS1_V1_5, RSA_AES_KEY_WRAP_SHA_256, ...
+        #[arg(long)]
+        wrapping_algorithm: String,
+        /// RSA_2048, RSA_3072 or RSA_4096.
+        #[arg(long)]
+        wrapping_key_spec: String,
+    },
+    /// Import key material wrapped with the public key from get-parameters-for-import.
+    ImportKeyMaterial {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// fileb://path (or file://path, or literal with --cli-binary-format base64).
+        #[arg(long)]
+        import_token: String,
+        /// fileb://path (or file://path, or literal with --cli-binary-format base64).
+        #[arg(long)]
+        encrypted_key_material: String,
+        /// KEY_MATERIAL_DOES_NOT_EXPIRE (default) or KEY_MATERIAL_EXPIRES.
+        #[arg(long)]
+        expiration_model: Option<String>,
+        /// When the material expires: ISO 8601 (2030-01-31T00:00:00Z) or epoch seconds.
+        #[arg(long)]
+        valid_to: Option<String>,
+    },
+    /// Delete imported key material (the key becomes PendingImport).
+    DeleteImportedKeyMaterial {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
     },
 }
 
@@ -840,6 +876,9 @@ impl Command {
             Command::GetKeyRotationStatus { .. } => "GetKeyRotationStatus",
             Command::RotateKeyOnDemand { .. } => "RotateKeyOnDemand",
             Command::ListKeyRotations { .. } => "ListKeyRotations",
+            Command::GetParametersForImport { .. } => "GetParametersForImport",
+            Command::ImportKeyMaterial { .. } => "ImportKeyMaterial",
+            Command::DeleteImportedKeyMaterial { .. } => "DeleteImportedKeyMaterial",
         }
     }
 }
@@ -1393,8 +1432,116 @@ async fn execute(kms: &Client, g: &GlobalArgs, cmd: Command) -> Result<Option<Va
                 )
             }
         }
+        Command::GetParametersForImport {
+            key_id,
+            wrapping_algorithm,
+            wrapping_key_spec,
+        } => {
+            let r = kms
+                .get_parameters_for_import()
+                .key_id(key_id)
+                .wrapping_algorithm(wrapping_algorithm)
+                .wrapping_key_spec(wrapping_key_spec)
+                .send()
+                .await?;
+            let mut m = Map::new();
+            m.insert("KeyId".into(), json!(r.key_id));
+            m.insert("ImportToken".into(), json!(b64(&r.import_token)));
+            m.insert("PublicKey".into(), json!(b64(&r.public_key)));
+            if let Some(d) = r.parameters_valid_to {
+                m.insert("ParametersValidTo".into(), json!(iso8601(d)));
+            }
+            Value::Object(m)
+        }
+        Command::ImportKeyMaterial {
+            key_id,
+            import_token,
+            encrypted_key_material,
+            expiration_model,
+            valid_to,
+        } => {
+            let import_token = parse_blob("import-token", &import_token, fmt)?;
+            let encrypted_key_material =
+                parse_blob("encrypted-key-material", &encrypted_key_material, fmt)?;
+            let valid_to = valid_to
+                .map(|v| parse_timestamp("valid-to", &v))
+                .transpose()?;
+            kms.import_key_material()
+                .key_id(key_id)
+                .import_token(import_token)
+                .encrypted_key_material(encrypted_key_material)
+                .set_expiration_model(expiration_model)
+                .set_valid_to(valid_to)
+                .send()
+                .await?;
+            return Ok(None);
+        }
+        Command::DeleteImportedKeyMaterial { key_id } => {
+            kms.delete_imported_key_material()
+                .key_id(key_id)
+                .send()
+                .await?;
+            return Ok(None);
+        }
     };
     Ok(Some(v))
+}
+
+/// Parses a timestamp argument as the AWS CLI does: epoch seconds, or ISO 8601 in UTC
+/// (`2030-01-31`, `2030-01-31T12:00:00Z`, `2030-01-31T12:00:00.5+00:00`).
+pub fn parse_timestamp(param: &'static str, arg: &str) -> Result<f64, ParamError> {
+    let arg = arg.trim();
+    let bad = || {
+        param_err(
+            param,
+            format!("Invalid timestamp {arg:?}: expected epoch seconds or ISO 8601 in UTC"),
+        )
+    };
+    if let Ok(secs) = arg.parse::<f64>() {
+        return secs.is_finite().then_some(secs).ok_or_else(bad);
+    }
+    let (date, time) = match arg.split_once(['T', ' ']) {
+        Some((d, t)) => (d, t),
+        None => (arg, "00:00:00Z"),
+    };
+    let time = time
+        .strip_suffix('Z')
+        .or_else(|| time.strip_suffix("+00:00"))
+        .ok_or_else(bad)?;
+    let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
+    let mut d = date.split('-');
+    let (year, month, day) = match (d.next(), d.next(), d.next(), d.next()) {
+        (Some(y), Some(m), Some(dd), None) => (num(y)?, num(m)?, num(dd)?),
+        _ => return Err(bad()),
+    };
+    let mut t = time.split(':');
+    let (hour, minute, second) = match (t.next(), t.next(), t.next(), t.next()) {
+        (Some(h), Some(m), sec, None) => (
+            num(h)?,
+            num(m)?,
+            sec.map(|s| s.parse::<f64>().map_err(|_| bad()))
+                .transpose()?
+                .unwrap_or(0.0),
+        ),
+        _ => return Err(bad()),
+    };
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || !(0..24).contains(&hour)
+        || !(0..60).contains(&minute)
+        || !(0.0..61.0).contains(&second)
+    {
+        return Err(bad());
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok((days * 86_400 + hour * 3600 + minute * 60) as f64 + second)
 }
 
 /// Adds each non-empty list under its name (the AWS CLI omits absent lists).
@@ -1636,6 +1783,31 @@ mod tests {
             r#"[{"Key":"a"}]"#,
         ] {
             assert!(parse_tags("tags", &[bad.into()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps_parse_as_epoch_seconds_or_iso8601_and_round_trip() {
+        assert_eq!(
+            parse_timestamp("valid-to", "1700000000").unwrap(),
+            1_700_000_000.0
+        );
+        assert_eq!(parse_timestamp("valid-to", "1970-01-01").unwrap(), 0.0);
+        for t in [0.0, 951_782_400.0, 1_700_000_000.5, 4_102_444_800.0] {
+            assert_eq!(parse_timestamp("valid-to", &iso8601(t)).unwrap(), t);
+        }
+        assert_eq!(
+            parse_timestamp("valid-to", "2000-02-29T00:00:00Z").unwrap(),
+            951_782_400.0
+        );
+        for bad in [
+            "",
+            "tomorrow",
+            "2030-13-01",
+            "2030-01-01T00:00:00+02:00",
+            "NaN",
+        ] {
+            assert!(parse_timestamp("valid-to", bad).is_err(), "{bad}");
         }
     }
 

@@ -51,6 +51,18 @@ macro_rules! setter {
             self
         }
     };
+    (opt_f64 $field:ident $set:ident) => {
+        #[doc = concat!("Sets `", stringify!($field), "`.")]
+        pub fn $field(mut self, v: f64) -> Self {
+            self.req.$field = Some(v);
+            self
+        }
+        #[doc = concat!("Sets or clears `", stringify!($field), "`.")]
+        pub fn $set(mut self, v: Option<f64>) -> Self {
+            self.req.$field = v;
+            self
+        }
+    };
     (opt_bool $field:ident) => {
         #[doc = concat!("Sets `", stringify!($field), "`.")]
         pub fn $field(mut self, v: bool) -> Self {
@@ -449,6 +461,37 @@ operations! {
         opt_i32 limit set_limit;
         opt_string marker set_marker;
         opt_string include_key_material set_include_key_material;
+    }
+
+    /// Returns an RSA wrapping public key (DER) and an import token for an `EXTERNAL` key,
+    /// valid 24 hours (`GetParametersForImport`).
+    get_parameters_for_import => GetParametersForImportFluentBuilder, "GetParametersForImport",
+        GetParametersForImportRequest -> GetParametersForImportResponse {
+        string key_id;
+        string wrapping_algorithm;
+        string wrapping_key_spec;
+    }
+
+    /// Imports key material wrapped with the public key from `get_parameters_for_import`
+    /// (`ImportKeyMaterial`). `valid_to` is seconds since the Unix epoch.
+    import_key_material => ImportKeyMaterialFluentBuilder, "ImportKeyMaterial",
+        ImportKeyMaterialRequest -> ImportKeyMaterialResponse {
+        string key_id;
+        bytes import_token;
+        bytes encrypted_key_material;
+        opt_f64 valid_to set_valid_to;
+        opt_string expiration_model set_expiration_model;
+        opt_string import_type set_import_type;
+        opt_string key_material_description set_key_material_description;
+        opt_string key_material_id set_key_material_id;
+    }
+
+    /// Deletes imported key material; the key becomes `PendingImport`
+    /// (`DeleteImportedKeyMaterial`).
+    delete_imported_key_material => DeleteImportedKeyMaterialFluentBuilder,
+        "DeleteImportedKeyMaterial",
+        DeleteImportedKeyMaterialRequest -> DeleteImportedKeyMaterialResponse {
+        string key_id;
     }
 }
 

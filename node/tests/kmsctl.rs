@@ -636,3 +636,128 @@ async fn kmsctl_signs_verifies_exports_public_keys_and_rotates_like_the_aws_cli(
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kmsctl_imports_key_material_like_the_aws_cli() {
+    let region = DevRegion::start(port_base_for(72));
+    let kmsctl = Kmsctl::new(&region);
+    let work = tempfile::tempdir().unwrap();
+
+    let created = kmsctl.json(&["create-key", "--origin", "EXTERNAL"]);
+    let meta = &created["KeyMetadata"];
+    assert_eq!(meta["Origin"], "EXTERNAL");
+    assert_eq!(meta["KeyState"], "PendingImport");
+    let key_id = meta["KeyId"].as_str().unwrap().to_string();
+
+    let params = kmsctl.json(&[
+        "get-parameters-for-import",
+        "--key-id",
+        &key_id,
+        "--wrapping-algorithm",
+        "RSAES_OAEP_SHA_256",
+        "--wrapping-key-spec",
+        "RSA_2048",
+    ]);
+    assert!(
+        params["KeyId"].as_str().unwrap().ends_with(&key_id),
+        "{params}"
+    );
+    assert!(
+        params["ParametersValidTo"]
+            .as_str()
+            .unwrap()
+            .ends_with("+00:00"),
+        "{params}"
+    );
+    // The token and public key of one call belong together (each call makes new ones).
+    let token = work.path().join("token.bin");
+    let public = work.path().join("public.der");
+    let b64 = |v: &Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+    };
+    std::fs::write(&token, b64(&params["ImportToken"])).unwrap();
+    std::fs::write(&public, b64(&params["PublicKey"])).unwrap();
+
+    // Wrapped offline (keyraft's own RSA-OAEP; tests use no crypto crate directly).
+    let material = [0x5au8; 32];
+    let wrapped = keystore::rsa_encrypt::encrypt_with_public_key(
+        keystore::spec::AwsKeySpec::parse("RSA_2048").unwrap(),
+        &std::fs::read(&public).unwrap(),
+        keystore::spec::EncryptionAlgorithm::parse("RSAES_OAEP_SHA_256").unwrap(),
+        &material,
+    )
+    .unwrap();
+    let encrypted = work.path().join("material.enc");
+    std::fs::write(&encrypted, wrapped).unwrap();
+
+    // ValidTo within AWS's 365 days, given in ISO 8601 with a `Z` as AWS CLI users write it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let valid_to = client::cli::iso8601(((now / 86_400 + 30) * 86_400) as f64);
+    let valid_to_arg = valid_to.replace("+00:00", "Z");
+    let out = kmsctl.ok(&[
+        "import-key-material",
+        "--key-id",
+        &key_id,
+        "--import-token",
+        &format!("fileb://{}", token.display()),
+        "--encrypted-key-material",
+        &format!("fileb://{}", encrypted.display()),
+        "--expiration-model",
+        "KEY_MATERIAL_EXPIRES",
+        "--valid-to",
+        &valid_to_arg,
+    ]);
+    assert_eq!(out, "", "ImportKeyMaterial prints nothing, as the AWS CLI");
+    let meta = &kmsctl.json(&["describe-key", "--key-id", &key_id])["KeyMetadata"];
+    assert_eq!(meta["KeyState"], "Enabled", "{meta}");
+    assert_eq!(meta["ExpirationModel"], "KEY_MATERIAL_EXPIRES", "{meta}");
+    assert_eq!(meta["ValidTo"], valid_to.as_str(), "{meta}");
+
+    let encrypted = kmsctl.json(&["encrypt", "--key-id", &key_id, "--plaintext", "byok"]);
+    assert!(encrypted["KeyId"].as_str().unwrap().ends_with(&key_id));
+    let blob = work.path().join("blob");
+    std::fs::write(&blob, b64(&encrypted["CiphertextBlob"])).unwrap();
+    let plain = work.path().join("plain");
+    kmsctl.base64_decode_into(
+        &[
+            "decrypt",
+            "--ciphertext-blob",
+            &format!("fileb://{}", blob.display()),
+            "--query",
+            "Plaintext",
+            "--output",
+            "text",
+        ],
+        &plain,
+    );
+    assert_eq!(std::fs::read(&plain).unwrap(), b"byok");
+
+    // A token that is not the key's: AWS's error text and exit code.
+    let (code, stderr) = kmsctl.fails(&[
+        "import-key-material",
+        "--key-id",
+        &key_id,
+        "--import-token",
+        "bm90IGEgdG9rZW4=",
+        "--encrypted-key-material",
+        &format!("fileb://{}", work.path().join("material.enc").display()),
+        "--cli-binary-format",
+        "base64",
+    ]);
+    assert_eq!(code, 254, "{stderr}");
+    assert!(
+        stderr.contains("(InvalidImportTokenException) when calling the ImportKeyMaterial"),
+        "{stderr}"
+    );
+
+    kmsctl.ok(&["delete-imported-key-material", "--key-id", &key_id]);
+    let (code, stderr) = kmsctl.fails(&["encrypt", "--key-id", &key_id, "--plaintext", "x"]);
+    assert_eq!(code, 254, "{stderr}");
+    assert!(stderr.contains("KMSInvalidStateException"), "{stderr}");
+}
