@@ -540,8 +540,8 @@ struct DataKeyPairArgs {
     /// The symmetric key that encrypts the private key.
     #[arg(long)]
     key_id: String,
-    /// RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521 or
-    /// ECC_SECG_P256K1.
+    /// RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521,
+    /// ECC_SECG_P256K1 or ECC_NIST_EDWARDS25519.
     #[arg(long)]
     key_pair_spec: String,
     #[command(flatten)]

@@ -219,7 +219,7 @@ aws_enum! {
 }
 
 aws_enum! {
-    /// `KeyPairSpec` of GenerateDataKeyPair (no `SM2`: China regions only).
+    /// `KeyPairSpec` of GenerateDataKeyPair (no `SM2`: China regions only; no `ML_KEM_*` yet).
     DataKeyPairSpec, "keyPairSpec" {
         /// RSA 2048.
         Rsa2048 => "RSA_2048",
@@ -235,6 +235,8 @@ aws_enum! {
         EccNistP521 => "ECC_NIST_P521",
         /// secp256k1.
         EccSecgP256k1 => "ECC_SECG_P256K1",
+        /// Ed25519 (PKCS#8 per RFC 8410).
+        EccNistEdwards25519 => "ECC_NIST_EDWARDS25519",
     }
 }
 
@@ -394,6 +396,7 @@ impl DataKeyPairSpec {
             DataKeyPairSpec::EccNistP384 => S::EccNistP384,
             DataKeyPairSpec::EccNistP521 => S::EccNistP521,
             DataKeyPairSpec::EccSecgP256k1 => S::EccSecgP256k1,
+            DataKeyPairSpec::EccNistEdwards25519 => S::EccNistEdwards25519,
         }
     }
 }

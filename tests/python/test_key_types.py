@@ -383,7 +383,7 @@ def test_hmac_generate_and_verify(kms, keys, spec, length):
 # ---- data key pairs ----------------------------------------------------------------------------
 
 PAIR_SPECS = ["RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384",
-              "ECC_NIST_P521", "ECC_SECG_P256K1"]
+              "ECC_NIST_P521", "ECC_SECG_P256K1", "ECC_NIST_EDWARDS25519"]
 
 
 def spki(public):
@@ -398,7 +398,11 @@ def test_generate_data_key_pair_private_key_loads_and_matches(kms, keys, pair_sp
     assert out["KeyPairSpec"] == pair_spec
     private = serialization.load_der_private_key(out["PrivateKeyPlaintext"], password=None)
     assert spki(private.public_key()) == out["PublicKey"]
-    if pair_spec in CURVES:
+    if pair_spec == "ECC_NIST_EDWARDS25519":
+        assert isinstance(private, ed25519.Ed25519PrivateKey)
+        signature = private.sign(b"made with a keyraft data key pair")
+        private.public_key().verify(signature, b"made with a keyraft data key pair")
+    elif pair_spec in CURVES:
         assert isinstance(private.curve, CURVES[pair_spec])
     else:
         assert private.key_size == int(pair_spec.split("_")[1])
@@ -410,7 +414,7 @@ def test_generate_data_key_pair_private_key_loads_and_matches(kms, keys, pair_sp
     assert error_code(e) == "InvalidCiphertextException"
 
 
-@pytest.mark.parametrize("pair_spec", ["RSA_2048", "ECC_NIST_P256", "ECC_SECG_P256K1"])
+@pytest.mark.parametrize("pair_spec", ["RSA_2048", "ECC_NIST_P256", "ECC_SECG_P256K1", "ECC_NIST_EDWARDS25519"])
 def test_generate_data_key_pair_without_plaintext(kms, keys, pair_spec):
     key = keys("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")
     out = kms.generate_data_key_pair_without_plaintext(KeyId=key, KeyPairSpec=pair_spec)
