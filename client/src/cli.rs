@@ -14,6 +14,9 @@
 //! - errors go to stderr as `An error occurred (<__type>) when calling the <Op> operation:
 //!   <message>`, exit code 254 (255 when no front answered, 252 for bad arguments).
 //!
+//! `kmsctl iam <subcommand>` manages identities (principals, access keys, identity policies,
+//! client certificates) with the same conventions.
+//!
 //! Configuration precedence: flags, then `--env-file` (the `export K=V` file written by
 //! `keyraft dev`), then the `KMS_*` environment.
 
@@ -29,6 +32,10 @@ use serde_json::{json, Map, Value};
 
 use crate::proto;
 use crate::{Client, ClientBuilder, Error};
+
+// `kmsctl iam ...`: a child module, so it shares the argument parsing and output helpers.
+#[path = "cli_iam.rs"]
+mod iam;
 
 /// Exit code for a service error, as the AWS CLI.
 pub const EXIT_SERVICE_ERROR: i32 = 254;
@@ -492,6 +499,9 @@ enum Command {
         #[arg(long)]
         key_id: String,
     },
+    /// Identity management: principals, access keys, identity policies, client certificates.
+    #[command(subcommand)]
+    Iam(iam::IamCommand),
 }
 
 #[derive(Debug, Args)]
@@ -541,7 +551,7 @@ struct DataKeyPairArgs {
     #[arg(long)]
     key_id: String,
     /// RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521,
-    /// ECC_SECG_P256K1 or ECC_NIST_EDWARDS25519.
+    /// ECC_SECG_P256K1, ECC_NIST_EDWARDS25519, ML_KEM_512, ML_KEM_768 or ML_KEM_1024.
     #[arg(long)]
     key_pair_spec: String,
     #[command(flatten)]
@@ -879,6 +889,7 @@ impl Command {
             Command::GetParametersForImport { .. } => "GetParametersForImport",
             Command::ImportKeyMaterial { .. } => "ImportKeyMaterial",
             Command::DeleteImportedKeyMaterial { .. } => "DeleteImportedKeyMaterial",
+            Command::Iam(cmd) => cmd.operation(),
         }
     }
 }
@@ -1483,6 +1494,7 @@ async fn execute(kms: &Client, g: &GlobalArgs, cmd: Command) -> Result<Option<Va
                 .await?;
             return Ok(None);
         }
+        Command::Iam(cmd) => return iam::execute(kms, g, cmd).await,
     };
     Ok(Some(v))
 }

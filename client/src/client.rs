@@ -8,6 +8,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::config::{normalize_endpoint, ClientBuilder};
 use crate::error::Error;
+use crate::proto::iam_client::IamClient;
 use crate::proto::kms_client::KmsClient;
 use crate::retry::RetryPolicy;
 
@@ -52,6 +53,8 @@ struct Inner {
 struct Front {
     uri: String,
     rpc: KmsClient<Channel>,
+    // The same connection, for the other services (`Iam`).
+    channel: Channel,
 }
 
 impl std::fmt::Debug for Client {
@@ -125,11 +128,13 @@ impl Client {
                     Error::config(format!("invalid TLS configuration for {uri}: {err}"))
                 })?;
             }
+            let channel = endpoint.connect_lazy();
             fronts.push(Front {
                 uri,
-                rpc: KmsClient::new(endpoint.connect_lazy())
+                rpc: KmsClient::new(channel.clone())
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE),
+                channel,
             });
         }
         Ok(Client {
@@ -163,6 +168,31 @@ impl Client {
             .await
     }
 
+    /// [`Client::call`] for the `Iam` service: same failover and retries.
+    pub(crate) async fn call_iam<Req, Resp, F, Fut>(
+        &self,
+        op: &'static str,
+        req: Req,
+        rpc: F,
+    ) -> Result<Resp, Error>
+    where
+        Req: Clone,
+        F: Fn(IamClient<Channel>, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        self.call_on(
+            op,
+            req,
+            |front| {
+                IamClient::new(front.channel.clone())
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE)
+            },
+            |_, client, req| rpc(client, req),
+        )
+        .await
+    }
+
     /// [`Client::call`] with the index of the front tried passed to `rpc` (for tests).
     async fn call_indexed<Req, Resp, F, Fut>(
         &self,
@@ -175,6 +205,23 @@ impl Client {
         F: Fn(usize, KmsClient<Channel>, Req) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
+        self.call_on(op, req, |front| front.rpc.clone(), rpc).await
+    }
+
+    /// The failover and retry loop over any service client `client_of` makes for a front.
+    async fn call_on<Req, Resp, C, M, F, Fut>(
+        &self,
+        op: &'static str,
+        req: Req,
+        client_of: M,
+        rpc: F,
+    ) -> Result<Resp, Error>
+    where
+        Req: Clone,
+        M: Fn(&Front) -> C,
+        F: Fn(usize, C, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
         let n = self.inner.fronts.len();
         let mut idx = self.inner.current.load(Ordering::Relaxed) % n;
         let mut tried = vec![false; n];
@@ -184,7 +231,7 @@ impl Client {
         loop {
             tried[idx] = true;
             let front = &self.inner.fronts[idx];
-            let err = match rpc(idx, front.rpc.clone(), req.clone()).await {
+            let err = match rpc(idx, client_of(front), req.clone()).await {
                 Ok(resp) => return Ok(resp.into_inner()),
                 Err(status) => Error::from(status),
             };

@@ -48,6 +48,7 @@
 //!   ^          try front -> Ok | Error; retryable? fail over to an untried front at once,
 //!   |          else full-jitter backoff (retry), up to max_attempts
 //! ops      client.encrypt().key_id(..).send() — one fluent builder per operation (macro)
+//! iam      client.create_principal().principal_name("role/Ci").send() — identity management
 //! error    Error { Service{__type}, Transport, Config }, is_retryable()
 //! retry    RetryPolicy: full-jitter exponential backoff
 //! proto    generated from proto/kms/v1 (client side only)
@@ -63,11 +64,12 @@ pub mod cli;
 mod client;
 pub mod config;
 mod error;
+pub mod iam;
 mod ops;
 pub mod retry;
 
-/// Messages and the raw tonic client generated from `proto/kms/v1/kms.proto`
-/// (package `keyraft.kms.v1`). Requests and responses of [`Client`] are these types.
+/// Messages and the raw tonic clients generated from `proto/kms/v1/kms.proto` and
+/// `proto/kms/v1/iam.proto` (package `keyraft.kms.v1`). Requests and responses of [`Client`] are these types.
 #[allow(missing_docs, clippy::all)]
 pub mod proto {
     tonic::include_proto!("keyraft.kms.v1");

@@ -8,8 +8,11 @@ use std::collections::BTreeMap;
 
 use crate::command::{Change, Command, CommandOutput, Proposal};
 use crate::error::DomainError;
+use crate::grant::{grants_of_key, GrantRecord, MAX_GRANTS_PER_KEY};
 use crate::ids::parse_kms_arn;
-use crate::model::{AliasRecord, EpochMillis, KeyRecord, KeyState, Origin, State};
+use crate::model::{
+    AliasRecord, EpochMillis, KeyRecord, KeyState, Origin, State, MAX_IDENTITY_POLICIES,
+};
 use crate::state::{check_state, Operation};
 
 /// Most tags a key may carry (AWS quota).
@@ -167,6 +170,20 @@ fn apply_command(
             Ok(CommandOutput::Key(Box::new(key.clone())))
         }
 
+        Command::PutKeyPolicy { key_id, policy } => {
+            let key = key_mut(state, key_id)?;
+            check_state(key, Operation::PutKeyPolicy)?;
+            if policy.is_empty() || policy.len() > crate::policy::MAX_KEY_POLICY_BYTES {
+                return Err(DomainError::Validation(format!(
+                    "The key policy must be 1 to {} bytes long.",
+                    crate::policy::MAX_KEY_POLICY_BYTES
+                )));
+            }
+            key.policy = policy.clone();
+            changes.push(Change::Key(key_id.clone()));
+            Ok(CommandOutput::Key(Box::new(key.clone())))
+        }
+
         Command::ScheduleKeyDeletion {
             key_id,
             pending_window_days,
@@ -224,6 +241,14 @@ fn apply_command(
                 }
                 keep
             });
+            // A deleted key's grants go with it (AWS deletes them with the key).
+            let grant_ids: Vec<String> = grants_of_key(state, key_id)
+                .map(|g| g.grant_id.clone())
+                .collect();
+            for grant_id in grant_ids {
+                state.grants.remove(&(key_id.clone(), grant_id.clone()));
+                changes.push(Change::Grant(key_id.clone(), grant_id));
+            }
             Ok(CommandOutput::Done)
         }
 
@@ -360,7 +385,155 @@ fn apply_command(
             changes.push(Change::AccessKey(record.access_key_id.clone()));
             Ok(CommandOutput::Done)
         }
+
+        Command::DeleteAccessKey { access_key_id } => {
+            if state.access_keys.remove(access_key_id).is_none() {
+                return Err(DomainError::NotFound(format!(
+                    "Access key '{access_key_id}' does not exist"
+                )));
+            }
+            changes.push(Change::AccessKey(access_key_id.clone()));
+            Ok(CommandOutput::Done)
+        }
+
+        Command::DeleteIdentity { arn } => {
+            if state.identities.remove(arn).is_none() {
+                return Err(identity_not_found(arn));
+            }
+            changes.push(Change::Identity(arn.clone()));
+            // Its access keys would authenticate as nobody; they go too. Grants naming the
+            // principal stay, as in AWS: they are the key's, not the principal's.
+            state.access_keys.retain(|id, k| {
+                let keep = k.principal_arn != *arn;
+                if !keep {
+                    changes.push(Change::AccessKey(id.clone()));
+                }
+                keep
+            });
+            Ok(CommandOutput::Done)
+        }
+
+        Command::PutIdentityPolicy {
+            arn,
+            name,
+            document,
+        } => {
+            let identity = state
+                .identities
+                .get_mut(arn)
+                .ok_or_else(|| identity_not_found(arn))?;
+            if !identity.policies.contains_key(name)
+                && identity.policies.len() >= MAX_IDENTITY_POLICIES
+            {
+                return Err(DomainError::LimitExceeded(format!(
+                    "An identity can have at most {MAX_IDENTITY_POLICIES} inline policies"
+                )));
+            }
+            identity.policies.insert(name.clone(), document.clone());
+            changes.push(Change::Identity(arn.clone()));
+            Ok(CommandOutput::Done)
+        }
+
+        Command::DeleteIdentityPolicy { arn, name } => {
+            let identity = state
+                .identities
+                .get_mut(arn)
+                .ok_or_else(|| identity_not_found(arn))?;
+            if identity.policies.remove(name).is_none() {
+                return Err(DomainError::NotFound(format!(
+                    "Policy '{name}' does not exist on identity '{arn}'"
+                )));
+            }
+            changes.push(Change::Identity(arn.clone()));
+            Ok(CommandOutput::Done)
+        }
+
+        Command::CreateGrant { grant } => create_grant(state, now, grant, changes),
+
+        Command::RetireGrant { key_id, grant_id } | Command::RevokeGrant { key_id, grant_id } => {
+            let key = state
+                .keys
+                .get(key_id)
+                .ok_or_else(|| key_not_found(key_id))?;
+            let op = if matches!(command, Command::RetireGrant { .. }) {
+                Operation::RetireGrant
+            } else {
+                Operation::RevokeGrant
+            };
+            check_state(key, op)?;
+            if state
+                .grants
+                .remove(&(key_id.clone(), grant_id.clone()))
+                .is_none()
+            {
+                return Err(DomainError::InvalidGrantId(format!(
+                    "Grant ID {grant_id} is not valid for key {}",
+                    key.arn
+                )));
+            }
+            changes.push(Change::Grant(key_id.clone(), grant_id.clone()));
+            Ok(CommandOutput::Done)
+        }
     }
+}
+
+fn identity_not_found(arn: &str) -> DomainError {
+    DomainError::NotFound(format!("Identity '{arn}' does not exist"))
+}
+
+/// CreateGrant: the key must exist in a state that allows it, the grant must pass AWS's rules
+/// for that key, a named grant asked for again is returned as it is, and a key holds at most
+/// [`MAX_GRANTS_PER_KEY`] grants.
+fn create_grant(
+    state: &mut State,
+    now: EpochMillis,
+    grant: &GrantRecord,
+    changes: &mut Vec<Change>,
+) -> Result<CommandOutput, DomainError> {
+    let key = state
+        .keys
+        .get(&grant.key_id)
+        .ok_or_else(|| key_not_found(&grant.key_id))?;
+    check_state(key, Operation::CreateGrant)?;
+    let mut record = crate::grant::validated(key, grant)?;
+    // The key's own identity wins over whatever the front copied, so a grant can never name
+    // another key's ARN or account.
+    record.key_arn = key.arn.clone();
+    record.account_id = key.account_id.clone();
+    record.creation_date = now;
+
+    if let Some(existing) = grants_of_key(state, &grant.key_id).find(|g| g.same_request_as(&record))
+    {
+        return Ok(CommandOutput::Grant(existing.clone()));
+    }
+    let id = (record.key_id.clone(), record.grant_id.clone());
+    if let Some(existing) = state.grants.get(&id) {
+        // The same proposal applied twice (a front's retry) returns the first result; a
+        // different grant reusing the id is refused (ids are 256 random bits, so this is a
+        // front bug, not bad luck).
+        let retried = GrantRecord {
+            creation_date: existing.creation_date,
+            ..record.clone()
+        };
+        if *existing == retried {
+            return Ok(CommandOutput::Grant(existing.clone()));
+        }
+        return Err(DomainError::AlreadyExists(format!(
+            "Grant {} already exists on key {}",
+            record.grant_id, record.key_arn
+        )));
+    }
+    if grants_of_key(state, &grant.key_id).count() >= MAX_GRANTS_PER_KEY {
+        return Err(DomainError::LimitExceeded(format!(
+            "A KMS key can have at most {MAX_GRANTS_PER_KEY} grants"
+        )));
+    }
+    state.grants.insert(id, record.clone());
+    changes.push(Change::Grant(
+        record.key_id.clone(),
+        record.grant_id.clone(),
+    ));
+    Ok(CommandOutput::Grant(record))
 }
 
 fn description_too_long() -> DomainError {

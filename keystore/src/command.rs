@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::grant::GrantRecord;
 use crate::model::{
     AccessKeyRecord, AliasRecord, EpochMillis, IdentityRecord, KeyRecord, MaterialVersion,
 };
@@ -42,6 +43,14 @@ pub enum Command {
         key_id: String,
         /// New description.
         description: String,
+    },
+    /// PutKeyPolicy: replace the key policy (the front validated the document and ran the
+    /// lockout safety check).
+    PutKeyPolicy {
+        /// Key id.
+        key_id: String,
+        /// The new key policy document.
+        policy: String,
     },
     /// ScheduleKeyDeletion: state PendingDeletion, deletion date = now + days.
     ScheduleKeyDeletion {
@@ -188,6 +197,53 @@ pub enum Command {
         /// Key id.
         key_id: String,
     },
+    /// CreateGrant: the front filled in the random grant id and token nonce and authorized
+    /// the caller; `apply` checks the key and `grant::validated`. Returns the stored grant,
+    /// or the existing one when a named grant with the same parameters exists (idempotent).
+    CreateGrant {
+        /// The grant; `creation_date` is set by `apply`.
+        grant: GrantRecord,
+    },
+    /// RetireGrant (the front checked `grant::may_retire` or the caller's policy).
+    RetireGrant {
+        /// Key id.
+        key_id: String,
+        /// Grant id.
+        grant_id: String,
+    },
+    /// RevokeGrant.
+    RevokeGrant {
+        /// Key id.
+        key_id: String,
+        /// Grant id.
+        grant_id: String,
+    },
+    /// Delete an identity together with its access keys.
+    DeleteIdentity {
+        /// ARN.
+        arn: String,
+    },
+    /// Create or replace one inline identity policy.
+    PutIdentityPolicy {
+        /// Identity ARN.
+        arn: String,
+        /// Policy name.
+        name: String,
+        /// The JSON document, already validated by the front.
+        document: String,
+    },
+    /// Delete one inline identity policy.
+    DeleteIdentityPolicy {
+        /// Identity ARN.
+        arn: String,
+        /// Policy name.
+        name: String,
+    },
+    /// Delete an access key.
+    DeleteAccessKey {
+        /// Access key id.
+        access_key_id: String,
+    },
 }
 
 impl Command {
@@ -199,6 +255,7 @@ impl Command {
             Command::CreateKey { record } => vec![Change::Key(record.key_id.clone())],
             Command::SetKeyEnabled { key_id, .. }
             | Command::UpdateKeyDescription { key_id, .. }
+            | Command::PutKeyPolicy { key_id, .. }
             | Command::ScheduleKeyDeletion { key_id, .. }
             | Command::CancelKeyDeletion { key_id }
             | Command::DeleteDueKey { key_id }
@@ -230,8 +287,21 @@ impl Command {
                 vec![Change::Alias(account_id.clone(), alias_name.clone())]
             }
             Command::PutIdentity { identity } => vec![Change::Identity(identity.arn.clone())],
+            Command::DeleteIdentity { arn }
+            | Command::PutIdentityPolicy { arn, .. }
+            | Command::DeleteIdentityPolicy { arn, .. } => vec![Change::Identity(arn.clone())],
             Command::PutAccessKey { record } => {
                 vec![Change::AccessKey(record.access_key_id.clone())]
+            }
+            Command::DeleteAccessKey { access_key_id } => {
+                vec![Change::AccessKey(access_key_id.clone())]
+            }
+            Command::CreateGrant { grant } => {
+                vec![Change::Grant(grant.key_id.clone(), grant.grant_id.clone())]
+            }
+            Command::RetireGrant { key_id, grant_id }
+            | Command::RevokeGrant { key_id, grant_id } => {
+                vec![Change::Grant(key_id.clone(), grant_id.clone())]
             }
         }
     }
@@ -244,6 +314,8 @@ pub enum CommandOutput {
     Key(Box<KeyRecord>),
     /// The alias after the change.
     Alias(AliasRecord),
+    /// CreateGrant: the grant created, or the existing identical named grant.
+    Grant(GrantRecord),
     /// Nothing to return.
     Done,
 }
@@ -261,6 +333,8 @@ pub enum Change {
     Identity(String),
     /// An access key by id.
     AccessKey(String),
+    /// A grant by (key id, grant id).
+    Grant(String, String),
 }
 
 /// Read-only questions a front asks the store; answered from the state machine after a read
@@ -317,6 +391,50 @@ pub enum Query {
     /// Ids of keys waiting for a front to prepare their next material
     /// (`rotation::needs_material`).
     KeysAwaitingMaterial,
+    /// One grant.
+    GetGrant {
+        /// Key id.
+        key_id: String,
+        /// Grant id.
+        grant_id: String,
+    },
+    /// Grants of one key in grant-id order, optionally filtered (ListGrants).
+    ListGrants {
+        /// Key id.
+        key_id: String,
+        /// Only this grant.
+        grant_id: Option<String>,
+        /// Only grants to this grantee.
+        grantee_principal: Option<String>,
+        /// Exclusive start grant id (the previous page's `next_marker`).
+        marker: Option<String>,
+        /// Page size (1..=100).
+        limit: u32,
+    },
+    /// Grants of every key that `retiring_principal` may retire as their retiring principal,
+    /// in (key id, grant id) order (ListRetirableGrants).
+    ListRetirableGrants {
+        /// The retiring principal.
+        retiring_principal: String,
+        /// Exclusive start: `<key id>/<grant id>` (the previous page's `next_marker`).
+        marker: Option<String>,
+        /// Page size (1..=100).
+        limit: u32,
+    },
+    /// Identities of an account in ARN order.
+    ListIdentities {
+        /// Owning account.
+        account_id: String,
+        /// Exclusive start ARN.
+        marker: Option<String>,
+        /// Page size (1..=1000).
+        limit: u32,
+    },
+    /// Every access key of one principal, in access key id order.
+    ListAccessKeys {
+        /// The principal they authenticate as.
+        principal_arn: String,
+    },
 }
 
 /// Answers to [`Query`].
@@ -346,4 +464,22 @@ pub enum QueryOutput {
     AccessKey(Option<AccessKeyRecord>),
     /// DueForDeletion.
     KeyIds(Vec<String>),
+    /// GetGrant.
+    Grant(Option<GrantRecord>),
+    /// ListGrants, ListRetirableGrants.
+    Grants {
+        /// This page.
+        grants: Vec<GrantRecord>,
+        /// Set when more remain.
+        next_marker: Option<String>,
+    },
+    /// ListIdentities.
+    Identities {
+        /// This page.
+        identities: Vec<IdentityRecord>,
+        /// Set when more remain.
+        next_marker: Option<String>,
+    },
+    /// ListAccessKeys.
+    AccessKeys(Vec<AccessKeyRecord>),
 }

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!  generate_data_key_pair(KeyPairSpec) -> SecretKeyMaterial::generate(spec.key_spec())
+//!                                       | ml_kem::generate (ML_KEM_*: PKCS#8 seed form)
 //!        -> DataKeyPair { private: PKCS#8 DER (Secret), public: SPKI DER }
 //!  front: PrivateKeyCiphertextBlob = ciphertext::seal(private, symmetric KMS key, context)
 //! ```
@@ -14,6 +15,7 @@
 use crate::crypto::Secret;
 use crate::error::DomainError;
 use crate::material::SecretKeyMaterial;
+use crate::ml_kem::{self, MlKemParams};
 use crate::spec::DataKeyPairSpec;
 
 /// A generated data key pair. No `Debug`: the private key is secret.
@@ -41,7 +43,19 @@ impl DataKeyPair {
 
 /// A fresh pair of `spec`.
 pub fn generate_data_key_pair(spec: DataKeyPairSpec) -> Result<DataKeyPair, DomainError> {
-    let m = SecretKeyMaterial::generate(spec.key_spec())?;
+    let Some(key_spec) = spec.key_spec() else {
+        let params = match spec {
+            DataKeyPairSpec::MlKem512 => MlKemParams::MlKem512,
+            DataKeyPairSpec::MlKem768 => MlKemParams::MlKem768,
+            _ => MlKemParams::MlKem1024,
+        };
+        let (private_key, public_key) = ml_kem::generate(params)?;
+        return Ok(DataKeyPair {
+            private_key,
+            public_key,
+        });
+    };
+    let m = SecretKeyMaterial::generate(key_spec)?;
     let public_key = m.public_key_der()?;
     Ok(DataKeyPair {
         private_key: Secret::new(m.expose_secret().to_vec()),

@@ -53,6 +53,13 @@ pub enum DomainError {
     /// (or not valid material for its spec).
     #[error("{0}")]
     IncorrectKeyMaterial(String),
+    /// `InvalidGrantTokenException`: a grant token that is malformed or names no grant.
+    #[error("{0}")]
+    InvalidGrantToken(String),
+    /// `InvalidGrantIdException`: RetireGrant/RevokeGrant named a grant id the key does not
+    /// have.
+    #[error("{0}")]
+    InvalidGrantId(String),
     /// `KMSInternalException`: something that should not happen (e.g. wrapped material that
     /// does not unwrap under the domain key). Never includes secret bytes.
     #[error("{0}")]

@@ -5,13 +5,16 @@
 //!
 //! # Layout
 //!
-//! - `model`: replicated records (`KeyRecord`, `AliasRecord`, ...) and the whole `State`.
+//! - `model`: replicated records (`KeyRecord`, `AliasRecord`, identities with their inline
+//!   policies, ...) and the whole `State`.
 //! - `command`: the Raft log entries (`Proposal`/`Command`), queries, and `Change`s.
 //! - `apply`: `apply(&mut State, &Proposal)`, the state machine's pure transition function.
 //! - `query`: `query(&State, &Query)`, read-only answers (lists are paged by marker).
 //! - `rotation`: key rotation records, the schedule, and which rotations are due.
 //! - `import`: BYOK — import parameters and tokens, unwrapping imported material (RSA-OAEP,
 //!   RSA + AES-KWP), expiry of imported material.
+//! - `grant`: grants (`GrantRecord`, AWS's CreateGrant rules, what a grant allows, who may
+//!   retire it) and opaque grant tokens.
 //! - `state`: AWS's table of which key state allows which `Operation`.
 //! - `crypto`: secret types (`DomainKey`, `KeyMaterial`, `Secret`), wrapping under the domain
 //!   key, hashes and MACs.
@@ -20,11 +23,14 @@
 //! - `sigv4`: AWS Signature Version 4 verification (pure; the front feeds it the request).
 //! - Every key spec (issue 3; the front's `asymmetric` module wires them): `spec` (AWS key specs,
 //!   usages and algorithm lists), `material` (private key material per spec, public keys as
-//!   SPKI), `sign`, `rsa_encrypt`, `mac`, `ecdh`, `data_key_pair`. aws-lc-rs for RSA, ECDSA,
-//!   ECDH, HMAC and ML-DSA; ed25519-dalek for Ed25519; checked against Wycheproof vectors.
+//!   SPKI), `sign`, `rsa_encrypt`, `mac`, `ecdh`, `data_key_pair` (+ `ml_kem` for ML-KEM
+//!   pairs). aws-lc-rs for RSA, ECDSA, ECDH, HMAC and ML-DSA; ed25519-dalek for Ed25519;
+//!   RustCrypto ml-kem for ML-KEM keygen from a seed; checked against Wycheproof vectors.
 //!
 //! Only this crate imports crypto crates; the rest of the workspace asks it.
-//! - `ids`, `policy`: key ids, ARNs, the default key policy.
+//! - `ids`: key ids and ARNs.
+//! - `policy`: the IAM policy language (key and identity policies), its evaluator, the KMS
+//!   authorization decision (key policy + identity policies + grants), the default key policy.
 //! - `error`: `DomainError`, one variant per AWS exception the domain can raise.
 //!
 //! # Data flow
@@ -48,10 +54,12 @@ pub mod crypto;
 pub mod data_key_pair;
 pub mod ecdh;
 pub mod error;
+pub mod grant;
 pub mod ids;
 pub mod import;
 pub mod mac;
 pub mod material;
+pub mod ml_kem;
 pub mod model;
 pub mod policy;
 pub mod query;

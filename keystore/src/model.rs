@@ -1,4 +1,4 @@
-//! Replicated records: keys, aliases, identities, access keys.
+//! Replicated records: keys, aliases, identities, access keys (grants live in `grant`).
 //!
 //! These are what storage nodes persist. Nothing here is secret in the clear: key material and
 //! access-key secrets appear only as [`Wrapped`] blobs sealed under the region domain key.
@@ -149,16 +149,31 @@ pub struct AliasRecord {
     pub last_updated_date: EpochMillis,
 }
 
-/// A principal known to the cluster (what IAM would hold).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Most inline identity policies one identity may have (`LimitExceededException` beyond).
+pub const MAX_IDENTITY_POLICIES: usize = 10;
+
+/// A principal known to the cluster (what IAM would hold). Fields added after the first
+/// release default when absent, so stored records keep reading.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityRecord {
     /// `arn:aws:iam::<account>:root|user/<name>|role/<name>`.
     pub arn: String,
     /// Owning account.
     pub account_id: String,
-    /// Account administrators may do everything with their account's keys (until identity
-    /// policies arrive with the access-control work).
+    /// Treated as if an AdministratorAccess policy were attached: everything the account's
+    /// key policies delegate to IAM.
     pub admin: bool,
+    /// Set for a *service identity* (e.g. `s3.us-east-1.amazonaws.com`): it may call on
+    /// behalf of other principals, and such calls carry `kms:ViaService` = this name.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Inline identity policies: name -> JSON document (validated by the front before it
+    /// proposes; at most [`MAX_IDENTITY_POLICIES`]).
+    #[serde(default)]
+    pub policies: BTreeMap<String, String>,
+    /// Creation time (0 for records stored before it was kept).
+    #[serde(default)]
+    pub created_at: EpochMillis,
 }
 
 /// A SigV4 access key. The secret is wrapped under the domain key like key material.
@@ -182,9 +197,132 @@ pub struct State {
     /// Keys by key id.
     pub keys: BTreeMap<String, KeyRecord>,
     /// Aliases by (account id, alias name).
+    #[serde(with = "pair_keyed")]
     pub aliases: BTreeMap<(String, String), AliasRecord>,
     /// Identities by ARN.
     pub identities: BTreeMap<String, IdentityRecord>,
     /// Access keys by access key id.
     pub access_keys: BTreeMap<String, AccessKeyRecord>,
+    /// Grants by (key id, grant id).
+    #[serde(default, with = "pair_keyed")]
+    pub grants: BTreeMap<(String, String), crate::grant::GrantRecord>,
+}
+
+/// Serde for maps keyed by a pair of strings. JSON object keys must be strings, so such a map
+/// is written as a list of `[[a, b], value]` entries (the whole `State` is a snapshot's JSON).
+/// Reading also accepts an object, the form an empty map was written in before.
+mod pair_keyed {
+    use std::collections::BTreeMap;
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{MapAccess, SeqAccess, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Key = (String, String);
+
+    pub fn serialize<S: Serializer, V: Serialize>(
+        map: &BTreeMap<Key, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<Key, V>, D::Error> {
+        struct Entries<V>(PhantomData<V>);
+
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for Entries<V> {
+            type Value = BTreeMap<Key, V>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of [[string, string], value] entries")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = seq.next_element::<(Key, V)>()? {
+                    out.insert(k, v);
+                }
+                Ok(out)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<Key, V>()? {
+                    out.insert(k, v);
+                }
+                Ok(out)
+            }
+        }
+
+        d.deserialize_any(Entries(PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grant::{GrantOperation, GrantRecord};
+
+    fn alias() -> AliasRecord {
+        AliasRecord {
+            alias_name: "alias/app".into(),
+            account_id: "111122223333".into(),
+            alias_arn: "arn:aws:kms:us-east-1:111122223333:alias/app".into(),
+            target_key_id: "k".into(),
+            creation_date: 1,
+            last_updated_date: 1,
+        }
+    }
+
+    fn grant() -> GrantRecord {
+        GrantRecord {
+            grant_id: "g1".into(),
+            key_id: "k".into(),
+            key_arn: "arn:aws:kms:us-east-1:111122223333:key/k".into(),
+            account_id: "111122223333".into(),
+            name: Some("n".into()),
+            grantee_principal: "arn:aws:iam::111122223333:role/app".into(),
+            retiring_principal: None,
+            issuing_account: "arn:aws:iam::111122223333:root".into(),
+            operations: vec![GrantOperation::Decrypt],
+            constraints: None,
+            creation_date: 1,
+            token_nonce: [3; 16],
+        }
+    }
+
+    #[test]
+    fn a_state_with_aliases_and_grants_round_trips_through_json() {
+        // Snapshots are the whole State as JSON, whose object keys must be strings.
+        let mut st = State::default();
+        let a = alias();
+        st.aliases
+            .insert((a.account_id.clone(), a.alias_name.clone()), a);
+        let g = grant();
+        st.grants.insert((g.key_id.clone(), g.grant_id.clone()), g);
+        let json = serde_json::to_vec(&st).unwrap();
+        assert_eq!(serde_json::from_slice::<State>(&json).unwrap(), st);
+    }
+
+    #[test]
+    fn a_state_written_before_grants_still_reads() {
+        let old = r#"{"keys":{},"aliases":{},"identities":{},"access_keys":{}}"#;
+        assert_eq!(
+            serde_json::from_str::<State>(old).unwrap(),
+            State::default()
+        );
+    }
+
+    #[test]
+    fn an_identity_stored_before_policies_and_services_still_reads() {
+        let old = r#"{"arn":"arn:aws:iam::111122223333:user/a","account_id":"111122223333","admin":true}"#;
+        let id: IdentityRecord = serde_json::from_str(old).unwrap();
+        assert!(id.admin);
+        assert_eq!(id.service, None);
+        assert!(id.policies.is_empty());
+        assert_eq!(id.created_at, 0);
+    }
 }

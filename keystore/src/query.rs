@@ -9,6 +9,10 @@ use crate::model::{KeyState, State};
 pub const MAX_LIST_KEYS_LIMIT: u32 = 1000;
 /// Largest ListAliases page.
 pub const MAX_LIST_ALIASES_LIMIT: u32 = 100;
+/// Largest ListGrants / ListRetirableGrants page.
+pub const MAX_LIST_GRANTS_LIMIT: u32 = 100;
+/// Largest ListIdentities page.
+pub const MAX_LIST_IDENTITIES_LIMIT: u32 = 1000;
 
 /// Answers one query. Page sizes outside the API's range are clamped into it.
 pub fn query(state: &State, q: &Query) -> QueryOutput {
@@ -86,6 +90,111 @@ pub fn query(state: &State, q: &Query) -> QueryOutput {
         Query::KeysAwaitingMaterial => {
             QueryOutput::KeyIds(crate::rotation::awaiting_material(state))
         }
+        Query::GetGrant { key_id, grant_id } => QueryOutput::Grant(
+            state
+                .grants
+                .get(&(key_id.clone(), grant_id.clone()))
+                .cloned(),
+        ),
+        Query::ListGrants {
+            key_id,
+            grant_id,
+            grantee_principal,
+            marker,
+            limit,
+        } => {
+            let start = match marker {
+                Some(m) => Bound::Excluded((key_id.clone(), m.clone())),
+                None => Bound::Included((key_id.clone(), String::new())),
+            };
+            let mut items = state
+                .grants
+                .range((start, Bound::Unbounded))
+                .take_while(|((k, _), _)| k == key_id)
+                .map(|(_, g)| g)
+                .filter(|g| grant_id.as_ref().is_none_or(|id| g.grant_id == *id))
+                .filter(|g| {
+                    grantee_principal
+                        .as_ref()
+                        .is_none_or(|p| g.grantee_principal == *p)
+                });
+            let (grants, more) = page(&mut items, clamp(*limit, MAX_LIST_GRANTS_LIMIT));
+            let next_marker = more
+                .then(|| grants.last().map(|g| g.grant_id.clone()))
+                .flatten();
+            QueryOutput::Grants {
+                grants,
+                next_marker,
+            }
+        }
+        Query::ListRetirableGrants {
+            retiring_principal,
+            marker,
+            limit,
+        } => {
+            let start = match marker.as_deref().map(split_grant_marker) {
+                Some(after) => Bound::Excluded(after),
+                None => Bound::Unbounded,
+            };
+            let mut items = state
+                .grants
+                .range((start, Bound::Unbounded))
+                .map(|(_, g)| g)
+                .filter(|g| g.retiring_principal.as_deref() == Some(retiring_principal.as_str()));
+            let (grants, more) = page(&mut items, clamp(*limit, MAX_LIST_GRANTS_LIMIT));
+            let next_marker = more
+                .then(|| {
+                    grants
+                        .last()
+                        .map(|g| format!("{}/{}", g.key_id, g.grant_id))
+                })
+                .flatten();
+            QueryOutput::Grants {
+                grants,
+                next_marker,
+            }
+        }
+        Query::ListIdentities {
+            account_id,
+            marker,
+            limit,
+        } => {
+            let start = match marker {
+                Some(m) => Bound::Excluded(m.clone()),
+                None => Bound::Unbounded,
+            };
+            let mut items = state
+                .identities
+                .range::<String, _>((start, Bound::Unbounded))
+                .map(|(_, i)| i)
+                .filter(|i| i.account_id == *account_id);
+            let (identities, more) = page(&mut items, clamp(*limit, MAX_LIST_IDENTITIES_LIMIT));
+            let next_marker = more
+                .then(|| identities.last().map(|i| i.arn.clone()))
+                .flatten();
+            QueryOutput::Identities {
+                identities,
+                next_marker,
+            }
+        }
+        Query::ListAccessKeys { principal_arn } => QueryOutput::AccessKeys(
+            state
+                .access_keys
+                .values()
+                .filter(|k| k.principal_arn == *principal_arn)
+                .cloned()
+                .collect(),
+        ),
+    }
+}
+
+/// A ListRetirableGrants marker `<key id>/<grant id>` as the (key id, grant id) to start
+/// after. Grant ids are alphanumeric, so the last `/` separates them. The front validates
+/// markers; one without `/` starts at the first grant of the key it names.
+fn split_grant_marker(marker: &str) -> (String, String) {
+    match marker.rsplit_once('/') {
+        Some((key_id, grant_id)) => (key_id.to_owned(), grant_id.to_owned()),
+        None => (marker.to_owned(), String::new()),
     }
 }
 

@@ -16,7 +16,7 @@
 //!      +--encryption_algorithms(usage)----> [EncryptionAlgorithm]    (rsa_encrypt.rs)
 //!      +--mac_algorithms(usage)-----------> [MacAlgorithm]           (mac.rs)
 //!      +--key_agreement_algorithms(usage)-> [KeyAgreementAlgorithm]  (ecdh.rs)
-//!  DataKeyPairSpec --key_spec()--> AwsKeySpec                        (data_key_pair.rs)
+//!  DataKeyPairSpec --key_spec()--> AwsKeySpec | ML-KEM                (data_key_pair.rs, ml_kem.rs)
 //! ```
 
 use crate::error::DomainError;
@@ -219,7 +219,8 @@ aws_enum! {
 }
 
 aws_enum! {
-    /// `KeyPairSpec` of GenerateDataKeyPair (no `SM2`: China regions only; no `ML_KEM_*` yet).
+    /// `KeyPairSpec` of GenerateDataKeyPair (no `SM2`: China regions only). The `ML_KEM_*`
+    /// pairs have no KMS key spec of their own (`ml_kem.rs`).
     DataKeyPairSpec, "keyPairSpec" {
         /// RSA 2048.
         Rsa2048 => "RSA_2048",
@@ -237,6 +238,12 @@ aws_enum! {
         EccSecgP256k1 => "ECC_SECG_P256K1",
         /// Ed25519 (PKCS#8 per RFC 8410).
         EccNistEdwards25519 => "ECC_NIST_EDWARDS25519",
+        /// ML-KEM-512 (FIPS 203; PKCS#8 in the 64-byte seed form).
+        MlKem512 => "ML_KEM_512",
+        /// ML-KEM-768.
+        MlKem768 => "ML_KEM_768",
+        /// ML-KEM-1024.
+        MlKem1024 => "ML_KEM_1024",
     }
 }
 
@@ -386,17 +393,21 @@ impl MacAlgorithm {
 }
 
 impl DataKeyPairSpec {
-    /// The key spec whose private key format the pair uses.
-    pub fn key_spec(self) -> AwsKeySpec {
+    /// The KMS key spec whose private key format the pair uses; `None` for the ML-KEM
+    /// pairs, which no KMS key spec shares.
+    pub fn key_spec(self) -> Option<AwsKeySpec> {
         match self {
-            DataKeyPairSpec::Rsa2048 => S::Rsa2048,
-            DataKeyPairSpec::Rsa3072 => S::Rsa3072,
-            DataKeyPairSpec::Rsa4096 => S::Rsa4096,
-            DataKeyPairSpec::EccNistP256 => S::EccNistP256,
-            DataKeyPairSpec::EccNistP384 => S::EccNistP384,
-            DataKeyPairSpec::EccNistP521 => S::EccNistP521,
-            DataKeyPairSpec::EccSecgP256k1 => S::EccSecgP256k1,
-            DataKeyPairSpec::EccNistEdwards25519 => S::EccNistEdwards25519,
+            DataKeyPairSpec::Rsa2048 => Some(S::Rsa2048),
+            DataKeyPairSpec::Rsa3072 => Some(S::Rsa3072),
+            DataKeyPairSpec::Rsa4096 => Some(S::Rsa4096),
+            DataKeyPairSpec::EccNistP256 => Some(S::EccNistP256),
+            DataKeyPairSpec::EccNistP384 => Some(S::EccNistP384),
+            DataKeyPairSpec::EccNistP521 => Some(S::EccNistP521),
+            DataKeyPairSpec::EccSecgP256k1 => Some(S::EccSecgP256k1),
+            DataKeyPairSpec::EccNistEdwards25519 => Some(S::EccNistEdwards25519),
+            DataKeyPairSpec::MlKem512 | DataKeyPairSpec::MlKem768 | DataKeyPairSpec::MlKem1024 => {
+                None
+            }
         }
     }
 }

@@ -4,9 +4,11 @@
 //! |--------------------------------------|---------|----------|-----------------|---------------|-------------|
 //! | DescribeKey, ListResourceTags        | ✓       | ✓        | ✓               | ✓             | ✓           |
 //! | ListAliases, DeleteAlias             | ✓       | ✓        | ✓               | ✓             | ✓           |
+//! | ListGrants, RetireGrant, RevokeGrant | ✓       | ✓        | ✓               | ✓             | ✓           |
+//! | PutKeyPolicy, GetKeyPolicy, ListKeyPolicies | ✓ | ✓      | ✓               | ✓             | ✓           |
 //! | Encrypt, Decrypt, ReEncrypt*, GenerateDataKey*, GenerateDataKeyPair*, GetPublicKey, Sign, Verify, GenerateMac, VerifyMac, DeriveSharedSecret | ✓ | Disabled | InvalidState | InvalidState | InvalidState |
 //! | EnableKey, DisableKey                | ✓       | ✓        | InvalidState    | InvalidState  | ✓           |
-//! | UpdateKeyDescription, Tag/UntagResource, CreateAlias, UpdateAlias, ScheduleKeyDeletion | ✓ | ✓ | InvalidState | ✓ | ✓ |
+//! | UpdateKeyDescription, Tag/UntagResource, CreateAlias, UpdateAlias, ScheduleKeyDeletion, CreateGrant | ✓ | ✓ | InvalidState | ✓ | ✓ |
 //! | CancelKeyDeletion                    | InvalidState | InvalidState | ✓       | InvalidState  | InvalidState |
 //!
 //! The multi-region transient states follow their nearest sibling: `Updating` behaves as
@@ -75,6 +77,20 @@ pub enum Operation {
     GenerateDataKeyPair,
     /// GenerateDataKeyPairWithoutPlaintext.
     GenerateDataKeyPairWithoutPlaintext,
+    /// CreateGrant.
+    CreateGrant,
+    /// ListGrants.
+    ListGrants,
+    /// RetireGrant (works in every state, so grants of any key can be cleaned up).
+    RetireGrant,
+    /// RevokeGrant (works in every state).
+    RevokeGrant,
+    /// PutKeyPolicy (every state: access to a key must stay repairable).
+    PutKeyPolicy,
+    /// GetKeyPolicy.
+    GetKeyPolicy,
+    /// ListKeyPolicies.
+    ListKeyPolicies,
 }
 
 impl Operation {
@@ -108,6 +124,13 @@ impl Operation {
         Operation::DeriveSharedSecret,
         Operation::GenerateDataKeyPair,
         Operation::GenerateDataKeyPairWithoutPlaintext,
+        Operation::CreateGrant,
+        Operation::ListGrants,
+        Operation::RetireGrant,
+        Operation::RevokeGrant,
+        Operation::PutKeyPolicy,
+        Operation::GetKeyPolicy,
+        Operation::ListKeyPolicies,
     ];
 
     /// Whether this is a cryptographic operation (uses key material).
@@ -131,7 +154,8 @@ impl Operation {
         )
     }
 
-    /// Read-only operations that work in every state.
+    /// Operations that work in every state (reads, and removals of things that hang off a
+    /// key: aliases and grants).
     fn is_read_only(self) -> bool {
         matches!(
             self,
@@ -140,6 +164,12 @@ impl Operation {
                 | Operation::ListResourceTags
                 | Operation::ListAliases
                 | Operation::DeleteAlias
+                | Operation::ListGrants
+                | Operation::RetireGrant
+                | Operation::RevokeGrant
+                | Operation::PutKeyPolicy
+                | Operation::GetKeyPolicy
+                | Operation::ListKeyPolicies
         )
     }
 }
@@ -258,6 +288,13 @@ mod tests {
         DeriveSharedSecret               ok   dis  inv  inv  inv  inv  ok   inv
         GenerateDataKeyPair              ok   dis  inv  inv  inv  inv  ok   inv
         GenerateDataKeyPairWithoutPlaintext ok dis inv  inv  inv  inv  ok   inv
+        CreateGrant                      ok   ok   inv  ok   ok   inv  ok   inv
+        ListGrants                       ok   ok   ok   ok   ok   ok   ok   ok
+        RetireGrant                      ok   ok   ok   ok   ok   ok   ok   ok
+        RevokeGrant                      ok   ok   ok   ok   ok   ok   ok   ok
+        PutKeyPolicy                     ok   ok   ok   ok   ok   ok   ok   ok
+        GetKeyPolicy                     ok   ok   ok   ok   ok   ok   ok   ok
+        ListKeyPolicies                  ok   ok   ok   ok   ok   ok   ok   ok
     ";
 
     const STATES: [KeyState; 8] = [

@@ -7,6 +7,7 @@ use common::*;
 use keystore::apply;
 use keystore::command::{Change, Command, CommandOutput, Proposal};
 use keystore::error::DomainError;
+use keystore::grant::{GrantConstraints, GrantOperation as Op, GrantRecord, MAX_GRANTS_PER_KEY};
 use keystore::model::{AccessKeyRecord, IdentityRecord, KeyState, State, Wrapped};
 use keystore::model::{KeySpec, MaterialVersion};
 use keystore::rotation::{RotationRecord, RotationType};
@@ -122,6 +123,18 @@ fn with_rsa_key() -> State {
     let mut rsa = key("k-rsa", KeyState::Enabled);
     rsa.key_spec = KeySpec::Rsa2048;
     insert_key(&mut st, rsa);
+    st
+}
+
+fn g(key_id: &str, grant_id: &str) -> Change {
+    Change::Grant(key_id.into(), grant_id.into())
+}
+
+/// with_grants(), and ALICE has ten inline policies `p0`..`p9`.
+fn alice_with_ten_policies() -> State {
+    let mut st = with_grants();
+    let alice = st.identities.get_mut(ALICE).unwrap();
+    alice.policies = (0..10).map(|i| (format!("p{i}"), s("{}"))).collect();
     st
 }
 
@@ -894,6 +907,7 @@ fn cases() -> Vec<Case> {
                     arn: format!("arn:aws:iam::{ACCT}:user/alice"),
                     account_id: s(ACCT),
                     admin: true,
+                    ..Default::default()
                 },
             },
             want: Want::Ok(|_, st| {
@@ -1701,6 +1715,637 @@ fn cases() -> Vec<Case> {
             want: Want::Ok(|out, _| assert_eq!(*out, CommandOutput::Done)),
             changes: vec![],
         },
+        // ---- DeleteDueKey and grants ----
+        Case {
+            name: "delete_due_key_also_deletes_the_keys_grants",
+            start: with_grants,
+            now: 10 * DAY,
+            command: Command::DeleteDueKey {
+                key_id: s("k-pending"),
+            },
+            want: Want::Ok(|_, st| {
+                let left: Vec<_> = st.grants.keys().map(|(_, g)| g.as_str()).collect();
+                assert_eq!(left, vec!["g1", "g2"]);
+            }),
+            changes: vec![
+                k("k-pending"),
+                a("alias/old"),
+                a("alias/older"),
+                g("k-pending", "g3"),
+            ],
+        },
+        // ---- CreateGrant ----
+        Case {
+            name: "create_grant_stores_the_grant_with_the_keys_identity_and_the_time",
+            start: world,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: GrantRecord {
+                    key_arn: s("arn:aws:kms:us-east-1:999999999999:key/elsewhere"),
+                    account_id: s(OTHER),
+                    creation_date: 0,
+                    ..grant_on("k-enabled", "gnew", &[Op::Decrypt])
+                },
+            },
+            want: Want::Ok(|out, st| {
+                let stored = &st.grants[&(s("k-enabled"), s("gnew"))];
+                assert_eq!(stored.key_arn, arn("k-enabled"));
+                assert_eq!(stored.account_id, ACCT);
+                assert_eq!(stored.creation_date, NOW);
+                assert_eq!(out, &CommandOutput::Grant(stored.clone()));
+            }),
+            changes: vec![g("k-enabled", "gnew")],
+        },
+        Case {
+            name: "create_grant_drops_duplicate_operations_keeping_their_order",
+            start: world,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: grant_on(
+                    "k-enabled",
+                    "gnew",
+                    &[Op::Encrypt, Op::Decrypt, Op::Encrypt],
+                ),
+            },
+            want: Want::Ok(|_, st| {
+                let ops = &st.grants[&(s("k-enabled"), s("gnew"))].operations;
+                assert_eq!(ops, &vec![Op::Encrypt, Op::Decrypt]);
+            }),
+            changes: vec![g("k-enabled", "gnew")],
+        },
+        Case {
+            name: "create_grant_accepts_a_disabled_key",
+            start: world,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: grant_on("k-disabled", "gnew", &[Op::Decrypt]),
+            },
+            want: Want::Ok(|_, st| assert_eq!(st.grants.len(), 1)),
+            changes: vec![g("k-disabled", "gnew")],
+        },
+        Case {
+            name: "create_grant_refuses_a_key_pending_deletion",
+            start: world,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: grant_on("k-pending", "gnew", &[Op::Decrypt]),
+            },
+            want: Want::Err(DomainError::InvalidState(format!(
+                "{} is pending deletion.",
+                arn("k-pending")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_refuses_an_unknown_key",
+            start: world,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: grant_on("nope", "gnew", &[Op::Decrypt]),
+            },
+            want: Want::Err(DomainError::NotFound(s("Key 'nope' does not exist"))),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_with_the_same_name_and_parameters_returns_the_existing_grant",
+            start: with_grants,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: GrantRecord {
+                    name: Some(s("app-grant")),
+                    token_nonce: [9; 16],
+                    // Same operations in another order.
+                    ..grant_on("k-enabled", "gother", &[Op::Encrypt, Op::Decrypt])
+                },
+            },
+            want: Want::Ok(|out, st| {
+                assert_eq!(st, &with_grants());
+                let CommandOutput::Grant(existing) = out else {
+                    panic!("expected a grant, got {out:?}");
+                };
+                assert_eq!(existing.grant_id, "g1");
+                assert_eq!(existing.token_nonce, [7; 16]);
+            }),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_with_the_same_name_but_other_operations_creates_a_new_grant",
+            start: with_grants,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: GrantRecord {
+                    name: Some(s("app-grant")),
+                    ..grant_on("k-enabled", "gother", &[Op::Decrypt])
+                },
+            },
+            want: Want::Ok(|_, st| assert_eq!(st.grants.len(), 4)),
+            changes: vec![g("k-enabled", "gother")],
+        },
+        Case {
+            name: "create_grant_of_an_identical_unnamed_grant_creates_a_second_one",
+            start: with_grants,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: GrantRecord {
+                    retiring_principal: Some(s(RETIRER)),
+                    ..grant_on("k-enabled", "gother", &[Op::DescribeKey, Op::RetireGrant])
+                },
+            },
+            want: Want::Ok(|_, st| {
+                assert!(st.grants.contains_key(&(s("k-enabled"), s("g2"))));
+                assert!(st.grants.contains_key(&(s("k-enabled"), s("gother"))));
+            }),
+            changes: vec![g("k-enabled", "gother")],
+        },
+        Case {
+            name: "create_grant_applied_twice_returns_the_first_result",
+            start: with_grants,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: GrantRecord {
+                    retiring_principal: Some(s(RETIRER)),
+                    ..grant_on("k-enabled", "g2", &[Op::DescribeKey, Op::RetireGrant])
+                },
+            },
+            want: Want::Ok(|out, st| {
+                assert_eq!(st, &with_grants());
+                assert_eq!(
+                    out,
+                    &CommandOutput::Grant(st.grants[&(s("k-enabled"), s("g2"))].clone())
+                );
+            }),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_refuses_another_grant_reusing_an_id",
+            start: with_grants,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: grant_on("k-enabled", "g2", &[Op::Encrypt]),
+            },
+            want: Want::Err(DomainError::AlreadyExists(format!(
+                "Grant g2 already exists on key {}",
+                arn("k-enabled")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_refuses_the_grant_after_the_fifty_thousandth",
+            start: || {
+                let mut st = world();
+                for i in 0..MAX_GRANTS_PER_KEY {
+                    insert_grant(
+                        &mut st,
+                        grant_on("k-enabled", &format!("g{i:05}"), &[Op::Decrypt]),
+                    );
+                }
+                st
+            },
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: grant_on("k-enabled", "gnew", &[Op::Decrypt]),
+            },
+            want: Want::Err(DomainError::LimitExceeded(s(
+                "A KMS key can have at most 50000 grants",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_refuses_no_operations",
+            start: world,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: grant_on("k-enabled", "gnew", &[]),
+            },
+            want: Want::Err(DomainError::Validation(s(
+                "1 validation error detected: Value '[]' at 'operations' failed to satisfy \
+                 constraint: Member must have length greater than or equal to 1",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_refuses_sign_on_a_symmetric_key",
+            start: world,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: grant_on(
+                    "k-enabled",
+                    "gnew",
+                    &[Op::Decrypt, Op::Sign, Op::GenerateMac],
+                ),
+            },
+            want: Want::Err(DomainError::Validation(s(
+                "Grant operations [Sign, GenerateMac] are not valid for a KMS key with KeySpec \
+                 SYMMETRIC_DEFAULT and KeyUsage ENCRYPT_DECRYPT",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_refuses_generate_data_key_on_an_rsa_key",
+            start: with_rsa_key,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: grant_on("k-rsa", "gnew", &[Op::GenerateDataKey]),
+            },
+            want: Want::Err(DomainError::Validation(s(
+                "Grant operations [GenerateDataKey] are not valid for a KMS key with KeySpec \
+                 RSA_2048 and KeyUsage ENCRYPT_DECRYPT",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_accepts_encrypt_and_get_public_key_on_an_rsa_encryption_key",
+            start: with_rsa_key,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: grant_on(
+                    "k-rsa",
+                    "gnew",
+                    &[Op::Encrypt, Op::Decrypt, Op::GetPublicKey, Op::CreateGrant],
+                ),
+            },
+            want: Want::Ok(|_, st| assert_eq!(st.grants.len(), 1)),
+            changes: vec![g("k-rsa", "gnew")],
+        },
+        Case {
+            name: "create_grant_refuses_constraints_on_an_rsa_key",
+            start: with_rsa_key,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: GrantRecord {
+                    constraints: subset(&[("a", "b")]),
+                    ..grant_on("k-rsa", "gnew", &[Op::Decrypt])
+                },
+            },
+            want: Want::Err(DomainError::Validation(s(
+                "Grant constraints are not supported for KMS keys with KeySpec RSA_2048; only \
+                 symmetric encryption KMS keys take an encryption context",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_accepts_constraints_with_management_operations_they_ignore",
+            start: world,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: GrantRecord {
+                    constraints: subset(&[("a", "b")]),
+                    ..grant_on(
+                        "k-enabled",
+                        "gnew",
+                        &[
+                            Op::Decrypt,
+                            Op::GenerateDataKeyPair,
+                            Op::DescribeKey,
+                            Op::RetireGrant,
+                            Op::CreateGrant,
+                        ],
+                    )
+                },
+            },
+            want: Want::Ok(|_, st| {
+                assert_eq!(
+                    st.grants[&(s("k-enabled"), s("gnew"))].constraints,
+                    subset(&[("a", "b")])
+                );
+            }),
+            changes: vec![g("k-enabled", "gnew")],
+        },
+        Case {
+            name: "create_grant_refuses_more_than_eight_constraint_pairs",
+            start: world,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: GrantRecord {
+                    constraints: Some(GrantConstraints {
+                        encryption_context_equals: Some(
+                            (0..9).map(|i| (format!("k{i}"), s("v"))).collect(),
+                        ),
+                        encryption_context_subset: None,
+                    }),
+                    ..grant_on("k-enabled", "gnew", &[Op::Decrypt])
+                },
+            },
+            want: Want::Err(DomainError::Validation(s(
+                "EncryptionContextEquals can have at most 8 encryption context pairs",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_refuses_a_constraint_value_over_384_characters",
+            start: world,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: GrantRecord {
+                    constraints: Some(GrantConstraints {
+                        encryption_context_equals: None,
+                        encryption_context_subset: Some(
+                            [(s("k"), "v".repeat(385))].into_iter().collect(),
+                        ),
+                    }),
+                    ..grant_on("k-enabled", "gnew", &[Op::Decrypt])
+                },
+            },
+            want: Want::Err(DomainError::Validation(s(
+                "EncryptionContextSubset values must be at most 384 characters long",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_refuses_a_name_outside_the_pattern",
+            start: world,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: GrantRecord {
+                    name: Some(s("my grant")),
+                    ..grant_on("k-enabled", "gnew", &[Op::Decrypt])
+                },
+            },
+            want: Want::Err(DomainError::Validation(s(
+                "1 validation error detected: Value 'my grant' at 'name' failed to satisfy \
+                 constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_refuses_a_name_over_256_characters",
+            start: world,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: GrantRecord {
+                    name: Some("n".repeat(257)),
+                    ..grant_on("k-enabled", "gnew", &[Op::Decrypt])
+                },
+            },
+            want: Want::Err(DomainError::Validation(format!(
+                "1 validation error detected: Value '{}' at 'name' failed to satisfy \
+                 constraint: Member must have length between 1 and 256",
+                "n".repeat(257)
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_refuses_an_empty_grantee",
+            start: world,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: GrantRecord {
+                    grantee_principal: String::new(),
+                    ..grant_on("k-enabled", "gnew", &[Op::Decrypt])
+                },
+            },
+            want: Want::Err(DomainError::Validation(s(
+                "1 validation error detected: Value '' at 'granteePrincipal' failed to satisfy \
+                 constraint: Member must have length between 1 and 256",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "create_grant_refuses_a_grant_id_that_is_not_alphanumeric",
+            start: world,
+            now: NOW,
+            command: Command::CreateGrant {
+                grant: grant_on("k-enabled", "g/1", &[Op::Decrypt]),
+            },
+            want: Want::Err(DomainError::Validation(s(
+                "1 validation error detected: Value 'g/1' at 'grantId' failed to satisfy \
+                 constraint: Member must be 1 to 128 letters and digits",
+            ))),
+            changes: vec![],
+        },
+        // ---- RetireGrant / RevokeGrant ----
+        Case {
+            name: "retire_grant_removes_the_grant",
+            start: with_grants,
+            now: NOW,
+            command: Command::RetireGrant {
+                key_id: s("k-enabled"),
+                grant_id: s("g2"),
+            },
+            want: Want::Ok(|out, st| {
+                assert_eq!(out, &CommandOutput::Done);
+                assert!(!st.grants.contains_key(&(s("k-enabled"), s("g2"))));
+                assert_eq!(st.grants.len(), 2);
+            }),
+            changes: vec![g("k-enabled", "g2")],
+        },
+        Case {
+            name: "retire_grant_works_on_a_key_pending_deletion",
+            start: with_grants,
+            now: NOW,
+            command: Command::RetireGrant {
+                key_id: s("k-pending"),
+                grant_id: s("g3"),
+            },
+            want: Want::Ok(|_, st| assert_eq!(st.grants.len(), 2)),
+            changes: vec![g("k-pending", "g3")],
+        },
+        Case {
+            name: "retire_grant_refuses_an_unknown_grant_id",
+            start: with_grants,
+            now: NOW,
+            command: Command::RetireGrant {
+                key_id: s("k-enabled"),
+                grant_id: s("gnope"),
+            },
+            want: Want::Err(DomainError::InvalidGrantId(format!(
+                "Grant ID gnope is not valid for key {}",
+                arn("k-enabled")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "revoke_grant_removes_the_grant",
+            start: with_grants,
+            now: NOW,
+            command: Command::RevokeGrant {
+                key_id: s("k-enabled"),
+                grant_id: s("g1"),
+            },
+            want: Want::Ok(|_, st| {
+                assert!(!st.grants.contains_key(&(s("k-enabled"), s("g1"))));
+            }),
+            changes: vec![g("k-enabled", "g1")],
+        },
+        Case {
+            name: "revoke_grant_refuses_a_grant_of_another_key",
+            start: with_grants,
+            now: NOW,
+            command: Command::RevokeGrant {
+                key_id: s("k-enabled"),
+                grant_id: s("g3"),
+            },
+            want: Want::Err(DomainError::InvalidGrantId(format!(
+                "Grant ID g3 is not valid for key {}",
+                arn("k-enabled")
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "revoke_grant_refuses_an_unknown_key",
+            start: with_grants,
+            now: NOW,
+            command: Command::RevokeGrant {
+                key_id: s("nope"),
+                grant_id: s("g1"),
+            },
+            want: Want::Err(DomainError::NotFound(s("Key 'nope' does not exist"))),
+            changes: vec![],
+        },
+        // ---- identities, their policies, access keys ----
+        Case {
+            name: "delete_identity_removes_it_and_only_its_access_keys",
+            start: with_grants,
+            now: NOW,
+            command: Command::DeleteIdentity { arn: s(ALICE) },
+            want: Want::Ok(|out, st| {
+                assert_eq!(out, &CommandOutput::Done);
+                assert!(!st.identities.contains_key(ALICE));
+                let keys: Vec<_> = st.access_keys.keys().map(String::as_str).collect();
+                assert_eq!(keys, vec!["AKIA3"]);
+                // Grants are the key's: they stay.
+                assert_eq!(st.grants.len(), 3);
+            }),
+            changes: vec![
+                Change::Identity(s(ALICE)),
+                Change::AccessKey(s("AKIA1")),
+                Change::AccessKey(s("AKIA2")),
+            ],
+        },
+        Case {
+            name: "delete_identity_refuses_an_unknown_identity",
+            start: with_grants,
+            now: NOW,
+            command: Command::DeleteIdentity {
+                arn: s("arn:aws:iam::1:user/x"),
+            },
+            want: Want::Err(DomainError::NotFound(s(
+                "Identity 'arn:aws:iam::1:user/x' does not exist",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "put_identity_policy_adds_a_policy",
+            start: with_grants,
+            now: NOW,
+            command: Command::PutIdentityPolicy {
+                arn: s(BOB),
+                name: s("kms"),
+                document: s(r#"{"Version":"2012-10-17","Statement":[]}"#),
+            },
+            want: Want::Ok(|_, st| {
+                assert_eq!(
+                    st.identities[BOB].policies["kms"],
+                    r#"{"Version":"2012-10-17","Statement":[]}"#
+                );
+            }),
+            changes: vec![Change::Identity(s(BOB))],
+        },
+        Case {
+            name: "put_identity_policy_replaces_a_policy_of_the_same_name_even_at_the_limit",
+            start: alice_with_ten_policies,
+            now: NOW,
+            command: Command::PutIdentityPolicy {
+                arn: s(ALICE),
+                name: s("p9"),
+                document: s("{\"new\":1}"),
+            },
+            want: Want::Ok(|_, st| {
+                assert_eq!(st.identities[ALICE].policies.len(), 10);
+                assert_eq!(st.identities[ALICE].policies["p9"], "{\"new\":1}");
+            }),
+            changes: vec![Change::Identity(s(ALICE))],
+        },
+        Case {
+            name: "put_identity_policy_refuses_an_eleventh_policy",
+            start: alice_with_ten_policies,
+            now: NOW,
+            command: Command::PutIdentityPolicy {
+                arn: s(ALICE),
+                name: s("p10"),
+                document: s("{}"),
+            },
+            want: Want::Err(DomainError::LimitExceeded(s(
+                "An identity can have at most 10 inline policies",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "put_identity_policy_refuses_an_unknown_identity",
+            start: with_grants,
+            now: NOW,
+            command: Command::PutIdentityPolicy {
+                arn: s("arn:aws:iam::1:user/x"),
+                name: s("p"),
+                document: s("{}"),
+            },
+            want: Want::Err(DomainError::NotFound(s(
+                "Identity 'arn:aws:iam::1:user/x' does not exist",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "delete_identity_policy_removes_it",
+            start: with_grants,
+            now: NOW,
+            command: Command::DeleteIdentityPolicy {
+                arn: s(ALICE),
+                name: s("read"),
+            },
+            want: Want::Ok(|_, st| assert!(st.identities[ALICE].policies.is_empty())),
+            changes: vec![Change::Identity(s(ALICE))],
+        },
+        Case {
+            name: "delete_identity_policy_refuses_an_unknown_policy",
+            start: with_grants,
+            now: NOW,
+            command: Command::DeleteIdentityPolicy {
+                arn: s(ALICE),
+                name: s("write"),
+            },
+            want: Want::Err(DomainError::NotFound(format!(
+                "Policy 'write' does not exist on identity '{ALICE}'"
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "delete_identity_policy_refuses_an_unknown_identity",
+            start: with_grants,
+            now: NOW,
+            command: Command::DeleteIdentityPolicy {
+                arn: s("arn:aws:iam::1:user/x"),
+                name: s("read"),
+            },
+            want: Want::Err(DomainError::NotFound(s(
+                "Identity 'arn:aws:iam::1:user/x' does not exist",
+            ))),
+            changes: vec![],
+        },
+        Case {
+            name: "delete_access_key_removes_it",
+            start: with_grants,
+            now: NOW,
+            command: Command::DeleteAccessKey {
+                access_key_id: s("AKIA2"),
+            },
+            want: Want::Ok(|_, st| {
+                assert!(!st.access_keys.contains_key("AKIA2"));
+                assert_eq!(st.access_keys.len(), 2);
+            }),
+            changes: vec![Change::AccessKey(s("AKIA2"))],
+        },
+        Case {
+            name: "delete_access_key_refuses_an_unknown_access_key",
+            start: with_grants,
+            now: NOW,
+            command: Command::DeleteAccessKey {
+                access_key_id: s("AKIANOPE"),
+            },
+            want: Want::Err(DomainError::NotFound(s(
+                "Access key 'AKIANOPE' does not exist",
+            ))),
+            changes: vec![],
+        },
     ]
 }
 
@@ -1747,7 +2392,7 @@ fn every_command_behaves_as_its_table_row_says() {
 fn every_change_names_an_entity_whose_current_value_storage_can_write() {
     // After a successful command, each Change names something that either exists (write it)
     // or is gone (delete it) - never an entity the command did not touch.
-    let mut st = world();
+    let mut st = with_grants();
     let (res, changes) = apply(
         &mut st,
         &Proposal {
@@ -1758,11 +2403,15 @@ fn every_change_names_an_entity_whose_current_value_storage_can_write() {
         },
     );
     res.unwrap();
+    assert!(changes.contains(&g("k-pending", "g3")));
     for c in &changes {
         match c {
             Change::Key(id) => assert!(!st.keys.contains_key(id)),
             Change::Alias(acct, name) => {
                 assert!(!st.aliases.contains_key(&(acct.clone(), name.clone())))
+            }
+            Change::Grant(key_id, grant_id) => {
+                assert!(!st.grants.contains_key(&(key_id.clone(), grant_id.clone())))
             }
             other => panic!("unexpected change {other:?}"),
         }

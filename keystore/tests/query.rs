@@ -267,6 +267,7 @@ fn identities_and_access_keys_are_looked_up_by_id() {
         arn: format!("arn:aws:iam::{ACCT}:user/alice"),
         account_id: s(ACCT),
         admin: false,
+        ..Default::default()
     };
     st.identities.insert(alice.arn.clone(), alice.clone());
     assert_eq!(
@@ -296,4 +297,259 @@ fn identities_and_access_keys_are_looked_up_by_id() {
         ),
         QueryOutput::AccessKey(None)
     );
+}
+
+// ---- grants, identities, access keys ----
+
+use keystore::grant::{GrantOperation, GrantRecord};
+
+fn grant_ids(out: QueryOutput) -> (Vec<String>, Option<String>) {
+    match out {
+        QueryOutput::Grants {
+            grants,
+            next_marker,
+        } => (
+            grants
+                .into_iter()
+                .map(|g: GrantRecord| format!("{}/{}", g.key_id, g.grant_id))
+                .collect(),
+            next_marker,
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn list_grants(
+    st: &State,
+    key_id: &str,
+    grantee: Option<&str>,
+    limit: u32,
+    marker: Option<&str>,
+) -> (Vec<String>, Option<String>) {
+    grant_ids(query(
+        st,
+        &Query::ListGrants {
+            key_id: s(key_id),
+            grant_id: None,
+            grantee_principal: grantee.map(s),
+            marker: marker.map(s),
+            limit,
+        },
+    ))
+}
+
+fn list_retirable(
+    st: &State,
+    principal: &str,
+    limit: u32,
+    marker: Option<&str>,
+) -> (Vec<String>, Option<String>) {
+    grant_ids(query(
+        st,
+        &Query::ListRetirableGrants {
+            retiring_principal: s(principal),
+            marker: marker.map(s),
+            limit,
+        },
+    ))
+}
+
+/// Pages through `list` with `limit` and returns everything seen, checking that each next
+/// marker names the page's last entry.
+fn all_pages(list: impl Fn(Option<&str>) -> (Vec<String>, Option<String>)) -> (Vec<String>, usize) {
+    let mut seen = Vec::new();
+    let mut marker: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let (page, next) = list(marker.as_deref());
+        pages += 1;
+        seen.extend(page);
+        match next {
+            Some(m) => marker = Some(m),
+            None => return (seen, pages),
+        }
+    }
+}
+
+/// with_grants() plus g00..g11 on k-disabled (even ones to another grantee, retirable by
+/// RETIRER) and grants retirable by RETIRER on k-enabled and k-other.
+fn many_grants() -> State {
+    let mut st = with_grants();
+    for i in 0..12 {
+        let mut g = grant_on(
+            "k-disabled",
+            &format!("g{i:02}"),
+            &[GrantOperation::Decrypt],
+        );
+        if i % 2 == 0 {
+            g.grantee_principal = s(ALICE);
+            g.retiring_principal = Some(s(RETIRER));
+        }
+        insert_grant(&mut st, g);
+    }
+    let mut other = grant_on("k-other", "gx", &[GrantOperation::Encrypt]);
+    other.retiring_principal = Some(s(RETIRER));
+    insert_grant(&mut st, other);
+    st
+}
+
+#[test]
+fn get_grant_is_scoped_to_its_key() {
+    let st = with_grants();
+    let get = |key_id: &str, grant_id: &str| {
+        query(
+            &st,
+            &Query::GetGrant {
+                key_id: s(key_id),
+                grant_id: s(grant_id),
+            },
+        )
+    };
+    assert_eq!(
+        get("k-enabled", "g1"),
+        QueryOutput::Grant(Some(st.grants[&(s("k-enabled"), s("g1"))].clone()))
+    );
+    assert_eq!(get("k-disabled", "g1"), QueryOutput::Grant(None));
+    assert_eq!(get("k-enabled", "g3"), QueryOutput::Grant(None));
+}
+
+#[test]
+fn list_grants_returns_one_keys_grants_in_grant_id_order() {
+    let st = with_grants();
+    assert_eq!(
+        list_grants(&st, "k-enabled", None, 100, None),
+        (vec![s("k-enabled/g1"), s("k-enabled/g2")], None)
+    );
+    assert_eq!(
+        list_grants(&st, "k-pending", None, 100, None),
+        (vec![s("k-pending/g3")], None)
+    );
+    assert_eq!(list_grants(&st, "nope", None, 100, None), (vec![], None));
+}
+
+#[test]
+fn list_grants_pages_without_crossing_into_another_key() {
+    let st = many_grants();
+    let (all, pages) = all_pages(|m| list_grants(&st, "k-disabled", None, 5, m));
+    let want: Vec<String> = (0..12).map(|i| format!("k-disabled/g{i:02}")).collect();
+    assert_eq!(all, want);
+    assert_eq!(pages, 3);
+    let (page, next) = list_grants(&st, "k-disabled", None, 5, None);
+    assert_eq!(
+        next.as_deref(),
+        Some("g04"),
+        "the marker is the last grant id"
+    );
+    assert_eq!(page.len(), 5);
+}
+
+#[test]
+fn list_grants_filters_by_grantee_and_by_grant_id() {
+    let st = many_grants();
+    let (alices, _) = all_pages(|m| list_grants(&st, "k-disabled", Some(ALICE), 4, m));
+    let want: Vec<String> = (0..12)
+        .step_by(2)
+        .map(|i| format!("k-disabled/g{i:02}"))
+        .collect();
+    assert_eq!(alices, want);
+    let one = query(
+        &st,
+        &Query::ListGrants {
+            key_id: s("k-disabled"),
+            grant_id: Some(s("g07")),
+            grantee_principal: None,
+            marker: None,
+            limit: 100,
+        },
+    );
+    assert_eq!(grant_ids(one), (vec![s("k-disabled/g07")], None));
+}
+
+#[test]
+fn list_grants_clamps_its_limit_to_one_hundred() {
+    let mut st = world();
+    for i in 0..150 {
+        insert_grant(
+            &mut st,
+            grant_on("k-enabled", &format!("g{i:03}"), &[GrantOperation::Decrypt]),
+        );
+    }
+    let (page, next) = list_grants(&st, "k-enabled", None, 1000, None);
+    assert_eq!(page.len(), 100);
+    assert_eq!(next.as_deref(), Some("g099"));
+    let (page, next) = list_grants(&st, "k-enabled", None, 0, None);
+    assert_eq!((page.len(), next.as_deref()), (1, Some("g000")));
+}
+
+#[test]
+fn list_retirable_grants_spans_keys_in_key_then_grant_order() {
+    let st = many_grants();
+    let (all, pages) = all_pages(|m| list_retirable(&st, RETIRER, 3, m));
+    let mut want: Vec<String> = (0..12)
+        .step_by(2)
+        .map(|i| format!("k-disabled/g{i:02}"))
+        .collect();
+    want.push(s("k-enabled/g2"));
+    want.push(s("k-other/gx"));
+    assert_eq!(all, want);
+    assert_eq!(pages, 3);
+    let (_, next) = list_retirable(&st, RETIRER, 3, None);
+    assert_eq!(next.as_deref(), Some("k-disabled/g04"));
+    assert_eq!(list_retirable(&st, GRANTEE, 10, None), (vec![], None));
+}
+
+#[test]
+fn list_identities_pages_through_one_account_in_arn_order() {
+    let mut st = with_grants();
+    for i in 0..7 {
+        let arn = format!("arn:aws:iam::{ACCT}:role/r{i}");
+        st.identities.insert(arn.clone(), identity(&arn, ACCT));
+    }
+    let stranger = format!("arn:aws:iam::{OTHER}:user/eve");
+    st.identities
+        .insert(stranger.clone(), identity(&stranger, OTHER));
+    let list = |m: Option<&str>| match query(
+        &st,
+        &Query::ListIdentities {
+            account_id: s(ACCT),
+            marker: m.map(s),
+            limit: 4,
+        },
+    ) {
+        QueryOutput::Identities {
+            identities,
+            next_marker,
+        } => (
+            identities.into_iter().map(|i| i.arn).collect::<Vec<_>>(),
+            next_marker,
+        ),
+        other => panic!("unexpected {other:?}"),
+    };
+    let (all, pages) = all_pages(list);
+    assert_eq!(all.len(), 9);
+    assert!(!all.contains(&stranger));
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted);
+    assert_eq!(pages, 3);
+}
+
+#[test]
+fn list_access_keys_returns_exactly_the_principals_keys() {
+    let st = with_grants();
+    let ids = |principal: &str| match query(
+        &st,
+        &Query::ListAccessKeys {
+            principal_arn: s(principal),
+        },
+    ) {
+        QueryOutput::AccessKeys(keys) => keys
+            .into_iter()
+            .map(|k| k.access_key_id)
+            .collect::<Vec<_>>(),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(ids(ALICE), vec!["AKIA1", "AKIA2"]);
+    assert_eq!(ids(BOB), vec!["AKIA3"]);
+    assert!(ids(GRANTEE).is_empty());
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// Paths of one certificate + private key pair (PEM).
@@ -48,6 +48,35 @@ impl DevCa {
     /// The CA certificate in PEM.
     pub fn cert_pem(&self) -> String {
         self.issuer.pem()
+    }
+
+    /// Loads an existing CA from its certificate and private key (PEM). Only the first
+    /// certificate of `cert_pem` is used.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> anyhow::Result<IssuingCa> {
+        let key = KeyPair::from_pem(key_pem).context("parsing the CA private key")?;
+        let der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+            .next()
+            .context("no certificate in the CA certificate file")?
+            .context("parsing the CA certificate")?;
+        let issuer = Issuer::from_ca_cert_der(&der, key).context("reading the CA certificate")?;
+        let key_matches = {
+            let (_, cert) = x509_parser::parse_x509_certificate(&der)
+                .map_err(|_| anyhow::anyhow!("parsing the CA certificate"))?;
+            cert.public_key().subject_public_key.data.as_ref() == issuer.key().public_key_raw()
+        };
+        if !key_matches {
+            anyhow::bail!("the CA private key does not belong to the CA certificate");
+        }
+        Ok(IssuingCa {
+            issuer,
+            ca_cert_pem: cert_pem.to_string(),
+        })
+    }
+
+    /// The CA private key in PEM (dev mode keeps it, so its front can issue client
+    /// certificates).
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
     }
 
     /// Issues a storage node's certificate: [`DevCa::issue_internal`] with
@@ -133,6 +162,48 @@ impl DevCa {
     }
 
     fn sign(&self, params: CertificateParams) -> anyhow::Result<(String, String)> {
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+/// A CA loaded from files ([`DevCa::from_pem`]) that issues client certificates on demand
+/// (IssueClientCertificate). Holds the CA's private key: no `Debug`.
+pub struct IssuingCa {
+    issuer: Issuer<'static, KeyPair>,
+    ca_cert_pem: String,
+}
+
+impl IssuingCa {
+    /// The CA certificate(s) it was loaded with (PEM): what issued certificates chain to.
+    pub fn ca_cert_pem(&self) -> &str {
+        &self.ca_cert_pem
+    }
+
+    /// Issues a client certificate naming `principal_arn` in a URI SAN, with the clientAuth
+    /// EKU, valid from five minutes ago (clock skew) for `validity_days`. Returns the
+    /// certificate and a fresh PKCS#8 private key, both PEM.
+    pub fn issue_client(
+        &self,
+        principal_arn: &str,
+        validity_days: u32,
+    ) -> anyhow::Result<(String, String)> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, principal_arn);
+        params.subject_alt_names = vec![SanType::URI(principal_arn.try_into()?)];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = x509_parser::time::ASN1Time::now().timestamp();
+        let at = |secs: i64| {
+            x509_parser::time::ASN1Time::from_timestamp(secs)
+                .map(|t| t.to_datetime())
+                .map_err(|_| anyhow::anyhow!("certificate validity out of range"))
+        };
+        params.not_before = at(now - 300)?;
+        params.not_after = at(now + i64::from(validity_days) * 86_400)?;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok((cert.pem(), key.serialize_pem()))

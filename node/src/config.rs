@@ -158,6 +158,11 @@ pub struct FrontArgs {
     /// Upper bound on how stale a cached key record may be, in milliseconds (default 1000).
     #[arg(long, env = "KEYRAFT_CACHE_STALENESS_MS")]
     pub cache_staleness_ms: Option<u64>,
+    /// The deployment CA's private key (PEM, mode 0600), paired with the `tls.ca`
+    /// certificate: lets IssueClientCertificate issue client certificates. Without it that
+    /// operation is unsupported.
+    #[arg(long, env = "KEYRAFT_ISSUING_CA_KEY")]
+    pub issuing_ca_key: Option<PathBuf>,
     /// TLS files (a `[tls]` table in TOML: `ca`, `cert`, `key`).
     #[command(flatten)]
     #[serde(default)]
@@ -181,6 +186,8 @@ pub struct FrontParams {
     pub strict_client_cert: bool,
     /// Cache staleness bound.
     pub cache_staleness: Duration,
+    /// The CA private key for IssueClientCertificate (the CA certificate is `tls.ca`).
+    pub issuing_ca_key: Option<PathBuf>,
     /// TLS files.
     pub tls: raft::TlsFiles,
 }
@@ -215,6 +222,7 @@ impl FrontArgs {
                     .or(file.cache_staleness_ms)
                     .unwrap_or(1000),
             ),
+            issuing_ca_key: self.issuing_ca_key.or(file.issuing_ca_key),
             tls: self.tls.merge(file.tls).validate()?,
         })
     }
@@ -312,6 +320,25 @@ mod tests {
             ..Default::default()
         };
         assert!(args.validate().is_err());
+    }
+
+    #[test]
+    fn the_issuing_ca_key_is_optional_and_read_from_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("front.toml");
+        let base = "region = \"us-east-1\"\njson_listen = \"127.0.0.1:1\"\ngrpc_listen = \"127.0.0.1:2\"\nstore = [\"127.0.0.1:3\"]\ndomain_key_file = \"dk\"\n";
+        let tls = "[tls]\nca = \"ca\"\ncert = \"c\"\nkey = \"k\"\n";
+        std::fs::write(&file, format!("{base}{tls}")).unwrap();
+        let args = || FrontArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        assert_eq!(args().validate().unwrap().issuing_ca_key, None);
+        std::fs::write(&file, format!("{base}issuing_ca_key = \"ca.key\"\n{tls}")).unwrap();
+        assert_eq!(
+            args().validate().unwrap().issuing_ca_key,
+            Some(PathBuf::from("ca.key"))
+        );
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! keyraft dev --dir DIR
-//!   ├─ DIR/ca.pem, storage.pem, front.pem, admin.pem, app.pem (+ .key, 0600)   generated once
+//!   ├─ DIR/ca.pem (+ ca.key), storage.pem, front.pem, admin.pem, app.pem,
+//!   │    other-root.pem (+ .key, 0600)                                        generated once
 //!   │    (again, with the CA, when DIR/pki-version is older than this binary's PKI layout)
 //!   ├─ DIR/domain-key (0600), DIR/credentials.json (0600)                     generated once
 //!   ├─ child `keyraft node --config DIR/node-N.toml` × N  → DIR/pids/node-N.pid, DIR/logs/
 //!   ├─ DIR/front.toml: the same front as a `keyraft front --config` file (run role by role)
 //!   ├─ front (in this process): AWS JSON on port-base, gRPC on port-base+1
-//!   ├─ bootstrap: identities + access keys proposed through Raft (idempotent puts)
+//!   ├─ bootstrap: identities + access keys proposed through Raft (only those missing)
 //!   └─ DIR/env: shell exports for aws CLI, boto3, the Rust SDK and kmsctl
 //! ```
 //! Restarting on the same DIR reuses every file, so keys, certificates and credentials survive.
@@ -34,6 +35,10 @@ pub const DEV_ACCOUNT: &str = "111122223333";
 pub const DEV_ADMIN_ARN: &str = "arn:aws:iam::111122223333:role/Admin";
 /// The unprivileged identity of the same account.
 pub const DEV_APP_ARN: &str = "arn:aws:iam::111122223333:role/App";
+/// A second account, for cross-account tests.
+pub const DEV_OTHER_ACCOUNT: &str = "444455556666";
+/// The root of the second account (has an access key and a client certificate).
+pub const DEV_OTHER_ROOT_ARN: &str = "arn:aws:iam::444455556666:root";
 
 /// `keyraft dev` arguments.
 #[derive(clap::Args, Clone, Debug)]
@@ -69,6 +74,11 @@ struct Credentials {
     admin_secret_access_key: String,
     app_access_key_id: String,
     app_secret_access_key: String,
+    // Added with the second account: absent from older files, then generated and saved.
+    #[serde(default)]
+    other_root_access_key_id: String,
+    #[serde(default)]
+    other_root_secret_access_key: String,
 }
 
 /// Everything a running dev region exposes.
@@ -110,7 +120,9 @@ impl DevRegion {
 /// Starts (or restarts) a dev region in `args.dir` and returns once it serves requests.
 pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
     if args.regions.is_some() {
-        bail!("--regions (two-region dev clusters) is not available yet: it comes with multi-region keys");
+        bail!(
+            "--regions (two-region dev clusters) is not available yet: it comes with multi-region keys"
+        );
     }
     if !is_region_name(&args.region) {
         bail!(
@@ -163,6 +175,7 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
         domain_key_file: dir.join("domain-key"),
         strict_client_cert: false,
         cache_staleness: Duration::from_secs(1),
+        issuing_ca_key: Some(dir.join("ca.key")),
         tls: raft::TlsFiles {
             ca: dir.join("ca.pem"),
             cert: dir.join("front.pem"),
@@ -209,7 +222,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 /// also be run role by role (nodes from `node-N.toml`, the front from `front.toml`).
 fn write_front_config(path: &Path, params: &FrontParams) -> anyhow::Result<()> {
     let toml = format!(
-        "region = \"{region}\"\njson_listen = \"{json}\"\ngrpc_listen = \"{grpc}\"\nstore = {store:?}\ndomain_key_file = \"{dk}\"\nstrict_client_cert = {strict}\ncache_staleness_ms = {staleness}\n\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
+        "region = \"{region}\"\njson_listen = \"{json}\"\ngrpc_listen = \"{grpc}\"\nstore = {store:?}\ndomain_key_file = \"{dk}\"\nstrict_client_cert = {strict}\ncache_staleness_ms = {staleness}\n{issuing}\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
         region = params.region,
         json = params.json_listen,
         grpc = params.grpc_listen,
@@ -217,6 +230,10 @@ fn write_front_config(path: &Path, params: &FrontParams) -> anyhow::Result<()> {
         dk = params.domain_key_file.display(),
         strict = params.strict_client_cert,
         staleness = params.cache_staleness.as_millis(),
+        issuing = match &params.issuing_ca_key {
+            Some(p) => format!("issuing_ca_key = \"{}\"\n", p.display()),
+            None => String::new(),
+        },
         ca = params.tls.ca.display(),
         cert = params.tls.cert.display(),
         key = params.tls.key.display(),
@@ -271,7 +288,20 @@ fn stop_stale_children(dir: &Path) {
 
 /// Version of the dev PKI layout, kept in `DIR/pki-version`. 2: internal certificates carry
 /// a role URI SAN (`raft::tls::ROLE_STORAGE` / `ROLE_FRONT`), which storage nodes require.
-const PKI_VERSION: u32 = 2;
+/// 3: the CA key is kept (`ca.key`, for IssueClientCertificate) and the second account's root
+/// has a certificate (`other-root.pem`).
+const PKI_VERSION: u32 = 3;
+
+/// Files a complete PKI of [`PKI_VERSION`] has.
+const PKI_FILES: &[&str] = &[
+    "ca.pem",
+    "ca.key",
+    "storage.key",
+    "front.key",
+    "admin.key",
+    "app.key",
+    "other-root.key",
+];
 
 /// Generates the CA and every certificate unless a complete PKI of the current version is
 /// there. An older or incomplete one (no `pki-version`, as written before roles existed) is
@@ -282,7 +312,7 @@ fn ensure_pki(dir: &Path) -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.trim().parse::<u32>().ok())
         .unwrap_or(0);
-    if version >= PKI_VERSION && dir.join("ca.pem").exists() && dir.join("app.key").exists() {
+    if version >= PKI_VERSION && PKI_FILES.iter().all(|f| dir.join(f).exists()) {
         return Ok(());
     }
     if dir.join("ca.pem").exists() {
@@ -297,6 +327,7 @@ fn ensure_pki(dir: &Path) -> anyhow::Result<()> {
     let _ = fs::remove_file(&marker);
     let ca = DevCa::generate("keyraft dev CA")?;
     fs::write(dir.join("ca.pem"), ca.cert_pem())?;
+    write_private(&dir.join("ca.key"), ca.key_pem().as_bytes())?;
     let hosts = ["localhost", "127.0.0.1", "::1"];
     write_pair(
         dir,
@@ -306,6 +337,7 @@ fn ensure_pki(dir: &Path) -> anyhow::Result<()> {
     write_pair(dir, "front", ca.issue_front("keyraft front", &hosts)?)?;
     write_pair(dir, "admin", ca.issue_client(DEV_ADMIN_ARN)?)?;
     write_pair(dir, "app", ca.issue_client(DEV_APP_ARN)?)?;
+    write_pair(dir, "other-root", ca.issue_client(DEV_OTHER_ROOT_ARN)?)?;
     // Written last: its presence marks a complete PKI of this version.
     fs::write(&marker, format!("{PKI_VERSION}\n"))?;
     Ok(())
@@ -322,95 +354,108 @@ fn ensure_domain_key(dir: &Path) -> anyhow::Result<DomainKey> {
 
 fn ensure_credentials(dir: &Path) -> anyhow::Result<Credentials> {
     let path = dir.join("credentials.json");
-    if let Ok(text) = fs::read_to_string(&path) {
-        return serde_json::from_str(&text).context("parsing credentials.json");
-    }
-    let creds = Credentials {
-        admin_access_key_id: new_access_key_id(),
-        admin_secret_access_key: new_secret_access_key(),
-        app_access_key_id: new_access_key_id(),
-        app_secret_access_key: new_secret_access_key(),
+    let mut creds = match fs::read_to_string(&path) {
+        Ok(text) => {
+            let creds: Credentials =
+                serde_json::from_str(&text).context("parsing credentials.json")?;
+            if !creds.other_root_access_key_id.is_empty() {
+                return Ok(creds);
+            }
+            creds
+        }
+        Err(_) => Credentials {
+            admin_access_key_id: new_access_key_id(),
+            admin_secret_access_key: new_secret_access_key(),
+            app_access_key_id: new_access_key_id(),
+            app_secret_access_key: new_secret_access_key(),
+            other_root_access_key_id: String::new(),
+            other_root_secret_access_key: String::new(),
+        },
     };
+    // A new file, or one written before the second account existed.
+    creds.other_root_access_key_id = new_access_key_id();
+    creds.other_root_secret_access_key = new_secret_access_key();
     write_private(&path, serde_json::to_string_pretty(&creds)?.as_bytes())?;
     Ok(creds)
 }
 
-/// `AKIA` + 16 characters of base32, like AWS access key ids.
-pub fn new_access_key_id() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let random = crypto::random_secret(16);
-    let tail: String = random
-        .expose_secret()
-        .iter()
-        .map(|b| ALPHABET[(*b & 31) as usize] as char)
-        .collect();
-    format!("AKIA{tail}")
-}
+/// Access key generators, shared with the front's CreateAccessKey.
+pub use crate::front::ops::{new_access_key_id, new_secret_access_key};
 
-/// 40 characters from AWS's secret alphabet (base64 of 30 random bytes).
-pub fn new_secret_access_key() -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(crypto::random_secret(30).expose_secret())
-}
-
+/// Puts the dev identities and access keys that are missing. Existing ones are left alone, so
+/// policies attached through the API survive a restart.
 async fn bootstrap_identities(
     front: &crate::roles::RunningFront,
     domain_key: &DomainKey,
     creds: &Credentials,
 ) -> anyhow::Result<()> {
-    use keystore::command::Command;
+    use keystore::command::{Command, Query, QueryOutput};
+    const WITHIN: Duration = Duration::from_secs(60);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;
-    let mut commands = vec![
-        Command::PutIdentity {
-            identity: IdentityRecord {
-                arn: format!("arn:aws:iam::{DEV_ACCOUNT}:root"),
-                account_id: DEV_ACCOUNT.into(),
-                admin: true,
-            },
-        },
-        Command::PutIdentity {
-            identity: IdentityRecord {
-                arn: DEV_ADMIN_ARN.into(),
-                account_id: DEV_ACCOUNT.into(),
-                admin: true,
-            },
-        },
-        Command::PutIdentity {
-            identity: IdentityRecord {
-                arn: DEV_APP_ARN.into(),
-                account_id: DEV_ACCOUNT.into(),
-                admin: false,
-            },
-        },
+    let identities = [
+        (
+            format!("arn:aws:iam::{DEV_ACCOUNT}:root"),
+            DEV_ACCOUNT,
+            true,
+        ),
+        (DEV_ADMIN_ARN.to_string(), DEV_ACCOUNT, true),
+        (DEV_APP_ARN.to_string(), DEV_ACCOUNT, false),
+        (DEV_OTHER_ROOT_ARN.to_string(), DEV_OTHER_ACCOUNT, false),
     ];
-    for (id, secret, arn) in [
+    for (arn, account, admin) in identities {
+        let q = Query::GetIdentity { arn: arn.clone() };
+        if let QueryOutput::Identity(Some(_)) = front.query_with_retry(q, WITHIN).await? {
+            continue;
+        }
+        let identity = IdentityRecord {
+            arn,
+            account_id: account.into(),
+            admin,
+            created_at: now,
+            ..Default::default()
+        };
+        front
+            .propose_with_retry(Command::PutIdentity { identity }, WITHIN)
+            .await?;
+    }
+    for (id, secret, arn, account) in [
         (
             &creds.admin_access_key_id,
             &creds.admin_secret_access_key,
             DEV_ADMIN_ARN,
+            DEV_ACCOUNT,
         ),
         (
             &creds.app_access_key_id,
             &creds.app_secret_access_key,
             DEV_APP_ARN,
+            DEV_ACCOUNT,
+        ),
+        (
+            &creds.other_root_access_key_id,
+            &creds.other_root_secret_access_key,
+            DEV_OTHER_ROOT_ARN,
+            DEV_OTHER_ACCOUNT,
         ),
     ] {
+        let q = Query::GetAccessKey {
+            access_key_id: id.clone(),
+        };
+        if let QueryOutput::AccessKey(Some(_)) = front.query_with_retry(q, WITHIN).await? {
+            continue;
+        }
         let secret = crypto::Secret::new(secret.as_bytes().to_vec());
-        commands.push(Command::PutAccessKey {
-            record: AccessKeyRecord {
-                access_key_id: id.clone(),
-                principal_arn: arn.into(),
-                account_id: DEV_ACCOUNT.into(),
-                wrapped_secret: crypto::wrap_access_secret(domain_key, id, &secret),
-                created_at: now,
-            },
-        });
-    }
-    for command in commands {
+        let record = AccessKeyRecord {
+            access_key_id: id.clone(),
+            principal_arn: arn.into(),
+            account_id: account.into(),
+            wrapped_secret: crypto::wrap_access_secret(domain_key, id, &secret),
+            created_at: now,
+        };
         front
-            .propose_with_retry(command, Duration::from_secs(60))
+            .propose_with_retry(Command::PutAccessKey { record }, WITHIN)
             .await?;
     }
     Ok(())
@@ -450,6 +495,18 @@ fn env_file_text(
         ("KMS_ALT_PRINCIPAL_ARN", DEV_APP_ARN.to_string()),
         ("KMS_ALT_CLIENT_CERT", p("app.pem")),
         ("KMS_ALT_CLIENT_KEY", p("app.key")),
+        ("KMS_OTHER_ACCOUNT_ID", DEV_OTHER_ACCOUNT.to_string()),
+        (
+            "KMS_OTHER_ACCESS_KEY_ID",
+            creds.other_root_access_key_id.clone(),
+        ),
+        (
+            "KMS_OTHER_SECRET_ACCESS_KEY",
+            creds.other_root_secret_access_key.clone(),
+        ),
+        ("KMS_OTHER_PRINCIPAL_ARN", DEV_OTHER_ROOT_ARN.to_string()),
+        ("KMS_OTHER_CLIENT_CERT", p("other-root.pem")),
+        ("KMS_OTHER_CLIENT_KEY", p("other-root.key")),
     ];
     let mut text = String::from("# Written by `keyraft dev`. Use: source this file.\n");
     for (name, value) in lines {

@@ -29,6 +29,28 @@ pub fn read_domain_key(path: &Path) -> anyhow::Result<DomainKey> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
+/// Loads the CA that IssueClientCertificate signs with: its certificate (the first one of the
+/// trust anchor file) and its private key, which must be private to this user like the domain
+/// key.
+pub fn read_issuing_ca(ca_cert: &Path, ca_key: &Path) -> anyhow::Result<crate::certs::IssuingCa> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(ca_key).with_context(|| format!("reading {}", ca_key.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "{} must not be readable by group or others (chmod 600)",
+            ca_key.display()
+        );
+    }
+    let cert = std::fs::read_to_string(ca_cert)
+        .with_context(|| format!("reading {}", ca_cert.display()))?;
+    let key = zeroizing_read(ca_key)?;
+    let key = std::str::from_utf8(key.expose_secret())
+        .map_err(|_| anyhow::anyhow!("{} is not PEM", ca_key.display()))?;
+    crate::certs::DevCa::from_pem(&cert, key)
+        .with_context(|| format!("loading the issuing CA ({})", ca_key.display()))
+}
+
 fn zeroizing_read(path: &Path) -> anyhow::Result<keystore::crypto::Secret> {
     Ok(keystore::crypto::Secret::new(std::fs::read(path)?))
 }
@@ -60,6 +82,25 @@ impl RunningFront {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
                 Err(e) => return Err(e).context("proposing through the store"),
+            }
+        }
+    }
+
+    /// Runs a (linearizable) store query, retrying while the cluster has no leader yet.
+    pub async fn query_with_retry(
+        &self,
+        query: keystore::command::Query,
+        within: Duration,
+    ) -> anyhow::Result<keystore::command::QueryOutput> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.store.query(query.clone()).await {
+                Ok(out) => return Ok(out),
+                Err(raft::StoreError::Unavailable(why)) if Instant::now() < deadline => {
+                    tracing::info!(%why, "store not ready yet");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => return Err(e).context("querying the store"),
             }
         }
     }
@@ -97,6 +138,10 @@ pub async fn start_front(params: &FrontParams) -> anyhow::Result<RunningFront> {
         cache_staleness: params.cache_staleness,
     };
     let (front, json_addr) = crate::front::Front::bind(config).await?;
+    if let Some(key_path) = &params.issuing_ca_key {
+        let issuer = read_issuing_ca(&params.tls.ca, key_path)?;
+        front.kms().set_client_cert_issuer(issuer);
+    }
     let grpc_listener = tokio::net::TcpListener::bind(params.grpc_listen)
         .await
         .with_context(|| format!("binding gRPC listener {}", params.grpc_listen))?;

@@ -204,6 +204,7 @@ async fn encrypt_decrypt_over_https_with_sigv4() {
                 arn: ADMIN.into(),
                 account_id: ACCOUNT.into(),
                 admin: true,
+                ..Default::default()
             },
         },
     )

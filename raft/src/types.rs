@@ -29,6 +29,7 @@ pub fn command_kind(c: &keystore::command::Command) -> &'static str {
         C::CreateKey { .. } => "CreateKey",
         C::SetKeyEnabled { .. } => "SetKeyEnabled",
         C::UpdateKeyDescription { .. } => "UpdateKeyDescription",
+        C::PutKeyPolicy { .. } => "PutKeyPolicy",
         C::ScheduleKeyDeletion { .. } => "ScheduleKeyDeletion",
         C::CancelKeyDeletion { .. } => "CancelKeyDeletion",
         C::DeleteDueKey { .. } => "DeleteDueKey",
@@ -48,6 +49,13 @@ pub fn command_kind(c: &keystore::command::Command) -> &'static str {
         C::ImportKeyMaterial { .. } => "ImportKeyMaterial",
         C::DeleteImportedKeyMaterial { .. } => "DeleteImportedKeyMaterial",
         C::ExpireImportedMaterial { .. } => "ExpireImportedMaterial",
+        C::CreateGrant { .. } => "CreateGrant",
+        C::RetireGrant { .. } => "RetireGrant",
+        C::RevokeGrant { .. } => "RevokeGrant",
+        C::DeleteIdentity { .. } => "DeleteIdentity",
+        C::PutIdentityPolicy { .. } => "PutIdentityPolicy",
+        C::DeleteIdentityPolicy { .. } => "DeleteIdentityPolicy",
+        C::DeleteAccessKey { .. } => "DeleteAccessKey",
     }
 }
 
@@ -107,6 +115,7 @@ mod tests {
                     arn: "arn:aws:iam::111122223333:role/Secretive".into(),
                     account_id: "111122223333".into(),
                     admin: true,
+                    ..Default::default()
                 },
             },
         });

@@ -230,6 +230,7 @@ fn identity(name: &str) -> Command {
             arn: format!("arn:aws:iam::111122223333:role/{name}"),
             account_id: "111122223333".into(),
             admin: false,
+            ..Default::default()
         },
     }
 }

@@ -54,6 +54,7 @@ fn put_identity(arn: &str) -> Request {
                 arn: arn.into(),
                 account_id: "111122223333".into(),
                 admin: false,
+                ..Default::default()
             },
         },
     })
@@ -227,4 +228,179 @@ fn redb_backend_honours_the_kv_contract() {
 #[test]
 fn sled_backend_honours_the_kv_contract() {
     kv_contract(Backend::Sled);
+}
+
+// ---- grants (and aliases) persist entity by entity and travel in snapshots ----
+
+const KEY_ID: &str = "1234abcd-12ab-34cd-56ef-1234567890ab";
+
+fn enabled_key() -> keystore::model::KeyRecord {
+    use keystore::model::{
+        KeyRecord, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, Wrapped,
+    };
+    KeyRecord {
+        key_id: KEY_ID.into(),
+        arn: format!("arn:aws:kms:us-east-1:111122223333:key/{KEY_ID}"),
+        account_id: "111122223333".into(),
+        region: "us-east-1".into(),
+        description: String::new(),
+        key_spec: KeySpec::SymmetricDefault,
+        key_usage: KeyUsage::EncryptDecrypt,
+        origin: Origin::AwsKms,
+        state: KeyState::Enabled,
+        creation_date: 0,
+        deletion_date: None,
+        pending_deletion_window_days: None,
+        tags: Default::default(),
+        policy: "{}".into(),
+        multi_region: false,
+        materials: vec![MaterialVersion {
+            version: 1,
+            wrapped: Wrapped {
+                domain_key_version: 1,
+                nonce: [0; 12],
+                ciphertext: vec![0; 48],
+            },
+            created_at: 0,
+        }],
+        current_material_version: 1,
+        rotation: Default::default(),
+        import: Default::default(),
+    }
+}
+
+fn grant(grant_id: &str) -> keystore::grant::GrantRecord {
+    use keystore::grant::{account_root_arn, GrantConstraints, GrantOperation, GrantRecord};
+    GrantRecord {
+        grant_id: grant_id.into(),
+        key_id: KEY_ID.into(),
+        key_arn: format!("arn:aws:kms:us-east-1:111122223333:key/{KEY_ID}"),
+        account_id: "111122223333".into(),
+        name: Some("app".into()),
+        grantee_principal: "arn:aws:iam::111122223333:role/app".into(),
+        retiring_principal: None,
+        issuing_account: account_root_arn("111122223333"),
+        operations: vec![GrantOperation::Decrypt, GrantOperation::RetireGrant],
+        constraints: Some(GrantConstraints {
+            encryption_context_equals: None,
+            encryption_context_subset: Some([("Dept".into(), "IT".into())].into()),
+        }),
+        creation_date: 0,
+        token_nonce: [5; 16],
+    }
+}
+
+fn request(now: u64, command: Command) -> Request {
+    Request(Proposal { now, command })
+}
+
+/// Key, alias and two grants applied at log indexes 1..=4.
+fn key_alias_and_grants() -> Vec<Entry> {
+    let commands = [
+        Command::CreateKey {
+            record: enabled_key(),
+        },
+        Command::CreateAlias {
+            account_id: "111122223333".into(),
+            alias_name: "alias/app".into(),
+            alias_arn: "arn:aws:kms:us-east-1:111122223333:alias/app".into(),
+            target_key_id: KEY_ID.into(),
+        },
+        Command::CreateGrant { grant: grant("a1") },
+        Command::CreateGrant { grant: grant("b2") },
+    ];
+    commands
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| Entry::new_normal(log_id(1, i as u64 + 1), request(7, c)))
+        .collect()
+}
+
+async fn grants_survive_reopen_and_snapshot_install(backend: Backend) {
+    let dir = TempDir::new().unwrap();
+    {
+        let (tx, mut rx) = broadcast::channel(16);
+        let (_log, mut sm) = open_store(backend, dir.path(), tx).unwrap();
+        let entries = key_alias_and_grants();
+        // The second grant repeats the first's name and parameters: CreateGrant returns the
+        // first one, so only `a1` exists.
+        apply(&mut sm, entries).await;
+        let mut seen = Vec::new();
+        while let Ok(WatchEvent::Changed(c)) = rx.try_recv() {
+            seen.push(c);
+        }
+        assert!(seen.contains(&Change::Grant(KEY_ID.into(), "a1".into())));
+        assert!(!seen.contains(&Change::Grant(KEY_ID.into(), "b2".into())));
+        // Retire it and create another, so the persisted table saw a delete too.
+        apply(
+            &mut sm,
+            vec![
+                Entry::new_normal(
+                    log_id(1, 5),
+                    request(
+                        8,
+                        Command::RetireGrant {
+                            key_id: KEY_ID.into(),
+                            grant_id: "a1".into(),
+                        },
+                    ),
+                ),
+                Entry::new_normal(
+                    log_id(1, 6),
+                    request(9, Command::CreateGrant { grant: grant("c3") }),
+                ),
+            ],
+        )
+        .await;
+    }
+
+    // Reopen: the grant is read back from the entities table.
+    let (tx, _) = broadcast::channel(16);
+    let (_log, mut sm) = open_store(backend, dir.path(), tx).unwrap();
+    let want = {
+        let state = sm.state();
+        let state = state.read().unwrap();
+        let ids: Vec<_> = state.grants.keys().map(|(_, g)| g.as_str()).collect();
+        assert_eq!(ids, vec!["c3"]);
+        let g = &state.grants[&(KEY_ID.to_string(), "c3".to_string())];
+        assert_eq!(g.creation_date, 9);
+        assert_eq!(
+            g,
+            &keystore::grant::GrantRecord {
+                creation_date: 9,
+                ..grant("c3")
+            }
+        );
+        assert_eq!(state.aliases.len(), 1);
+        state.clone()
+    };
+
+    // A snapshot of that state carries the grant and the alias to a fresh node, durably.
+    let mut builder = sm.get_snapshot_builder().await;
+    let snap = openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
+        .await
+        .unwrap();
+    let follower_dir = TempDir::new().unwrap();
+    {
+        let (tx, _) = broadcast::channel(16);
+        let (_f, mut follower) = open_store(backend, follower_dir.path(), tx).unwrap();
+        follower
+            .install_snapshot(&snap.meta, snap.snapshot.clone())
+            .await
+            .unwrap();
+    }
+    let (tx, _) = broadcast::channel(16);
+    let (_f, follower) = open_store(backend, follower_dir.path(), tx).unwrap();
+    let state = follower.state();
+    assert_eq!(*state.read().unwrap(), want);
+}
+
+#[tokio::test]
+async fn redb_grants_survive_reopen_and_snapshot_install() {
+    grants_survive_reopen_and_snapshot_install(Backend::Redb).await;
+}
+
+#[tokio::test]
+async fn sled_grants_survive_reopen_and_snapshot_install() {
+    grants_survive_reopen_and_snapshot_install(Backend::Sled).await;
 }

@@ -414,6 +414,48 @@ def test_generate_data_key_pair_private_key_loads_and_matches(kms, keys, pair_sp
     assert error_code(e) == "InvalidCiphertextException"
 
 
+ML_KEM_SEED_PKCS8_PREFIX = {
+    # PKCS#8 v1, AlgorithmIdentifier id-alg-ml-kem-*, privateKey = seed [0] (64 bytes).
+    "ML_KEM_512": bytes.fromhex("3054020100300b060960864801650304040104428040"),
+    "ML_KEM_768": bytes.fromhex("3054020100300b060960864801650304040204428040"),
+    "ML_KEM_1024": bytes.fromhex("3054020100300b060960864801650304040304428040"),
+}
+
+
+@pytest.mark.parametrize("pair_spec", ["ML_KEM_768", "ML_KEM_1024"])
+def test_ml_kem_data_key_pair_works_with_cryptography(kms, keys, pair_spec):
+    key = keys("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")
+    out = kms.generate_data_key_pair(KeyId=key, KeyPairSpec=pair_spec)
+    assert out["KeyPairSpec"] == pair_spec
+    private = serialization.load_der_private_key(out["PrivateKeyPlaintext"], password=None)
+    assert spki(private.public_key()) == out["PublicKey"]
+    # Someone holding only the public key encapsulates; the private key recovers the secret.
+    public = serialization.load_der_public_key(out["PublicKey"])
+    shared, ciphertext = public.encapsulate()
+    assert private.decapsulate(ciphertext) == shared
+    # The private key is the 64-byte seed form, and it round-trips the sealed copy.
+    assert out["PrivateKeyPlaintext"].startswith(ML_KEM_SEED_PKCS8_PREFIX[pair_spec])
+    assert kms.decrypt(CiphertextBlob=out["PrivateKeyCiphertextBlob"])["Plaintext"] == out["PrivateKeyPlaintext"]
+
+
+def test_ml_kem_512_data_key_pair_matches_kyber_py(kms, keys):
+    # cryptography has no ML-KEM-512; kyber-py (a pure-Python FIPS 203 implementation) does.
+    from kyber_py.ml_kem import ML_KEM_512
+
+    key = keys("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")
+    out = kms.generate_data_key_pair_without_plaintext(KeyId=key, KeyPairSpec="ML_KEM_512")
+    private_der = kms.decrypt(CiphertextBlob=out["PrivateKeyCiphertextBlob"])["Plaintext"]
+    prefix = ML_KEM_SEED_PKCS8_PREFIX["ML_KEM_512"]
+    assert private_der.startswith(prefix) and len(private_der) == len(prefix) + 64
+    seed = private_der[len(prefix):]
+    ek, dk = ML_KEM_512.key_derive(seed)
+    # SPKI: SEQUENCE { AlgorithmIdentifier { id-alg-ml-kem-512 }, BIT STRING { 00 || ek } }.
+    public_prefix = bytes.fromhex("30820332" "300b0609608648016503040401" "0382032100")
+    assert out["PublicKey"] == public_prefix + ek
+    shared, ciphertext = ML_KEM_512.encaps(ek)
+    assert ML_KEM_512.decaps(dk, ciphertext) == shared
+
+
 @pytest.mark.parametrize("pair_spec", ["RSA_2048", "ECC_NIST_P256", "ECC_SECG_P256K1", "ECC_NIST_EDWARDS25519"])
 def test_generate_data_key_pair_without_plaintext(kms, keys, pair_spec):
     key = keys("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")

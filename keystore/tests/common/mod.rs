@@ -96,3 +96,111 @@ pub fn world() -> State {
     insert_alias(&mut s, alias("alias/older", "k-pending"));
     s
 }
+
+// ---- grants and identities ----
+
+use keystore::grant::{account_root_arn, GrantConstraints, GrantOperation, GrantRecord};
+use keystore::model::{AccessKeyRecord, IdentityRecord};
+
+/// The principal grants are given to in these tests.
+pub const GRANTEE: &str = "arn:aws:iam::111122223333:role/app";
+/// A retiring principal.
+pub const RETIRER: &str = "arn:aws:iam::111122223333:role/ops";
+/// `arn:aws:iam::ACCT:user/alice`.
+pub const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
+/// `arn:aws:iam::ACCT:user/bob`.
+pub const BOB: &str = "arn:aws:iam::111122223333:user/bob";
+
+/// An unnamed, unconstrained grant on `key_id` (account ACCT) to GRANTEE, created at 1.
+pub fn grant_on(key_id: &str, grant_id: &str, operations: &[GrantOperation]) -> GrantRecord {
+    GrantRecord {
+        grant_id: grant_id.into(),
+        key_id: key_id.into(),
+        key_arn: arn(key_id),
+        account_id: ACCT.into(),
+        name: None,
+        grantee_principal: GRANTEE.into(),
+        retiring_principal: None,
+        issuing_account: account_root_arn(ACCT),
+        operations: operations.to_vec(),
+        constraints: None,
+        creation_date: 1,
+        token_nonce: [7; 16],
+    }
+}
+
+pub fn insert_grant(s: &mut State, g: GrantRecord) {
+    s.grants.insert((g.key_id.clone(), g.grant_id.clone()), g);
+}
+
+/// Constraints with only EncryptionContextSubset = `pairs`.
+pub fn subset(pairs: &[(&str, &str)]) -> Option<GrantConstraints> {
+    Some(GrantConstraints {
+        encryption_context_equals: None,
+        encryption_context_subset: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+    })
+}
+
+pub fn identity(arn: &str, account: &str) -> IdentityRecord {
+    IdentityRecord {
+        arn: arn.into(),
+        account_id: account.into(),
+        created_at: 1,
+        ..Default::default()
+    }
+}
+
+pub fn access_key(id: &str, principal: &str) -> AccessKeyRecord {
+    AccessKeyRecord {
+        access_key_id: id.into(),
+        principal_arn: principal.into(),
+        account_id: ACCT.into(),
+        wrapped_secret: Wrapped {
+            domain_key_version: 1,
+            nonce: [1; 12],
+            ciphertext: vec![2; 56],
+        },
+        created_at: 1,
+    }
+}
+
+/// world() plus grants and identities:
+///
+/// - `k-enabled`: `g1` named `app-grant` (Decrypt, Encrypt) and `g2` (DescribeKey,
+///   RetireGrant; retiring principal RETIRER), both to GRANTEE;
+/// - `k-pending`: `g3` (Decrypt);
+/// - identities ALICE (access keys AKIA1, AKIA2; policy `read`) and BOB (access key AKIA3).
+pub fn with_grants() -> State {
+    let mut s = world();
+    let mut g1 = grant_on(
+        "k-enabled",
+        "g1",
+        &[GrantOperation::Decrypt, GrantOperation::Encrypt],
+    );
+    g1.name = Some("app-grant".into());
+    insert_grant(&mut s, g1);
+    let mut g2 = grant_on(
+        "k-enabled",
+        "g2",
+        &[GrantOperation::DescribeKey, GrantOperation::RetireGrant],
+    );
+    g2.retiring_principal = Some(RETIRER.into());
+    insert_grant(&mut s, g2);
+    insert_grant(
+        &mut s,
+        grant_on("k-pending", "g3", &[GrantOperation::Decrypt]),
+    );
+    let mut alice = identity(ALICE, ACCT);
+    alice.policies.insert("read".into(), "{}".into());
+    s.identities.insert(ALICE.into(), alice);
+    s.identities.insert(BOB.into(), identity(BOB, ACCT));
+    for (id, who) in [("AKIA1", ALICE), ("AKIA2", ALICE), ("AKIA3", BOB)] {
+        s.access_keys.insert(id.into(), access_key(id, who));
+    }
+    s
+}

@@ -495,9 +495,9 @@ impl Kms {
         op: Operation,
         sop: state::Operation,
         usage: Option<KeyUsage>,
-        ctx: Option<&EncryptionContextMap>,
+        facts: Facts<'_>,
     ) -> Result<KeyRecord, KmsError> {
-        self.usable_key_for(caller, key_id, op.action(), sop, usage, ctx)
+        self.usable_key_for(caller, key_id, op.action(), sop, usage, facts)
             .await
     }
 
@@ -509,10 +509,10 @@ impl Kms {
         action: &str,
         sop: state::Operation,
         usage: Option<KeyUsage>,
-        ctx: Option<&EncryptionContextMap>,
+        facts: Facts<'_>,
     ) -> Result<KeyRecord, KmsError> {
         let key = self.resolve(caller, key_id, CRYPTO).await?;
-        self.authorize_key(caller, action, &key, ctx).await?;
+        self.authorize_key(caller, action, &key, facts).await?;
         check_state(&key, sop)?;
         if let Some(usage) = usage {
             if key.key_usage != usage {
@@ -571,7 +571,7 @@ impl Kms {
                 Operation::GetPublicKey,
                 state::Operation::GetPublicKey,
                 None,
-                None,
+                Facts::none().tokens(&req.grant_tokens),
             )
             .await?;
         if !key.key_spec.is_asymmetric() {
@@ -642,7 +642,10 @@ impl Kms {
                 Operation::Sign,
                 state::Operation::Sign,
                 Some(KeyUsage::SignVerify),
-                None,
+                Facts::none()
+                    .tokens(&req.grant_tokens)
+                    .with("kms:SigningAlgorithm", alg.as_str())
+                    .with("kms:MessageType", mt.as_str()),
             )
             .await?;
         Self::check_signing_algorithm(&key, alg)?;
@@ -686,7 +689,10 @@ impl Kms {
                 Operation::Verify,
                 state::Operation::Verify,
                 Some(KeyUsage::SignVerify),
-                None,
+                Facts::none()
+                    .tokens(&req.grant_tokens)
+                    .with("kms:SigningAlgorithm", alg.as_str())
+                    .with("kms:MessageType", mt.as_str()),
             )
             .await?;
         Self::check_signing_algorithm(&key, alg)?;
@@ -738,7 +744,9 @@ impl Kms {
                 op,
                 sop,
                 Some(KeyUsage::GenerateVerifyMac),
-                None,
+                Facts::none()
+                    .tokens(grant_tokens)
+                    .with("kms:MacAlgorithm", alg.as_str()),
             )
             .await?;
         if !key.key_spec.mac_algorithms(key.key_usage).contains(&alg) {
@@ -837,7 +845,9 @@ impl Kms {
                 Operation::DeriveSharedSecret,
                 state::Operation::DeriveSharedSecret,
                 Some(KeyUsage::KeyAgreement),
-                None,
+                Facts::none()
+                    .tokens(&req.grant_tokens)
+                    .with("kms:KeyAgreementAlgorithm", alg.as_str()),
             )
             .await?;
         if !key
@@ -908,7 +918,9 @@ impl Kms {
                 Operation::Encrypt,
                 state::Operation::Encrypt,
                 None,
-                ctx.as_ref(),
+                Facts::none()
+                    .context(ctx.as_ref())
+                    .with("kms:EncryptionAlgorithm", alg.as_str()),
             )
             .await?;
         Self::check_rsa_encryption_key(&key, alg, state::Operation::Encrypt)?;
@@ -946,7 +958,16 @@ impl Kms {
             )));
         };
         let key = self
-            .usable_key_for(caller, &key_id, action, sop, None, ctx.as_ref())
+            .usable_key_for(
+                caller,
+                &key_id,
+                action,
+                sop,
+                None,
+                Facts::none()
+                    .context(ctx.as_ref())
+                    .with("kms:EncryptionAlgorithm", alg.as_str()),
+            )
             .await?;
         Self::check_rsa_encryption_key(&key, alg, sop)?;
         no_context_with_asymmetric(&ctx)?;
@@ -1042,6 +1063,7 @@ impl Kms {
                 req.ciphertext_blob,
                 req.source_key_id,
                 req.source_encryption_context,
+                &req.grant_tokens,
             )
             .await?
         };
@@ -1053,7 +1075,10 @@ impl Kms {
                 "kms:ReEncryptTo",
                 to,
                 None,
-                req.destination_encryption_context.as_ref(),
+                Facts::none()
+                    .context(req.destination_encryption_context.as_ref())
+                    .tokens(&req.grant_tokens)
+                    .with("kms:EncryptionAlgorithm", dst_alg.as_str()),
             )
             .await?;
         let blob = if dst_rsa {
@@ -1106,7 +1131,10 @@ impl Kms {
                 op,
                 sop,
                 None,
-                req.encryption_context.as_ref(),
+                Facts::none()
+                    .context(req.encryption_context.as_ref())
+                    .tokens(&req.grant_tokens)
+                    .with("kms:DataKeyPairSpec", spec.as_str()),
             )
             .await?;
         check_symmetric(&key, sop)?;

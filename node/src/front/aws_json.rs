@@ -4,9 +4,10 @@
 //! TLS (client cert optional, or required when strict; must chain to the CA)
 //!  -> GET /healthz, /readyz
 //!  -> POST /  X-Amz-Target: TrentService.<Op> -> Operation   (else UnknownOperationException)
+//!             X-Amz-Target: KeyraftIam.<Op>   -> IamOperation (identity management, iam.rs)
 //!     Content-Type application/x-amz-json-1.1, body <= 1 MiB
 //!     SigV4: Authorization header -> access key (cache) -> secret (unwrapped) -> verify
-//!     Kms::dispatch(caller, op, body)   (authorize -> handler, inside Kms)
+//!     Kms::dispatch(caller, op, body)   (authorize -> handler, inside Kms; dispatch_iam for IAM)
 //!  <- 200 JSON | {"__type", "message"} with the mapped status; x-amzn-RequestId always
 //! ```
 
@@ -28,6 +29,7 @@ use tracing::Instrument as _;
 use super::authz::Caller;
 use super::errors::KmsError;
 use super::operation::Operation;
+use super::ops::IamOperation;
 use super::ops::Kms;
 
 /// Largest request body accepted.
@@ -139,8 +141,10 @@ pub async fn serve(
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |req| {
+            let service = hyper::service::service_fn(move |mut req: Request<_>| {
                 let kms = kms.clone();
+                // The client's address, for aws:SourceIp.
+                req.extensions_mut().insert(ClientAddr(peer.ip()));
                 async move { Ok::<_, Infallible>(handle(&kms, req).await) }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -213,14 +217,18 @@ where
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let op = Operation::from_target(target);
+    let iam_op = IamOperation::from_target(target);
     let span = tracing::info_span!(
         "kms",
-        op = op.map(Operation::name).unwrap_or("unknown"),
+        op = op
+            .map(Operation::name)
+            .or(iam_op.map(IamOperation::name))
+            .unwrap_or("unknown"),
         request_id = %request_id,
         key_id = tracing::field::Empty,
     );
     let result = async {
-        let r = api_call(kms, op, req).await;
+        let r = api_call(kms, op, iam_op, req).await;
         match &r {
             Ok(_) => tracing::info!("ok"),
             Err(e) => tracing::info!(error = e.aws_type(), "refused"),
@@ -238,7 +246,27 @@ where
     }
 }
 
-async fn api_call<B>(kms: &Kms, op: Option<Operation>, req: Request<B>) -> Result<Vec<u8>, KmsError>
+/// The TCP peer address of a request (a request extension set by the accept loop).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// The header a service identity names the principal it calls for with (`kms:ViaService`).
+pub const ON_BEHALF_OF_HEADER: &str = "x-keyraft-on-behalf-of";
+
+/// Which API a target belongs to.
+enum Route {
+    /// `TrentService.<Op>`.
+    Kms(Operation),
+    /// `KeyraftIam.<Op>`.
+    Iam(IamOperation),
+}
+
+async fn api_call<B>(
+    kms: &Kms,
+    op: Option<Operation>,
+    iam_op: Option<IamOperation>,
+    req: Request<B>,
+) -> Result<Vec<u8>, KmsError>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -246,18 +274,22 @@ where
     if req.method() != Method::POST || req.uri().path() != "/" {
         return Err(KmsError::UnknownOperation(String::new()));
     }
-    let Some(op) = op else {
-        let target = req
-            .headers()
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        return Err(match Operation::unsupported_aws_operation(target) {
-            Some(name) => KmsError::UnsupportedOperation(format!(
-                "{name} is not supported by this endpoint yet."
-            )),
-            None => KmsError::UnknownOperation(String::new()),
-        });
+    let route = match (op, iam_op) {
+        (Some(op), _) => Route::Kms(op),
+        (None, Some(iam_op)) => Route::Iam(iam_op),
+        (None, None) => {
+            let target = req
+                .headers()
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            return Err(match Operation::unsupported_aws_operation(target) {
+                Some(name) => KmsError::UnsupportedOperation(format!(
+                    "{name} is not supported by this endpoint yet."
+                )),
+                None => KmsError::UnknownOperation(String::new()),
+            });
+        }
     };
     let content_type = req
         .headers()
@@ -296,8 +328,19 @@ where
             ));
         }
     };
-    let caller = authenticate(kms, &parts, &body).await?;
-    kms.dispatch(&caller, op, &body).await
+    let mut caller = authenticate(kms, &parts, &body).await?;
+    caller.source_ip = parts.extensions.get::<ClientAddr>().map(|a| a.0);
+    let on_behalf_of = match parts.headers.get(ON_BEHALF_OF_HEADER) {
+        Some(v) => Some(v.to_str().map_err(|_| {
+            KmsError::Validation(format!("{ON_BEHALF_OF_HEADER} is not valid ASCII"))
+        })?),
+        None => None,
+    };
+    let caller = kms.effective_caller(caller, on_behalf_of).await?;
+    match route {
+        Route::Kms(op) => kms.dispatch(&caller, op, &body).await,
+        Route::Iam(op) => kms.dispatch_iam(&caller, op, &body).await,
+    }
 }
 
 fn too_large() -> KmsError {
@@ -344,10 +387,12 @@ async fn authenticate(
             )
         })?;
     sigv4::verify(&sreq, &auth, secret.expose_secret(), &exp).map_err(sig_error)?;
-    Ok(Caller {
-        principal_arn: record.principal_arn,
-        account_id: record.account_id,
-    })
+    Caller::from_principal_arn(&record.principal_arn)
+        .filter(|c| c.account_id == record.account_id)
+        .ok_or_else(|| {
+            tracing::error!("an access key names a principal that is not an IAM ARN");
+            KmsError::internal()
+        })
 }
 
 /// Header pairs for SigV4; HTTP/2 carries the host in `:authority`, which hyper puts in the

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keystore::command::{Change, Query, QueryOutput};
+use keystore::grant::GrantRecord;
 use keystore::model::{AccessKeyRecord, AliasRecord, IdentityRecord, KeyRecord};
 use raft::{StoreClient, WatchEvent};
 use tokio::sync::broadcast;
@@ -75,6 +76,8 @@ pub struct Cache {
     aliases: Map<(String, String), AliasRecord>,
     identities: Map<String, IdentityRecord>,
     access_keys: Map<String, AccessKeyRecord>,
+    // Every grant of a key, by key id: what `authorize` consults when policies say no.
+    grants: Map<String, Arc<Vec<GrantRecord>>>,
 }
 
 impl Cache {
@@ -87,6 +90,7 @@ impl Cache {
             aliases: Map::new(),
             identities: Map::new(),
             access_keys: Map::new(),
+            grants: Map::new(),
         }
     }
 
@@ -98,6 +102,7 @@ impl Cache {
             Change::Alias(account, name) => self.aliases.remove(&(account.clone(), name.clone())),
             Change::Identity(arn) => self.identities.remove(arn),
             Change::AccessKey(id) => self.access_keys.remove(id),
+            Change::Grant(key_id, _) => self.grants.remove(key_id),
         }
     }
 
@@ -108,6 +113,7 @@ impl Cache {
         self.aliases.clear();
         self.identities.clear();
         self.access_keys.clear();
+        self.grants.clear();
     }
 
     /// Apply the store's change stream until it closes. Lagging (missed events) clears all.
@@ -206,6 +212,52 @@ impl Cache {
             _ => None,
         })
         .await
+    }
+
+    /// Every grant of a key (all pages of ListGrants), under the same staleness bound and
+    /// invalidation as the other entries.
+    pub async fn grants(
+        &self,
+        store: &StoreClient,
+        key_id: &str,
+    ) -> Result<Arc<Vec<GrantRecord>>, KmsError> {
+        if let Some(Some(hit)) = self.grants.get(&key_id.to_string(), self.staleness) {
+            return Ok(hit);
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let started = Instant::now();
+        let mut all = Vec::new();
+        let mut marker = None;
+        loop {
+            let out = store
+                .query(Query::ListGrants {
+                    key_id: key_id.to_string(),
+                    grant_id: None,
+                    grantee_principal: None,
+                    marker: marker.take(),
+                    limit: 100,
+                })
+                .await?;
+            let QueryOutput::Grants {
+                grants,
+                next_marker,
+            } = out
+            else {
+                tracing::error!("store answered a query with the wrong output kind");
+                return Err(KmsError::internal());
+            };
+            all.extend(grants);
+            match next_marker {
+                Some(m) => marker = Some(m),
+                None => break,
+            }
+        }
+        let all = Arc::new(all);
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            self.grants
+                .insert(key_id.to_string(), Some(all.clone()), started);
+        }
+        Ok(all)
     }
 
     /// An access key by id.

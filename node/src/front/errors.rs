@@ -36,6 +36,8 @@ pub enum KmsError {
     #[error("{0}")]
     InvalidGrantToken(String),
     #[error("{0}")]
+    InvalidGrantId(String),
+    #[error("{0}")]
     Disabled(String),
     #[error("{0}")]
     InvalidState(String),
@@ -109,6 +111,7 @@ impl KmsError {
             IncorrectKey(_) => ("IncorrectKeyException", 400),
             InvalidKeyUsage(_) => ("InvalidKeyUsageException", 400),
             InvalidGrantToken(_) => ("InvalidGrantTokenException", 400),
+            InvalidGrantId(_) => ("InvalidGrantIdException", 400),
             Disabled(_) => ("DisabledException", 400),
             InvalidState(_) => ("KMSInvalidStateException", 400),
             LimitExceeded(_) => ("LimitExceededException", 400),
@@ -208,6 +211,8 @@ impl From<DomainError> for KmsError {
             DomainError::InvalidImportToken(m) => KmsError::InvalidImportToken(m),
             DomainError::ExpiredImportToken(m) => KmsError::ExpiredImportToken(m),
             DomainError::IncorrectKeyMaterial(m) => KmsError::IncorrectKeyMaterial(m),
+            DomainError::InvalidGrantToken(m) => KmsError::InvalidGrantToken(m),
+            DomainError::InvalidGrantId(m) => KmsError::InvalidGrantId(m),
             DomainError::Internal(detail) => {
                 // The detail is for operators, not callers.
                 tracing::error!(%detail, "internal domain error");

@@ -42,6 +42,12 @@ pub mod pb {
 
 use pb::kms_server::{Kms as KmsService, KmsServer};
 
+// The identity management service (`proto/kms/v1/iam.proto`): a child module, so it shares
+// this adapter's caller authentication.
+#[path = "grpc_iam.rs"]
+mod iam;
+pub use self::iam::GrpcIam;
+
 /// The metadata key carrying the AWS error `__type` on every failed call.
 pub const ERROR_TYPE_METADATA_KEY: &str = "x-kms-error-type";
 
@@ -69,6 +75,7 @@ impl From<KmsError> for Status {
             | IncorrectKey(_)
             | InvalidKeyUsage(_)
             | InvalidGrantToken(_)
+            | InvalidGrantId(_)
             | Tag(_)
             | MalformedPolicyDocument(_)
             | KmsInvalidSignature(_)
@@ -122,7 +129,8 @@ pub async fn serve_grpc(
     Server::builder()
         .tls_config(tls)
         .context("gRPC TLS configuration")?
-        .add_service(service(kms))
+        .add_service(service(kms.clone()))
+        .add_service(iam::service(kms))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .context("serving gRPC")
@@ -144,7 +152,7 @@ fn unauthenticated(message: &str) -> Status {
     Status::from(KmsError::UnrecognizedClient(message.to_owned()))
 }
 
-/// The caller named by the request's client certificate.
+/// The caller named by the request's client certificate, with its address.
 fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
     let certs = request
         .peer_certs()
@@ -152,7 +160,26 @@ fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
     let leaf = certs
         .first()
         .ok_or_else(|| unauthenticated("A client certificate is required."))?;
-    caller_from_cert(leaf.as_ref())
+    let mut caller = caller_from_cert(leaf.as_ref())?;
+    caller.source_ip = request.remote_addr().map(|a| a.ip());
+    Ok(caller)
+}
+
+impl GrpcKms {
+    /// The effective caller: the certificate's principal, or — when a service identity sends
+    /// the on-behalf-of metadata — the principal it calls for, with `kms:ViaService` set.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let caller = caller_of(request)?;
+        let on_behalf_of = match request.metadata().get(super::aws_json::ON_BEHALF_OF_HEADER) {
+            Some(v) => Some(v.to_str().map_err(|_| {
+                Status::from(KmsError::Validation(
+                    "the on-behalf-of metadata is not valid ASCII".into(),
+                ))
+            })?),
+            None => None,
+        };
+        Ok(self.kms.effective_caller(caller, on_behalf_of).await?)
+    }
 }
 
 /// Authenticates a client certificate (DER): it must carry the clientAuth EKU and exactly one
@@ -207,7 +234,7 @@ macro_rules! kms_service {
         impl KmsService for GrpcKms {
             $(
                 async fn $method(&self, request: Request<pb::$req>) -> Result<Response<pb::$resp>, Status> {
-                    let caller = caller_of(&request)?;
+                    let caller = self.caller(&request).await?;
                     let span = request_span(stringify!($method), &caller);
                     let out = self
                         .kms
@@ -288,7 +315,7 @@ kms_service! {
         &self,
         request: Request<pb::GetParametersForImportRequest>,
     ) -> Result<Response<pb::GetParametersForImportResponse>, Status> {
-        let caller = caller_of(&request)?;
+        let caller = self.caller(&request).await?;
         let span = request_span("get_parameters_for_import", &caller);
         let req = convert::get_parameters_for_import(request.into_inner())?;
         let out = self
@@ -308,7 +335,7 @@ kms_service! {
         &self,
         request: Request<pb::ImportKeyMaterialRequest>,
     ) -> Result<Response<pb::ImportKeyMaterialResponse>, Status> {
-        let caller = caller_of(&request)?;
+        let caller = self.caller(&request).await?;
         let span = request_span("import_key_material", &caller);
         let req = convert::import_key_material(request.into_inner())?;
         let out = self
@@ -323,7 +350,7 @@ kms_service! {
         &self,
         request: Request<pb::BatchEncryptRequest>,
     ) -> Result<Response<pb::BatchEncryptResponse>, Status> {
-        let caller = caller_of(&request)?;
+        let caller = self.caller(&request).await?;
         let span = request_span("batch_encrypt", &caller);
         let items = request.into_inner().items;
         check_batch(items.len())?;
@@ -350,7 +377,7 @@ kms_service! {
         &self,
         request: Request<pb::BatchDecryptRequest>,
     ) -> Result<Response<pb::BatchDecryptResponse>, Status> {
-        let caller = caller_of(&request)?;
+        let caller = self.caller(&request).await?;
         let span = request_span("batch_decrypt", &caller);
         let items = request.into_inner().items;
         check_batch(items.len())?;

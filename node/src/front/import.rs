@@ -217,7 +217,9 @@ impl Kms {
             caller,
             Operation::GetParametersForImport.action(),
             &key,
-            None,
+            Facts::none()
+                .with("kms:WrappingAlgorithm", alg.clone())
+                .with("kms:WrappingKeySpec", spec.clone()),
         )
         .await?;
         imp::check_importable(&key)?;
@@ -302,8 +304,13 @@ impl Kms {
         }
         let (model, valid_to) = expiration(req.expiration_model, req.valid_to, now_millis())?;
         let key = self.resolve(caller, &key_id, MANAGEMENT).await?;
-        self.authorize_key(caller, Operation::ImportKeyMaterial.action(), &key, None)
-            .await?;
+        self.authorize_key(
+            caller,
+            Operation::ImportKeyMaterial.action(),
+            &key,
+            Facts::none(),
+        )
+        .await?;
         imp::check_importable(&key)?;
         imp::check_import_state(&key)?;
         let (token_key_id, token_id) = imp::decode_token(&self.domain_key, &token)?;
@@ -375,7 +382,7 @@ impl Kms {
             caller,
             Operation::DeleteImportedKeyMaterial.action(),
             &key,
-            None,
+            Facts::none(),
         )
         .await?;
         imp::check_importable(&key)?;

@@ -71,6 +71,14 @@ operations!(
     GetParametersForImport,
     ImportKeyMaterial,
     DeleteImportedKeyMaterial,
+    PutKeyPolicy,
+    GetKeyPolicy,
+    ListKeyPolicies,
+    CreateGrant,
+    ListGrants,
+    ListRetirableGrants,
+    RetireGrant,
+    RevokeGrant,
 );
 
 /// Every operation of the AWS KMS API (botocore's model), served or not. A known but

@@ -6,7 +6,6 @@
 //! operations read through the cache) -> [`authorize`](super::authz::authorize) -> check the
 //! key state -> act (crypto here, writes as Raft commands) -> build the AWS response.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +17,7 @@ use keystore::ids;
 use keystore::model::{AccessKeyRecord, KeyRecord, KeyState, MaterialVersion, Origin};
 use keystore::state::{self, check_state};
 
-use super::authz::{self, Caller, Resource};
+use super::authz::{self, Caller, Facts, PolicyCache};
 use super::cache::Cache;
 use super::errors::KmsError;
 use super::operation::Operation;
@@ -37,6 +36,16 @@ mod rotation;
 // Imported key material (BYOK): a child module for the same reason.
 #[path = "import.rs"]
 mod import;
+
+// Grants and how they admit their grantees: a child module for the same reason.
+#[path = "grants.rs"]
+mod grants;
+
+// Identity management (principals, access keys, identity policies, client certificates):
+// a child module for the same reason.
+#[path = "iam.rs"]
+mod iam;
+pub use self::iam::*;
 pub use self::{asymmetric::*, rotation::*};
 
 /// Largest plaintext Encrypt accepts (bytes).
@@ -99,6 +108,11 @@ pub struct Kms {
     // Shared with the rotation material preparer task (`rotation.rs`).
     domain_key: Arc<DomainKey>,
     cache: Arc<Cache>,
+    // Key and identity policies, parsed once per distinct document.
+    policies: PolicyCache,
+    // The deployment CA's signing key, when the front was given it (IssueClientCertificate;
+    // `iam.rs`). Set once at startup.
+    client_cert_issuer: std::sync::OnceLock<iam::ClientCertIssuer>,
 }
 
 /// How a key reference was written in a request.
@@ -245,6 +259,19 @@ fn check_enum(member: &str, v: &str, allowed: &[&str]) -> Result<(), KmsError> {
             allowed.join(", ")
         ),
     ))
+}
+
+/// `PolicyName` of the key policy operations: only `default` exists (AWS's message).
+fn check_policy_name(name: Option<&str>) -> Result<(), KmsError> {
+    match name {
+        None | Some("default") => Ok(()),
+        Some(other) => {
+            check_len("PolicyName", other, 1, 128)?;
+            Err(KmsError::NotFound(format!(
+                "No such policy exists: {other}. The only valid value is default."
+            )))
+        }
+    }
 }
 
 fn check_grant_tokens(t: &Option<Vec<String>>) -> Result<(), KmsError> {
@@ -438,6 +465,8 @@ impl Kms {
             store,
             domain_key: Arc::new(domain_key),
             cache: Arc::new(Cache::new(cache_staleness)),
+            policies: PolicyCache::default(),
+            client_cert_issuer: std::sync::OnceLock::new(),
         }
     }
 
@@ -508,6 +537,50 @@ impl Kms {
             &rec.wrapped_secret,
         )?;
         Ok(Some((rec, secret)))
+    }
+
+    /// The caller operations run as. A service identity (its record names a service such as
+    /// `s3.us-east-1.amazonaws.com`) acts as its service principal, or — when it names a
+    /// principal it calls for (`on_behalf_of`) — as that principal with `kms:ViaService` set,
+    /// the way AWS services call KMS for their users. Anyone else naming a principal is
+    /// refused.
+    pub async fn effective_caller(
+        &self,
+        caller: Caller,
+        on_behalf_of: Option<&str>,
+    ) -> Result<Caller, KmsError> {
+        let identity = if caller.is_root() {
+            None
+        } else {
+            self.cache
+                .identity(&self.store, &caller.principal_arn)
+                .await?
+        };
+        let service = identity
+            .filter(|i| i.account_id == caller.account_id)
+            .and_then(|i| i.service);
+        match (on_behalf_of, service) {
+            (None, None) => Ok(caller),
+            (None, Some(service)) => Ok(Caller {
+                service_principal: Some(authz::service_principal_name(&service)),
+                ..caller
+            }),
+            (Some(principal), Some(service)) => {
+                let mut on_behalf = Caller::from_principal_arn(principal).ok_or_else(|| {
+                    KmsError::Validation(format!(
+                        "{principal} is not an IAM principal ARN (arn:aws:iam::<account>:...)"
+                    ))
+                })?;
+                on_behalf.via_service = Some(service);
+                on_behalf.source_ip = caller.source_ip;
+                Ok(on_behalf)
+            }
+            (Some(_), None) => Err(KmsError::AccessDenied(format!(
+                "User: {} is not a service identity and cannot call on behalf of another \
+                 principal",
+                caller.principal_arn
+            ))),
+        }
     }
 
     /// Runs `op` with a JSON request body and returns the JSON response body.
@@ -582,38 +655,113 @@ impl Kms {
             O::GetParametersForImport | O::ImportKeyMaterial | O::DeleteImportedKeyMaterial => {
                 self.dispatch_import(caller, op, body).await
             }
+            O::PutKeyPolicy => to_body(&self.put_key_policy(caller, parse_request(body)?).await?),
+            O::GetKeyPolicy => to_body(&self.get_key_policy(caller, parse_request(body)?).await?),
+            O::ListKeyPolicies => {
+                to_body(&self.list_key_policies(caller, parse_request(body)?).await?)
+            }
+            O::CreateGrant
+            | O::ListGrants
+            | O::ListRetirableGrants
+            | O::RetireGrant
+            | O::RevokeGrant => self.dispatch_grants(caller, op, body).await,
         }
     }
 
     // ---- plumbing -------------------------------------------------------------------------
 
+    /// The one authorization path: gathers the key policy, the caller's identity policies
+    /// and (only when policies do not already allow) the grants, and asks
+    /// [`keystore::policy::authorize`]. `key` is `None` for account-level actions and for
+    /// alias resources, which only identity policies govern (as in AWS).
     async fn authorize(
         &self,
         caller: &Caller,
         action: &str,
         resource_arn: &str,
         resource_account: &str,
-        ctx: Option<&BTreeMap<String, String>>,
+        key: Option<&KeyRecord>,
+        facts: Facts<'_>,
     ) -> Result<(), KmsError> {
-        // The root needs no record; everyone else is looked up (cached, bounded staleness,
-        // so a revoked admin loses access within the bound).
-        let identity = if caller.is_root() {
-            None
-        } else {
-            self.cache
-                .identity(&self.store, &caller.principal_arn)
-                .await?
-        };
-        authz::authorize(&authz::Request {
-            caller,
-            identity: identity.as_ref(),
-            action,
-            resource: Resource {
-                arn: resource_arn,
-                account_id: resource_account,
+        use keystore::policy::{AuthzDecision, AuthzInput, DenyReason, PolicyKind};
+        let key_policy = match key {
+            Some(k) => match self.policies.get(&k.policy, PolicyKind::Key) {
+                Some(p) => Some(p),
+                None => {
+                    return Err(authz::denial(
+                        caller,
+                        action,
+                        resource_arn,
+                        DenyReason::NoResourcePolicyAllows,
+                    ))
+                }
             },
-            encryption_context: ctx,
-        })
+            None => None,
+        };
+        let identity_policies = self.identity_policies(caller).await?;
+        let principal = caller.principal();
+        let context = authz::condition_context(caller, key, &facts, now_millis());
+        let decision = keystore::policy::authorize(&AuthzInput {
+            principal: &principal,
+            action,
+            resource_arn,
+            resource_account,
+            context: &context,
+            key_policy: key_policy.as_deref(),
+            identity_policies: &identity_policies,
+            grant_allows: false,
+        });
+        let reason = match decision {
+            AuthzDecision::Allowed(_) => return Ok(()),
+            AuthzDecision::Denied(
+                r
+                @ (DenyReason::ExplicitDenyInKeyPolicy | DenyReason::ExplicitDenyInIdentityPolicy),
+            ) => r,
+            AuthzDecision::Denied(r) => {
+                // Grants only add permissions; they are read only when policies said no.
+                if let Some(key) = key {
+                    if self.grant_allows(caller, action, key, &facts).await? {
+                        return Ok(());
+                    }
+                }
+                r
+            }
+        };
+        Err(authz::denial(caller, action, resource_arn, reason))
+    }
+
+    /// The caller's identity policies: none for the account root (only the key policy
+    /// governs it) and for service principals; the inline policies of its identity record
+    /// otherwise, plus AdministratorAccess for `admin` records. Read through the cache, so a
+    /// detached policy stops applying within the staleness bound.
+    async fn identity_policies(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<keystore::policy::Policy>, KmsError> {
+        use keystore::policy::PolicyKind;
+        if caller.is_root() || caller.service_principal.is_some() {
+            return Ok(vec![]);
+        }
+        let Some(identity) = self
+            .cache
+            .identity(&self.store, &caller.principal_arn)
+            .await?
+        else {
+            return Ok(vec![]);
+        };
+        if identity.account_id != caller.account_id {
+            return Ok(vec![]);
+        }
+        let mut out = Vec::with_capacity(identity.policies.len() + 1);
+        if identity.admin {
+            out.push((*authz::administrator_access()).clone());
+        }
+        for document in identity.policies.values() {
+            if let Some(p) = self.policies.get(document, PolicyKind::Identity) {
+                out.push((*p).clone());
+            }
+        }
+        Ok(out)
     }
 
     async fn authorize_key(
@@ -621,14 +769,19 @@ impl Kms {
         caller: &Caller,
         action: &str,
         key: &KeyRecord,
-        ctx: Option<&BTreeMap<String, String>>,
+        facts: Facts<'_>,
     ) -> Result<(), KmsError> {
-        self.authorize(caller, action, &key.arn, &key.account_id, ctx)
+        self.authorize(caller, action, &key.arn, &key.account_id, Some(key), facts)
             .await
     }
 
-    async fn authorize_account(&self, caller: &Caller, action: &str) -> Result<(), KmsError> {
-        self.authorize(caller, action, "*", &caller.account_id, None)
+    async fn authorize_account(
+        &self,
+        caller: &Caller,
+        action: &str,
+        facts: Facts<'_>,
+    ) -> Result<(), KmsError> {
+        self.authorize(caller, action, "*", &caller.account_id, None, facts)
             .await
     }
 
@@ -791,6 +944,7 @@ impl Kms {
     }
 
     /// Decrypts `blob` for `caller` (shared by Decrypt and ReEncrypt).
+    #[allow(clippy::too_many_arguments)]
     async fn open_blob(
         &self,
         caller: &Caller,
@@ -799,6 +953,7 @@ impl Kms {
         blob: Option<Blob>,
         key_id: Option<String>,
         ctx: Option<EncryptionContextMap>,
+        grant_tokens: &Option<Vec<String>>,
     ) -> Result<(KeyRecord, Secret), KmsError> {
         let blob = require(blob, "CiphertextBlob")?.0;
         if blob.is_empty() || blob.len() > MAX_CIPHERTEXT {
@@ -826,8 +981,16 @@ impl Kms {
             .filter(|k| k.region == self.region)
             .ok_or_else(|| KmsError::InvalidCiphertext(String::new()))?;
         tracing::Span::current().record("key_id", key.key_id.as_str());
-        self.authorize_key(caller, action, &key, ctx.as_ref())
-            .await?;
+        self.authorize_key(
+            caller,
+            action,
+            &key,
+            Facts::none()
+                .context(ctx.as_ref())
+                .tokens(grant_tokens)
+                .with("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT),
+        )
+        .await?;
         check_state(&key, op)?;
         asymmetric::check_symmetric(&key, op)?;
         let m = self.material(&key, header.material_version)?;
@@ -912,28 +1075,34 @@ impl Kms {
                 "Multi-Region keys are not supported yet.".into(),
             ));
         }
+        let bypass = req.bypass_policy_lockout_safety_check == Some(true);
+        let tags = tag_pairs(req.tags.unwrap_or_default())?;
+        self.authorize_account(
+            caller,
+            Operation::CreateKey.action(),
+            Facts::none()
+                .with("kms:KeySpec", key_spec.as_str())
+                .with("kms:KeyUsage", key_usage.as_str())
+                .with("kms:KeyOrigin", origin)
+                .with("kms:MultiRegion", "false")
+                .with("kms:BypassPolicyLockoutSafetyCheck", bypass.to_string())
+                .request_tags(tags.clone()),
+        )
+        .await?;
+        let key_id = ids::new_key_id();
+        let key_arn = ids::key_arn(&self.region, &caller.account_id, &key_id);
         let policy = match req.policy {
             Some(p) => {
-                check_len("Policy", &p, 1, MAX_POLICY)?;
-                match serde_json::from_str::<serde_json::Value>(&p) {
-                    Ok(serde_json::Value::Object(_)) => p,
-                    _ => {
-                        return Err(KmsError::MalformedPolicyDocument(
-                            "The policy is not a valid JSON document.".into(),
-                        ))
-                    }
-                }
+                self.checked_key_policy(caller, &p, &key_arn, &caller.account_id, bypass)
+                    .await?;
+                p
             }
             None => keystore::policy::default_key_policy(&caller.account_id),
         };
-        let tags = tag_pairs(req.tags.unwrap_or_default())?;
-        self.authorize_account(caller, Operation::CreateKey.action())
-            .await?;
 
-        let key_id = ids::new_key_id();
         let now = now_millis();
         let record = KeyRecord {
-            arn: ids::key_arn(&self.region, &caller.account_id, &key_id),
+            arn: key_arn,
             account_id: caller.account_id.clone(),
             region: self.region.clone(),
             description: req.description.unwrap_or_default(),
@@ -977,6 +1146,126 @@ impl Kms {
         })
     }
 
+    /// Validates a key policy document for CreateKey/PutKeyPolicy: AWS's size limit, the
+    /// grammar (MalformedPolicyDocumentException with what is wrong), and — unless the caller
+    /// bypasses it — the lockout safety check: the caller must still be allowed
+    /// kms:PutKeyPolicy under the new policy.
+    async fn checked_key_policy(
+        &self,
+        caller: &Caller,
+        document: &str,
+        key_arn: &str,
+        key_account: &str,
+        bypass_lockout_check: bool,
+    ) -> Result<keystore::policy::Policy, KmsError> {
+        use keystore::policy::{Policy, PolicyKind, MAX_KEY_POLICY_BYTES};
+        check_len("Policy", document, 1, MAX_POLICY)?;
+        if document.len() > MAX_KEY_POLICY_BYTES {
+            return Err(KmsError::LimitExceeded(format!(
+                "The key policy exceeds the maximum size of {MAX_KEY_POLICY_BYTES} bytes."
+            )));
+        }
+        let policy = Policy::parse(document, PolicyKind::Key)
+            .map_err(|e| KmsError::MalformedPolicyDocument(e.to_string()))?;
+        if !bypass_lockout_check {
+            let identity_policies = self.identity_policies(caller).await?;
+            if !keystore::policy::passes_lockout_check(
+                &policy,
+                &caller.principal(),
+                key_arn,
+                key_account,
+                &identity_policies,
+            ) {
+                return Err(KmsError::MalformedPolicyDocument(
+                    "The new key policy will not allow you to update the key policy in the                      future."
+                        .into(),
+                ));
+            }
+        }
+        Ok(policy)
+    }
+
+    /// PutKeyPolicy (PolicyName `default`, the only key policy a key has).
+    pub async fn put_key_policy(
+        &self,
+        caller: &Caller,
+        req: PutKeyPolicyRequest,
+    ) -> Result<Empty, KmsError> {
+        let key_id = require(req.key_id, "KeyId")?;
+        let document = require(req.policy, "Policy")?;
+        check_policy_name(req.policy_name.as_deref())?;
+        let bypass = req.bypass_policy_lockout_safety_check == Some(true);
+        let key = self.resolve(caller, &key_id, MANAGEMENT).await?;
+        self.authorize_key(
+            caller,
+            Operation::PutKeyPolicy.action(),
+            &key,
+            Facts::none().with("kms:BypassPolicyLockoutSafetyCheck", bypass.to_string()),
+        )
+        .await?;
+        check_state(&key, state::Operation::PutKeyPolicy)?;
+        self.checked_key_policy(caller, &document, &key.arn, &key.account_id, bypass)
+            .await?;
+        self.propose(Command::PutKeyPolicy {
+            key_id: key.key_id,
+            policy: document,
+        })
+        .await?;
+        Ok(Empty {})
+    }
+
+    /// GetKeyPolicy: the document as stored (AWS returns it as written).
+    pub async fn get_key_policy(
+        &self,
+        caller: &Caller,
+        req: GetKeyPolicyRequest,
+    ) -> Result<GetKeyPolicyResponse, KmsError> {
+        let key_id = require(req.key_id, "KeyId")?;
+        check_policy_name(req.policy_name.as_deref())?;
+        let key = self.resolve(caller, &key_id, MANAGEMENT).await?;
+        self.authorize_key(
+            caller,
+            Operation::GetKeyPolicy.action(),
+            &key,
+            Facts::none(),
+        )
+        .await?;
+        check_state(&key, state::Operation::GetKeyPolicy)?;
+        Ok(GetKeyPolicyResponse {
+            policy: Some(key.policy),
+            policy_name: Some("default".into()),
+        })
+    }
+
+    /// ListKeyPolicies: always `["default"]`, as in AWS.
+    pub async fn list_key_policies(
+        &self,
+        caller: &Caller,
+        req: ListKeyPoliciesRequest,
+    ) -> Result<ListKeyPoliciesResponse, KmsError> {
+        let key_id = require(req.key_id, "KeyId")?;
+        if let Some(limit) = req.limit {
+            check_range("Limit", limit, 1, 1000)?;
+        }
+        if let Some(m) = &req.marker {
+            check_len("Marker", m, 1, 320)?;
+        }
+        let key = self.resolve(caller, &key_id, MANAGEMENT).await?;
+        self.authorize_key(
+            caller,
+            Operation::ListKeyPolicies.action(),
+            &key,
+            Facts::none(),
+        )
+        .await?;
+        check_state(&key, state::Operation::ListKeyPolicies)?;
+        Ok(ListKeyPoliciesResponse {
+            policy_names: Some(vec!["default".into()]),
+            truncated: Some(false),
+            next_marker: None,
+        })
+    }
+
     /// DescribeKey.
     pub async fn describe_key(
         &self,
@@ -987,8 +1276,13 @@ impl Kms {
         let key = self
             .resolve(caller, &require(req.key_id, "KeyId")?, MANAGEMENT_ALIAS_OK)
             .await?;
-        self.authorize_key(caller, Operation::DescribeKey.action(), &key, None)
-            .await?;
+        self.authorize_key(
+            caller,
+            Operation::DescribeKey.action(),
+            &key,
+            Facts::none().tokens(&req.grant_tokens),
+        )
+        .await?;
         Ok(DescribeKeyResponse {
             key_metadata: Some(key_metadata(&key)),
         })
@@ -1003,7 +1297,7 @@ impl Kms {
         let limit = req.limit.unwrap_or(100);
         check_range("Limit", limit, 1, 1000)?;
         let marker = decode_marker(Listing::Keys, req.marker)?;
-        self.authorize_account(caller, Operation::ListKeys.action())
+        self.authorize_account(caller, Operation::ListKeys.action(), Facts::none())
             .await?;
         let q = Query::ListKeys {
             account_id: caller.account_id.clone(),
@@ -1040,7 +1334,8 @@ impl Kms {
         let key = self
             .resolve(caller, &require(key_id, "KeyId")?, MANAGEMENT)
             .await?;
-        self.authorize_key(caller, op.action(), &key, None).await?;
+        self.authorize_key(caller, op.action(), &key, Facts::none())
+            .await?;
         check_state(&key, sop)?;
         self.propose(Command::SetKeyEnabled {
             key_id: key.key_id,
@@ -1070,8 +1365,13 @@ impl Kms {
         let description = require(req.description, "Description")?;
         check_len("Description", &description, 0, MAX_DESCRIPTION)?;
         let key = self.resolve(caller, &key_id, MANAGEMENT).await?;
-        self.authorize_key(caller, Operation::UpdateKeyDescription.action(), &key, None)
-            .await?;
+        self.authorize_key(
+            caller,
+            Operation::UpdateKeyDescription.action(),
+            &key,
+            Facts::none(),
+        )
+        .await?;
         check_state(&key, state::Operation::UpdateKeyDescription)?;
         self.propose(Command::UpdateKeyDescription {
             key_id: key.key_id,
@@ -1096,8 +1396,16 @@ impl Kms {
             ));
         }
         let key = self.resolve(caller, &key_id, MANAGEMENT).await?;
-        self.authorize_key(caller, Operation::ScheduleKeyDeletion.action(), &key, None)
-            .await?;
+        self.authorize_key(
+            caller,
+            Operation::ScheduleKeyDeletion.action(),
+            &key,
+            Facts::none().with(
+                "kms:ScheduleKeyDeletionPendingWindowInDays",
+                days.to_string(),
+            ),
+        )
+        .await?;
         check_state(&key, state::Operation::ScheduleKeyDeletion)?;
         let k = self
             .propose_key(Command::ScheduleKeyDeletion {
@@ -1122,8 +1430,13 @@ impl Kms {
         let key = self
             .resolve(caller, &require(req.key_id, "KeyId")?, MANAGEMENT)
             .await?;
-        self.authorize_key(caller, Operation::CancelKeyDeletion.action(), &key, None)
-            .await?;
+        self.authorize_key(
+            caller,
+            Operation::CancelKeyDeletion.action(),
+            &key,
+            Facts::none(),
+        )
+        .await?;
         check_state(&key, state::Operation::CancelKeyDeletion)?;
         self.propose(Command::CancelKeyDeletion {
             key_id: key.key_id.clone(),
@@ -1148,9 +1461,17 @@ impl Kms {
         let key = self.resolve(caller, &target, MANAGEMENT).await?;
         let alias_arn = ids::alias_arn(&self.region, &caller.account_id, &name);
         let action = Operation::CreateAlias.action();
-        self.authorize(caller, action, &alias_arn, &caller.account_id, None)
+        self.authorize(
+            caller,
+            action,
+            &alias_arn,
+            &caller.account_id,
+            None,
+            Facts::none(),
+        )
+        .await?;
+        self.authorize_key(caller, action, &key, Facts::none())
             .await?;
-        self.authorize_key(caller, action, &key, None).await?;
         check_state(&key, state::Operation::CreateAlias)?;
         self.propose(Command::CreateAlias {
             account_id: caller.account_id.clone(),
@@ -1174,9 +1495,17 @@ impl Kms {
         let key = self.resolve(caller, &target, MANAGEMENT).await?;
         let alias_arn = ids::alias_arn(&self.region, &caller.account_id, &name);
         let action = Operation::UpdateAlias.action();
-        self.authorize(caller, action, &alias_arn, &caller.account_id, None)
+        self.authorize(
+            caller,
+            action,
+            &alias_arn,
+            &caller.account_id,
+            None,
+            Facts::none(),
+        )
+        .await?;
+        self.authorize_key(caller, action, &key, Facts::none())
             .await?;
-        self.authorize_key(caller, action, &key, None).await?;
         check_state(&key, state::Operation::UpdateAlias)?;
         self.propose(Command::UpdateAlias {
             account_id: caller.account_id.clone(),
@@ -1202,6 +1531,7 @@ impl Kms {
             &alias_arn,
             &caller.account_id,
             None,
+            Facts::none(),
         )
         .await?;
         self.propose(Command::DeleteAlias {
@@ -1225,7 +1555,7 @@ impl Kms {
             Some(k) => Some(self.resolve(caller, &k, MANAGEMENT).await?.key_id),
             None => None,
         };
-        self.authorize_account(caller, Operation::ListAliases.action())
+        self.authorize_account(caller, Operation::ListAliases.action(), Facts::none())
             .await?;
         let q = Query::ListAliases {
             account_id: caller.account_id.clone(),
@@ -1266,8 +1596,13 @@ impl Kms {
         let key_id = require(req.key_id, "KeyId")?;
         let tags = tag_pairs(require(req.tags, "Tags")?)?;
         let key = self.resolve(caller, &key_id, MANAGEMENT).await?;
-        self.authorize_key(caller, Operation::TagResource.action(), &key, None)
-            .await?;
+        self.authorize_key(
+            caller,
+            Operation::TagResource.action(),
+            &key,
+            Facts::none().request_tags(tags.clone()),
+        )
+        .await?;
         check_state(&key, state::Operation::TagResource)?;
         self.propose(Command::TagResource {
             key_id: key.key_id,
@@ -1289,8 +1624,13 @@ impl Kms {
             check_len("TagKeys.member", k, 1, 128)?;
         }
         let key = self.resolve(caller, &key_id, MANAGEMENT).await?;
-        self.authorize_key(caller, Operation::UntagResource.action(), &key, None)
-            .await?;
+        self.authorize_key(
+            caller,
+            Operation::UntagResource.action(),
+            &key,
+            Facts::none().with_multi("aws:TagKeys", tag_keys.clone()),
+        )
+        .await?;
         check_state(&key, state::Operation::UntagResource)?;
         self.propose(Command::UntagResource {
             key_id: key.key_id,
@@ -1312,8 +1652,13 @@ impl Kms {
         let limit = limit.min(50) as usize;
         let after = decode_marker(Listing::Tags, req.marker)?;
         let key = self.resolve(caller, &key_id, MANAGEMENT).await?;
-        self.authorize_key(caller, Operation::ListResourceTags.action(), &key, None)
-            .await?;
+        self.authorize_key(
+            caller,
+            Operation::ListResourceTags.action(),
+            &key,
+            Facts::none(),
+        )
+        .await?;
         let mut rest = key
             .tags
             .iter()
@@ -1380,7 +1725,10 @@ impl Kms {
             caller,
             Operation::Encrypt.action(),
             &key,
-            req.encryption_context.as_ref(),
+            Facts::none()
+                .context(req.encryption_context.as_ref())
+                .tokens(&req.grant_tokens)
+                .with("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT),
         )
         .await?;
         check_state(&key, state::Operation::Encrypt)?;
@@ -1420,6 +1768,7 @@ impl Kms {
                 req.ciphertext_blob,
                 req.key_id,
                 req.encryption_context,
+                &req.grant_tokens,
             )
             .await?;
         if dry {
@@ -1466,6 +1815,7 @@ impl Kms {
                 req.ciphertext_blob,
                 req.source_key_id,
                 req.source_encryption_context,
+                &req.grant_tokens,
             )
             .await?;
         let dest = self.resolve(caller, &dest, CRYPTO).await?;
@@ -1473,7 +1823,14 @@ impl Kms {
             caller,
             "kms:ReEncryptTo",
             &dest,
-            req.destination_encryption_context.as_ref(),
+            Facts::none()
+                .context(req.destination_encryption_context.as_ref())
+                .tokens(&req.grant_tokens)
+                .with("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)
+                .with(
+                    "kms:ReEncryptOnSameKey",
+                    (source.key_id == dest.key_id).to_string(),
+                ),
         )
         .await?;
         check_state(&dest, state::Operation::ReEncryptTo)?;
@@ -1506,8 +1863,15 @@ impl Kms {
         check_grant_tokens(&req.grant_tokens)?;
         let len = Self::data_key_len(req.number_of_bytes, req.key_spec.as_deref())?;
         let key = self.resolve(caller, &key_id, CRYPTO).await?;
-        self.authorize_key(caller, op.action(), &key, req.encryption_context.as_ref())
-            .await?;
+        self.authorize_key(
+            caller,
+            op.action(),
+            &key,
+            Facts::none()
+                .context(req.encryption_context.as_ref())
+                .tokens(&req.grant_tokens),
+        )
+        .await?;
         check_state(&key, sop)?;
         asymmetric::check_symmetric(&key, sop)?;
         if req.dry_run == Some(true) {
@@ -1576,7 +1940,7 @@ impl Kms {
                 "Custom key stores are not supported.".into(),
             ));
         }
-        self.authorize_account(caller, Operation::GenerateRandom.action())
+        self.authorize_account(caller, Operation::GenerateRandom.action(), Facts::none())
             .await?;
         Ok(GenerateRandomResponse {
             plaintext: Some(SecretBlob(crypto::random_secret(n as usize))),

@@ -214,8 +214,13 @@ impl Kms {
             i64::from(*rot::ROTATION_PERIOD_DAYS.end()),
         )?;
         let key = self.resolve(caller, &key_id, MANAGEMENT).await?;
-        self.authorize_key(caller, Operation::EnableKeyRotation.action(), &key, None)
-            .await?;
+        self.authorize_key(
+            caller,
+            Operation::EnableKeyRotation.action(),
+            &key,
+            Facts::none(),
+        )
+        .await?;
         rot::check_rotatable(&key)?;
         rot::check_rotation_state(&key)?;
         let prepared = key
@@ -241,8 +246,13 @@ impl Kms {
         let key = self
             .resolve(caller, &require(req.key_id, "KeyId")?, MANAGEMENT)
             .await?;
-        self.authorize_key(caller, Operation::DisableKeyRotation.action(), &key, None)
-            .await?;
+        self.authorize_key(
+            caller,
+            Operation::DisableKeyRotation.action(),
+            &key,
+            Facts::none(),
+        )
+        .await?;
         rot::check_rotatable(&key)?;
         rot::check_rotation_state(&key)?;
         self.propose(Command::DisableKeyRotation { key_id: key.key_id })
@@ -260,8 +270,13 @@ impl Kms {
         let key = self
             .resolve(caller, &require(req.key_id, "KeyId")?, MANAGEMENT)
             .await?;
-        self.authorize_key(caller, Operation::GetKeyRotationStatus.action(), &key, None)
-            .await?;
+        self.authorize_key(
+            caller,
+            Operation::GetKeyRotationStatus.action(),
+            &key,
+            Facts::none(),
+        )
+        .await?;
         if key.origin == Origin::AwsKms {
             rot::check_rotatable(&key)?;
         }
@@ -292,8 +307,13 @@ impl Kms {
         let key = self
             .resolve(caller, &require(req.key_id, "KeyId")?, MANAGEMENT)
             .await?;
-        self.authorize_key(caller, Operation::RotateKeyOnDemand.action(), &key, None)
-            .await?;
+        self.authorize_key(
+            caller,
+            Operation::RotateKeyOnDemand.action(),
+            &key,
+            Facts::none(),
+        )
+        .await?;
         rot::check_rotatable(&key)?;
         rot::check_rotation_state(&key)?;
         let prepared = key
@@ -325,8 +345,13 @@ impl Kms {
         }
         let start = decode_rotations_marker(req.marker)?;
         let key = self.resolve(caller, &key_id, MANAGEMENT).await?;
-        self.authorize_key(caller, Operation::ListKeyRotations.action(), &key, None)
-            .await?;
+        self.authorize_key(
+            caller,
+            Operation::ListKeyRotations.action(),
+            &key,
+            Facts::none(),
+        )
+        .await?;
         rot::check_rotatable(&key)?;
         let history = &key.rotation.history;
         let end = start.saturating_add(limit as usize).min(history.len());

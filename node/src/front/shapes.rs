@@ -680,3 +680,203 @@ mod tests {
         assert!(!dbg.contains("top secret") && !dbg.contains("116"), "{dbg}");
     }
 }
+
+// ---- key policies (access control) ------------------------------------------------------
+
+shape!(
+    /// `PutKeyPolicyRequest`.
+    PutKeyPolicyRequest {
+        /// Key id or key ARN.
+        key_id: String,
+        /// `default` (optional since 2024).
+        policy_name: String,
+        /// The new key policy document.
+        policy: String,
+        /// Skip the lockout safety check.
+        bypass_policy_lockout_safety_check: bool,
+    }
+);
+
+shape!(
+    /// `GetKeyPolicyRequest`.
+    GetKeyPolicyRequest {
+        /// Key id or key ARN.
+        key_id: String,
+        /// `default`.
+        policy_name: String,
+    }
+);
+
+shape!(
+    /// `GetKeyPolicyResponse`.
+    GetKeyPolicyResponse {
+        /// The key policy document.
+        policy: String,
+        /// `default`.
+        policy_name: String,
+    }
+);
+
+shape!(
+    /// `ListKeyPoliciesRequest`.
+    ListKeyPoliciesRequest {
+        /// Key id or key ARN.
+        key_id: String,
+        /// 1..=1000.
+        limit: i64,
+        /// From a previous `NextMarker`.
+        marker: String,
+    }
+);
+
+shape!(
+    /// `ListKeyPoliciesResponse`.
+    ListKeyPoliciesResponse {
+        /// Always `["default"]`.
+        policy_names: Vec<String>,
+        /// Set when `truncated`.
+        next_marker: String,
+        /// More pages remain.
+        truncated: bool,
+    }
+);
+
+// ---- grants -------------------------------------------------------------------------------
+
+/// `GrantConstraints`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GrantConstraintsShape {
+    /// The request's encryption context must contain these pairs (and may have more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_context_subset: Option<EncryptionContextMap>,
+    /// The request's encryption context must be exactly this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_context_equals: Option<EncryptionContextMap>,
+}
+
+shape!(
+    /// `CreateGrantRequest`.
+    CreateGrantRequest {
+        /// Key id or key ARN.
+        key_id: String,
+        /// Who may use the grant.
+        grantee_principal: String,
+        /// Who may retire it.
+        retiring_principal: String,
+        /// `Decrypt`, `Encrypt`, ...
+        operations: Vec<String>,
+        /// Encryption context constraints.
+        constraints: GrantConstraintsShape,
+        /// Grant tokens of the request.
+        grant_tokens: Vec<String>,
+        /// Makes CreateGrant idempotent.
+        name: String,
+        /// Check permissions only.
+        dry_run: bool,
+    }
+);
+
+shape!(
+    /// `CreateGrantResponse`.
+    CreateGrantResponse {
+        /// Usable at once, before the grant has propagated.
+        grant_token: String,
+        /// 64 hex digits.
+        grant_id: String,
+    }
+);
+
+shape!(
+    /// `ListGrantsRequest`.
+    ListGrantsRequest {
+        /// 1..=100, default 50.
+        limit: i64,
+        /// From a previous `NextMarker`.
+        marker: String,
+        /// Key id or key ARN.
+        key_id: String,
+        /// Only this grant.
+        grant_id: String,
+        /// Only grants for this grantee.
+        grantee_principal: String,
+    }
+);
+
+shape!(
+    /// `ListRetirableGrantsRequest`.
+    ListRetirableGrantsRequest {
+        /// 1..=100, default 50.
+        limit: i64,
+        /// From a previous `NextMarker`.
+        marker: String,
+        /// Grants this principal may retire.
+        retiring_principal: String,
+    }
+);
+
+/// `GrantListEntry`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GrantListEntry {
+    /// Key id (AWS gives the id, not the ARN).
+    pub key_id: String,
+    /// 64 hex digits.
+    pub grant_id: String,
+    /// Name, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Epoch seconds.
+    pub creation_date: f64,
+    /// Grantee.
+    pub grantee_principal: String,
+    /// Retiring principal, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring_principal: Option<String>,
+    /// `arn:aws:iam::<account>:root` of the key's account.
+    pub issuing_account: String,
+    /// The operations.
+    pub operations: Vec<String>,
+    /// Constraints, when there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<GrantConstraintsShape>,
+}
+
+/// `ListGrantsResponse`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListGrantsResponse {
+    /// This page.
+    pub grants: Vec<GrantListEntry>,
+    /// Set when `truncated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+    /// More pages remain.
+    pub truncated: bool,
+}
+
+shape!(
+    /// `RetireGrantRequest`.
+    RetireGrantRequest {
+        /// The token CreateGrant returned.
+        grant_token: String,
+        /// Key ARN (with `GrantId`).
+        key_id: String,
+        /// Grant id (with `KeyId`).
+        grant_id: String,
+        /// Check permissions only.
+        dry_run: bool,
+    }
+);
+
+shape!(
+    /// `RevokeGrantRequest`.
+    RevokeGrantRequest {
+        /// Key id or key ARN.
+        key_id: String,
+        /// Grant id.
+        grant_id: String,
+        /// Check permissions only.
+        dry_run: bool,
+    }
+);

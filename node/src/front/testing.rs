@@ -224,6 +224,7 @@ pub async fn seed(store: &StoreClient, dk: &DomainKey) {
                     arn: arn.into(),
                     account_id: account.into(),
                     admin,
+                    ..Default::default()
                 },
             })
             .await

@@ -810,11 +810,23 @@ async fn create_key_rejects_unsupported_and_malformed_options() {
             ty
         );
     }
-    let md = kms
+    // A policy must say something: AWS refuses an empty statement list.
+    let empty = kms
         .create_key(
             &admin,
             CreateKeyRequest {
                 policy: Some(r#"{"Version":"2012-10-17","Statement":[]}"#.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(empty.aws_type(), "MalformedPolicyDocumentException");
+    let md = kms
+        .create_key(
+            &admin,
+            CreateKeyRequest {
+                policy: Some(keystore::policy::default_key_policy("111122223333")),
                 customer_master_key_spec: Some("SYMMETRIC_DEFAULT".into()),
                 ..Default::default()
             },
@@ -1063,4 +1075,155 @@ mod http_layer {
         assert_eq!(handle(&kms, get("/readyz")).await.status(), 503);
         assert_eq!(handle(&kms, get("/healthz")).await.status(), 200);
     }
+}
+
+/// Polls `check` on a front until it is denied, failing if that takes longer than `bound`.
+async fn denied_within<F, Fut>(bound: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, super::KmsError>>,
+{
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        match check().await {
+            Err(e) if e.aws_type() == "AccessDeniedException" => return,
+            Ok(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            other => panic!(
+                "the other front still honours a revoked permission: {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn policy_and_grant_revocations_reach_every_front_within_the_bound() {
+    let (a, b, _node) = super::testing::two_fronts(std::time::Duration::from_secs(60)).await;
+    let _follow = b.follow_store_changes();
+    let admin = caller(ADMIN);
+    let app = caller(APP);
+    let root_only = keystore::policy::default_key_policy(ACCOUNT);
+    let allowing_app = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+            {{"Effect":"Allow","Principal":{{"AWS":"{ROOT}"}},"Action":"kms:*","Resource":"*"}},
+            {{"Effect":"Allow","Principal":{{"AWS":"{APP}"}},"Action":"kms:Encrypt","Resource":"*"}}]}}"#
+    );
+    let key_id = a
+        .create_key(
+            &admin,
+            CreateKeyRequest {
+                policy: Some(allowing_app),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id
+        .unwrap();
+    // B caches the key (and its policy) by using it for App.
+    encrypt(&b, &app, &key_id, b"x", None).await.unwrap();
+    a.put_key_policy(
+        &admin,
+        PutKeyPolicyRequest {
+            key_id: Some(key_id.clone()),
+            policy: Some(root_only),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let bound = std::time::Duration::from_secs(1);
+    denied_within(bound, || encrypt(&b, &app, &key_id, b"x", None)).await;
+
+    // A grant, used on B without a token (so through B's cache), then revoked on A.
+    let grant = a
+        .create_grant(
+            &admin,
+            CreateGrantRequest {
+                key_id: Some(key_id.clone()),
+                grantee_principal: Some(APP.into()),
+                operations: Some(vec!["Encrypt".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + bound;
+    while encrypt(&b, &app, &key_id, b"x", None).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "front B never saw the new grant"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    a.revoke_grant(
+        &admin,
+        RevokeGrantRequest {
+            key_id: Some(key_id.clone()),
+            grant_id: grant.grant_id,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    denied_within(bound, || encrypt(&b, &app, &key_id, b"x", None)).await;
+}
+
+#[tokio::test]
+async fn a_grant_token_works_at_once_on_a_front_whose_cache_has_not_seen_the_grant() {
+    // B does not follow the watch stream and caches for a minute: only the token can help.
+    let (a, b, _node) = super::testing::two_fronts(std::time::Duration::from_secs(60)).await;
+    let admin = caller(ADMIN);
+    let app = caller(APP);
+    let key_id = new_key(&a, &admin).await.key_id.unwrap();
+    // B caches "no grants" for the key.
+    assert_eq!(
+        encrypt(&b, &app, &key_id, b"x", None)
+            .await
+            .unwrap_err()
+            .aws_type(),
+        "AccessDeniedException"
+    );
+    let grant = a
+        .create_grant(
+            &admin,
+            CreateGrantRequest {
+                key_id: Some(key_id.clone()),
+                grantee_principal: Some(APP.into()),
+                operations: Some(vec!["Encrypt".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let with_token = |token: String| EncryptRequest {
+        key_id: Some(key_id.clone()),
+        plaintext: secret(b"x"),
+        grant_tokens: Some(vec![token]),
+        ..Default::default()
+    };
+    let token = grant.grant_token.unwrap();
+    b.encrypt(&app, with_token(token.clone())).await.unwrap();
+    // Without the token B's cache still says no: the token is what made the difference.
+    assert!(encrypt(&b, &app, &key_id, b"x", None).await.is_err());
+    a.retire_grant(
+        &admin,
+        RetireGrantRequest {
+            grant_token: Some(token.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        b.encrypt(&app, with_token(token))
+            .await
+            .unwrap_err()
+            .aws_type(),
+        "AccessDeniedException"
+    );
 }

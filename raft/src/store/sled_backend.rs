@@ -14,16 +14,34 @@ pub struct SledBackend {
     trees: [sled::Tree; 4],
 }
 
+/// How long `open` waits for a previous handle's file lock to be released.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// sled releases its file lock only when the last handle's threads have wound down, which can
+/// lag a drop by a few milliseconds on a loaded machine; a restart in that window would fail
+/// with `WouldBlock`. Wait for it, briefly, instead of failing the restart.
+fn open_waiting_for_lock(path: &Path) -> io::Result<sled::Db> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new().path(path).flush_every_ms(None).open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(io::Error::other(e)),
+        }
+    }
+}
+
 impl SledBackend {
     /// Opens or creates the database directory at `path`.
     pub fn open(path: &Path) -> io::Result<Self> {
         // No background flusher: every commit flushes itself, and a flusher thread would keep
         // the database (and its lock) alive past the last handle.
-        let db = sled::Config::new()
-            .path(path)
-            .flush_every_ms(None)
-            .open()
-            .map_err(io::Error::other)?;
+        let db = open_waiting_for_lock(path)?;
         let open = |t: Table| db.open_tree(t.name()).map_err(io::Error::other);
         let trees = [
             open(Table::Log)?,

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use futures::{Stream, TryStreamExt};
 use keystore::command::Change;
+use keystore::grant::GrantRecord;
 use keystore::model::{AccessKeyRecord, AliasRecord, IdentityRecord, KeyRecord, State};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
@@ -35,6 +36,8 @@ pub enum Entity {
     Identity(IdentityRecord),
     /// An access key.
     AccessKey(AccessKeyRecord),
+    /// A grant.
+    Grant(GrantRecord),
 }
 
 impl Entity {
@@ -49,6 +52,11 @@ impl Entity {
                 .map(Entity::Alias),
             Change::Identity(arn) => state.identities.get(arn).cloned().map(Entity::Identity),
             Change::AccessKey(id) => state.access_keys.get(id).cloned().map(Entity::AccessKey),
+            Change::Grant(key_id, grant_id) => state
+                .grants
+                .get(&(key_id.clone(), grant_id.clone()))
+                .cloned()
+                .map(Entity::Grant),
         }
     }
 
@@ -58,6 +66,7 @@ impl Entity {
             Entity::Alias(a) => Change::Alias(a.account_id.clone(), a.alias_name.clone()),
             Entity::Identity(i) => Change::Identity(i.arn.clone()),
             Entity::AccessKey(a) => Change::AccessKey(a.access_key_id.clone()),
+            Entity::Grant(g) => Change::Grant(g.key_id.clone(), g.grant_id.clone()),
         }
     }
 
@@ -77,6 +86,11 @@ impl Entity {
             Entity::AccessKey(a) => {
                 state.access_keys.insert(a.access_key_id.clone(), a);
             }
+            Entity::Grant(g) => {
+                state
+                    .grants
+                    .insert((g.key_id.clone(), g.grant_id.clone()), g);
+            }
         }
     }
 }
@@ -87,6 +101,7 @@ fn all_entities(state: &State) -> Vec<Entity> {
     v.extend(state.aliases.values().cloned().map(Entity::Alias));
     v.extend(state.identities.values().cloned().map(Entity::Identity));
     v.extend(state.access_keys.values().cloned().map(Entity::AccessKey));
+    v.extend(state.grants.values().cloned().map(Entity::Grant));
     v
 }
 
