@@ -161,8 +161,8 @@ enum Command {
         /// Key id, key ARN, alias name (alias/x) or alias ARN.
         #[arg(long)]
         key_id: String,
-        /// Grant tokens.
-        #[arg(long, num_args = 1..)]
+        /// Grant tokens (space- or comma-separated).
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
         grant_tokens: Vec<String>,
     },
     /// List keys (all pages unless --limit, --marker or --no-paginate).
@@ -332,8 +332,8 @@ enum Command {
         /// SYMMETRIC_DEFAULT.
         #[arg(long)]
         destination_encryption_algorithm: Option<String>,
-        /// Grant tokens.
-        #[arg(long, num_args = 1..)]
+        /// Grant tokens (space- or comma-separated).
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
         grant_tokens: Vec<String>,
         /// Check permissions without performing the operation.
         #[arg(long)]
@@ -360,8 +360,8 @@ enum Command {
         /// Key id, key ARN, alias name (alias/x) or alias ARN.
         #[arg(long)]
         key_id: String,
-        /// Grant tokens.
-        #[arg(long, num_args = 1..)]
+        /// Grant tokens (space- or comma-separated).
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
         grant_tokens: Vec<String>,
     },
     /// Sign a message or digest.
@@ -401,8 +401,8 @@ enum Command {
         /// The peer's DER SubjectPublicKeyInfo: fileb://path.
         #[arg(long)]
         public_key: String,
-        /// Grant tokens.
-        #[arg(long, num_args = 1..)]
+        /// Grant tokens (space- or comma-separated).
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
         grant_tokens: Vec<String>,
         /// Check permissions without performing the operation.
         #[arg(long)]
@@ -499,6 +499,141 @@ enum Command {
         #[arg(long)]
         key_id: String,
     },
+    /// Replace a key's key policy.
+    PutKeyPolicy {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Key policy JSON, or file://path.
+        #[arg(long)]
+        policy: String,
+        /// default (the only key policy a key has).
+        #[arg(long)]
+        policy_name: Option<String>,
+        /// Skip the policy lockout safety check.
+        #[arg(long)]
+        bypass_policy_lockout_safety_check: bool,
+    },
+    /// Print a key's key policy.
+    GetKeyPolicy {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// default.
+        #[arg(long)]
+        policy_name: Option<String>,
+    },
+    /// List a key's key policy names (always "default").
+    ListKeyPolicies {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Page size.
+        #[arg(long)]
+        limit: Option<i32>,
+        /// NextMarker of the previous page.
+        #[arg(long)]
+        marker: Option<String>,
+    },
+    /// Create a grant; prints its id and a token that works at once.
+    CreateGrant {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// The principal the grant lets in.
+        #[arg(long)]
+        grantee_principal: String,
+        /// Operations, space- or comma-separated: Encrypt,Decrypt,GenerateDataKey,...
+        #[arg(long, num_args = 1.., value_delimiter = ',', required = true)]
+        operations: Vec<String>,
+        /// Who may retire the grant.
+        #[arg(long)]
+        retiring_principal: Option<String>,
+        /// Grant name (makes create-grant idempotent).
+        #[arg(long)]
+        name: Option<String>,
+        /// JSON {"EncryptionContextSubset":{..},"EncryptionContextEquals":{..}} or file://path.
+        #[arg(long, conflicts_with_all = ["constraints_encryption_context_subset",
+            "constraints_encryption_context_equals"])]
+        constraints: Option<String>,
+        /// Pairs the request's context must contain: k=v,k2=v2 or JSON.
+        #[arg(long)]
+        constraints_encryption_context_subset: Option<String>,
+        /// The exact context required: k=v,k2=v2 or JSON ("" = no context).
+        #[arg(long)]
+        constraints_encryption_context_equals: Option<String>,
+        /// Grant tokens (space- or comma-separated).
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
+        grant_tokens: Vec<String>,
+        /// Check permissions without performing the operation.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List a key's grants (all pages unless --limit, --marker or --no-paginate).
+    ListGrants {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Only this grant.
+        #[arg(long)]
+        grant_id: Option<String>,
+        /// Only grants for this grantee.
+        #[arg(long)]
+        grantee_principal: Option<String>,
+        /// Page size; disables automatic pagination.
+        #[arg(long)]
+        limit: Option<i32>,
+        /// NextMarker of the previous page; disables automatic pagination.
+        #[arg(long)]
+        marker: Option<String>,
+        /// Fetch one page only.
+        #[arg(long)]
+        no_paginate: bool,
+    },
+    /// List the grants a principal may retire (all pages unless --limit, --marker or
+    /// --no-paginate).
+    ListRetirableGrants {
+        /// The retiring principal.
+        #[arg(long)]
+        retiring_principal: String,
+        /// Page size; disables automatic pagination.
+        #[arg(long)]
+        limit: Option<i32>,
+        /// NextMarker of the previous page; disables automatic pagination.
+        #[arg(long)]
+        marker: Option<String>,
+        /// Fetch one page only.
+        #[arg(long)]
+        no_paginate: bool,
+    },
+    /// Retire a grant, by --grant-token or by --key-id and --grant-id.
+    RetireGrant {
+        /// The token create-grant printed.
+        #[arg(long, conflicts_with_all = ["key_id", "grant_id"],
+            required_unless_present_all = ["key_id", "grant_id"])]
+        grant_token: Option<String>,
+        /// Key id or key ARN (with --grant-id).
+        #[arg(long, requires = "grant_id")]
+        key_id: Option<String>,
+        /// Grant id (with --key-id).
+        #[arg(long, requires = "key_id")]
+        grant_id: Option<String>,
+        /// Check permissions without performing the operation.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Revoke a grant.
+    RevokeGrant {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Grant id.
+        #[arg(long)]
+        grant_id: String,
+        /// Check permissions without performing the operation.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Identity management: principals, access keys, identity policies, client certificates.
     #[command(subcommand)]
     Iam(iam::IamCommand),
@@ -518,8 +653,8 @@ struct SignArgs {
     /// ECDSA_SHA_256, RSASSA_PSS_SHA_256, ED25519_SHA_512, ML_DSA_SHAKE_256, ...
     #[arg(long)]
     signing_algorithm: String,
-    /// Grant tokens.
-    #[arg(long, num_args = 1..)]
+    /// Grant tokens (space- or comma-separated).
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
     grant_tokens: Vec<String>,
     /// Check permissions without performing the operation.
     #[arg(long)]
@@ -537,8 +672,8 @@ struct MacArgs {
     /// HMAC_SHA_224, HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512.
     #[arg(long)]
     mac_algorithm: String,
-    /// Grant tokens.
-    #[arg(long, num_args = 1..)]
+    /// Grant tokens (space- or comma-separated).
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
     grant_tokens: Vec<String>,
     /// Check permissions without performing the operation.
     #[arg(long)]
@@ -563,8 +698,8 @@ struct CryptoArgs {
     /// k=v,k2=v2 or JSON {"k":"v"} or file://path.
     #[arg(long)]
     encryption_context: Option<String>,
-    /// Grant tokens.
-    #[arg(long, num_args = 1..)]
+    /// Grant tokens (space- or comma-separated).
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
     grant_tokens: Vec<String>,
     /// Check permissions without performing the operation.
     #[arg(long)]
@@ -889,6 +1024,14 @@ impl Command {
             Command::GetParametersForImport { .. } => "GetParametersForImport",
             Command::ImportKeyMaterial { .. } => "ImportKeyMaterial",
             Command::DeleteImportedKeyMaterial { .. } => "DeleteImportedKeyMaterial",
+            Command::PutKeyPolicy { .. } => "PutKeyPolicy",
+            Command::GetKeyPolicy { .. } => "GetKeyPolicy",
+            Command::ListKeyPolicies { .. } => "ListKeyPolicies",
+            Command::CreateGrant { .. } => "CreateGrant",
+            Command::ListGrants { .. } => "ListGrants",
+            Command::ListRetirableGrants { .. } => "ListRetirableGrants",
+            Command::RetireGrant { .. } => "RetireGrant",
+            Command::RevokeGrant { .. } => "RevokeGrant",
             Command::Iam(cmd) => cmd.operation(),
         }
     }
@@ -1494,6 +1637,159 @@ async fn execute(kms: &Client, g: &GlobalArgs, cmd: Command) -> Result<Option<Va
                 .await?;
             return Ok(None);
         }
+        Command::PutKeyPolicy {
+            key_id,
+            policy,
+            policy_name,
+            bypass_policy_lockout_safety_check,
+        } => {
+            kms.put_key_policy()
+                .key_id(key_id)
+                .policy(load_text("policy", &policy)?)
+                .set_policy_name(policy_name)
+                .bypass_policy_lockout_safety_check(bypass_policy_lockout_safety_check)
+                .send()
+                .await?;
+            return Ok(None);
+        }
+        Command::GetKeyPolicy {
+            key_id,
+            policy_name,
+        } => {
+            let r = kms
+                .get_key_policy()
+                .key_id(key_id)
+                .set_policy_name(policy_name)
+                .send()
+                .await?;
+            json!({ "Policy": r.policy, "PolicyName": r.policy_name })
+        }
+        Command::ListKeyPolicies {
+            key_id,
+            limit,
+            marker,
+        } => {
+            let r = kms
+                .list_key_policies()
+                .key_id(key_id)
+                .set_limit(limit)
+                .set_marker(marker)
+                .send()
+                .await?;
+            let names = r.policy_names.iter().map(|n| json!(n)).collect();
+            page_json("PolicyNames", names, r.next_marker.filter(|_| r.truncated))
+        }
+        Command::CreateGrant {
+            key_id,
+            grantee_principal,
+            operations,
+            retiring_principal,
+            name,
+            constraints,
+            constraints_encryption_context_subset,
+            constraints_encryption_context_equals,
+            grant_tokens,
+            dry_run,
+        } => {
+            let mut b = kms
+                .create_grant()
+                .key_id(key_id)
+                .grantee_principal(grantee_principal)
+                .operations(operations)
+                .set_retiring_principal(retiring_principal)
+                .set_name(name)
+                .set_grant_tokens(grant_tokens)
+                .dry_run(dry_run);
+            if let Some(c) = constraints {
+                b = b.set_constraints(Some(parse_grant_constraints("constraints", &c)?));
+            }
+            if let Some(c) = constraints_encryption_context_subset {
+                b = b.set_constraints_encryption_context_subset(parse_encryption_context(
+                    "constraints-encryption-context-subset",
+                    &c,
+                )?);
+            }
+            if let Some(c) = constraints_encryption_context_equals {
+                b = b.set_constraints_encryption_context_equals(parse_encryption_context(
+                    "constraints-encryption-context-equals",
+                    &c,
+                )?);
+            }
+            let r = b.send().await?;
+            json!({ "GrantToken": r.grant_token, "GrantId": r.grant_id })
+        }
+        Command::ListGrants {
+            key_id,
+            grant_id,
+            grantee_principal,
+            limit,
+            marker,
+            no_paginate,
+        } => {
+            let b = kms
+                .list_grants()
+                .key_id(key_id)
+                .set_grant_id(grant_id)
+                .set_grantee_principal(grantee_principal)
+                .set_limit(limit)
+                .set_marker(marker.clone());
+            if limit.is_none() && marker.is_none() && !no_paginate {
+                let all = b.send_all().await?;
+                page_json("Grants", all.iter().map(grant_json).collect(), None)
+            } else {
+                let r = b.send().await?;
+                let next = r.next_marker.filter(|_| r.truncated);
+                page_json("Grants", r.grants.iter().map(grant_json).collect(), next)
+            }
+        }
+        Command::ListRetirableGrants {
+            retiring_principal,
+            limit,
+            marker,
+            no_paginate,
+        } => {
+            let b = kms
+                .list_retirable_grants()
+                .retiring_principal(retiring_principal)
+                .set_limit(limit)
+                .set_marker(marker.clone());
+            if limit.is_none() && marker.is_none() && !no_paginate {
+                let all = b.send_all().await?;
+                page_json("Grants", all.iter().map(grant_json).collect(), None)
+            } else {
+                let r = b.send().await?;
+                let next = r.next_marker.filter(|_| r.truncated);
+                page_json("Grants", r.grants.iter().map(grant_json).collect(), next)
+            }
+        }
+        Command::RetireGrant {
+            grant_token,
+            key_id,
+            grant_id,
+            dry_run,
+        } => {
+            kms.retire_grant()
+                .set_grant_token(grant_token)
+                .set_key_id(key_id)
+                .set_grant_id(grant_id)
+                .dry_run(dry_run)
+                .send()
+                .await?;
+            return Ok(None);
+        }
+        Command::RevokeGrant {
+            key_id,
+            grant_id,
+            dry_run,
+        } => {
+            kms.revoke_grant()
+                .key_id(key_id)
+                .grant_id(grant_id)
+                .dry_run(dry_run)
+                .send()
+                .await?;
+            return Ok(None);
+        }
         Command::Iam(cmd) => return iam::execute(kms, g, cmd).await,
     };
     Ok(Some(v))
@@ -1566,6 +1862,74 @@ fn insert_lists<'a>(
             m.insert(name.into(), json!(list));
         }
     }
+}
+
+/// Parses `--constraints` as the AWS CLI's JSON form: `{"EncryptionContextSubset": {..},
+/// "EncryptionContextEquals": {..}}` (or `file://`). A member that is given is present even
+/// when empty.
+pub fn parse_grant_constraints(
+    param: &'static str,
+    arg: &str,
+) -> Result<proto::GrantConstraints, ParamError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase", deny_unknown_fields)]
+    struct Json {
+        encryption_context_subset: Option<HashMap<String, String>>,
+        encryption_context_equals: Option<HashMap<String, String>>,
+    }
+    let text = load_text(param, arg)?;
+    let c: Json = serde_json::from_str(text.trim()).map_err(|e| {
+        param_err(
+            param,
+            format!(
+                "Invalid JSON (expected {{\"EncryptionContextSubset\": {{..}}, \
+                 \"EncryptionContextEquals\": {{..}}}}): {e}"
+            ),
+        )
+    })?;
+    Ok(proto::GrantConstraints {
+        has_encryption_context_subset: c.encryption_context_subset.is_some(),
+        has_encryption_context_equals: c.encryption_context_equals.is_some(),
+        encryption_context_subset: c.encryption_context_subset.unwrap_or_default(),
+        encryption_context_equals: c.encryption_context_equals.unwrap_or_default(),
+    })
+}
+
+/// A GrantListEntry in the AWS CLI's JSON shape (absent members omitted).
+fn grant_json(g: &proto::GrantListEntry) -> Value {
+    let mut m = Map::new();
+    m.insert("KeyId".into(), json!(g.key_id));
+    m.insert("GrantId".into(), json!(g.grant_id));
+    if let Some(n) = &g.name {
+        m.insert("Name".into(), json!(n));
+    }
+    m.insert("CreationDate".into(), json!(iso8601(g.creation_date)));
+    m.insert("GranteePrincipal".into(), json!(g.grantee_principal));
+    if let Some(r) = &g.retiring_principal {
+        m.insert("RetiringPrincipal".into(), json!(r));
+    }
+    m.insert("IssuingAccount".into(), json!(g.issuing_account));
+    m.insert("Operations".into(), json!(g.operations));
+    if let Some(c) = &g.constraints {
+        let sorted = |h: &HashMap<String, String>| {
+            json!(h.iter().collect::<std::collections::BTreeMap<_, _>>())
+        };
+        let mut cm = Map::new();
+        if c.has_encryption_context_subset || !c.encryption_context_subset.is_empty() {
+            cm.insert(
+                "EncryptionContextSubset".into(),
+                sorted(&c.encryption_context_subset),
+            );
+        }
+        if c.has_encryption_context_equals || !c.encryption_context_equals.is_empty() {
+            cm.insert(
+                "EncryptionContextEquals".into(),
+                sorted(&c.encryption_context_equals),
+            );
+        }
+        m.insert("Constraints".into(), Value::Object(cm));
+    }
+    Value::Object(m)
 }
 
 fn rotation_json(r: &proto::RotationsListEntry) -> Value {
@@ -1902,6 +2266,114 @@ mod tests {
         assert!(
             Cli::try_parse_from(["kmsctl", "sign", "--key-id", "k", "--message", "m"]).is_err()
         );
+    }
+
+    #[test]
+    fn grant_commands_parse_like_the_aws_cli() {
+        let cli = Cli::try_parse_from([
+            "kmsctl",
+            "create-grant",
+            "--key-id",
+            "k",
+            "--grantee-principal",
+            "arn:aws:iam::111122223333:role/App",
+            "--operations",
+            "Encrypt,Decrypt",
+            "GenerateDataKey",
+            "--constraints-encryption-context-equals",
+            "team=blue",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Command::CreateGrant { ref operations, .. }
+            if operations == &["Encrypt", "Decrypt", "GenerateDataKey"])
+        );
+        // --constraints (JSON) and the shorthand flags are alternatives.
+        assert!(Cli::try_parse_from([
+            "kmsctl",
+            "create-grant",
+            "--key-id",
+            "k",
+            "--grantee-principal",
+            "p",
+            "--operations",
+            "Encrypt",
+            "--constraints",
+            "{}",
+            "--constraints-encryption-context-subset",
+            "a=b",
+        ])
+        .is_err());
+        // Operations are required.
+        assert!(Cli::try_parse_from([
+            "kmsctl",
+            "create-grant",
+            "--key-id",
+            "k",
+            "--grantee-principal",
+            "p"
+        ])
+        .is_err());
+        // retire-grant: a token, or a key and a grant id, never both, never half.
+        let ok = |args: &[&str]| {
+            let mut v = vec!["kmsctl", "retire-grant"];
+            v.extend_from_slice(args);
+            Cli::try_parse_from(v).is_ok()
+        };
+        assert!(ok(&["--grant-token", "t"]));
+        assert!(ok(&["--key-id", "k", "--grant-id", "g"]));
+        assert!(!ok(&[]));
+        assert!(!ok(&["--key-id", "k"]));
+        assert!(!ok(&["--grant-id", "g"]));
+        assert!(!ok(&[
+            "--grant-token",
+            "t",
+            "--key-id",
+            "k",
+            "--grant-id",
+            "g"
+        ]));
+        // Grant tokens: comma- or space-separated on every command that takes them.
+        let cli = Cli::try_parse_from([
+            "kmsctl",
+            "encrypt",
+            "--key-id",
+            "k",
+            "--plaintext",
+            "x",
+            "--grant-tokens",
+            "t1,t2",
+            "t3",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Encrypt { ref common, .. }
+            if common.grant_tokens == ["t1", "t2", "t3"]));
+    }
+
+    #[test]
+    fn grant_constraints_json_keeps_empty_members_present() {
+        let c = parse_grant_constraints(
+            "constraints",
+            r#"{"EncryptionContextSubset":{"team":"blue"},"EncryptionContextEquals":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.encryption_context_subset["team"], "blue");
+        assert!(c.has_encryption_context_subset && c.has_encryption_context_equals);
+        let c = parse_grant_constraints("constraints", "{}").unwrap();
+        assert!(!c.has_encryption_context_subset && !c.has_encryption_context_equals);
+        for bad in [
+            "",
+            "[]",
+            r#"{"Subset":{}}"#,
+            r#"{"EncryptionContextEquals":{"a":1}}"#,
+        ] {
+            let e = parse_grant_constraints("constraints", bad).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with("Error parsing parameter '--constraints'"),
+                "{e}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -493,6 +493,151 @@ operations! {
         DeleteImportedKeyMaterialRequest -> DeleteImportedKeyMaterialResponse {
         string key_id;
     }
+
+    /// Replaces a key's key policy (`PutKeyPolicy`). The document is validated and, unless
+    /// `bypass_policy_lockout_safety_check` is set, must still allow the caller
+    /// `kms:PutKeyPolicy` (else `MalformedPolicyDocumentException`).
+    put_key_policy => PutKeyPolicyFluentBuilder, "PutKeyPolicy",
+        PutKeyPolicyRequest -> PutKeyPolicyResponse {
+        string key_id;
+        opt_string policy_name set_policy_name;
+        string policy;
+        bool bypass_policy_lockout_safety_check;
+    }
+
+    /// Returns a key's key policy document as written (`GetKeyPolicy`).
+    get_key_policy => GetKeyPolicyFluentBuilder, "GetKeyPolicy",
+        GetKeyPolicyRequest -> GetKeyPolicyResponse {
+        string key_id;
+        opt_string policy_name set_policy_name;
+    }
+
+    /// Lists a key's key policy names: always `["default"]` (`ListKeyPolicies`).
+    list_key_policies => ListKeyPoliciesFluentBuilder, "ListKeyPolicies",
+        ListKeyPoliciesRequest -> ListKeyPoliciesResponse {
+        string key_id;
+        opt_i32 limit set_limit;
+        opt_string marker set_marker;
+    }
+
+    /// Creates a grant; the returned token works at once in `grant_tokens` (`CreateGrant`).
+    /// Operations and constraints are set with the builder's `operations`, `operation` and
+    /// `constraints_*` methods.
+    create_grant => CreateGrantFluentBuilder, "CreateGrant", CreateGrantRequest -> CreateGrantResponse {
+        string key_id;
+        string grantee_principal;
+        opt_string retiring_principal set_retiring_principal;
+        list grant_tokens set_grant_tokens;
+        opt_string name set_name;
+        bool dry_run;
+    }
+
+    /// Lists a key's grants, optionally one grant or one grantee's (`ListGrants`).
+    list_grants => ListGrantsFluentBuilder, "ListGrants", ListGrantsRequest -> ListGrantsResponse {
+        string key_id;
+        opt_i32 limit set_limit;
+        opt_string marker set_marker;
+        opt_string grant_id set_grant_id;
+        opt_string grantee_principal set_grantee_principal;
+    }
+
+    /// Lists the grants a principal may retire, in every key of the region
+    /// (`ListRetirableGrants`).
+    list_retirable_grants => ListRetirableGrantsFluentBuilder, "ListRetirableGrants",
+        ListRetirableGrantsRequest -> ListGrantsResponse {
+        string retiring_principal;
+        opt_i32 limit set_limit;
+        opt_string marker set_marker;
+    }
+
+    /// Retires a grant, by `grant_token` or by `key_id` and `grant_id` (`RetireGrant`).
+    retire_grant => RetireGrantFluentBuilder, "RetireGrant", RetireGrantRequest -> RetireGrantResponse {
+        opt_string grant_token set_grant_token;
+        opt_string key_id set_key_id;
+        opt_string grant_id set_grant_id;
+        bool dry_run;
+    }
+
+    /// Revokes a grant (`RevokeGrant`).
+    revoke_grant => RevokeGrantFluentBuilder, "RevokeGrant", RevokeGrantRequest -> RevokeGrantResponse {
+        string key_id;
+        string grant_id;
+        bool dry_run;
+    }
+}
+
+impl CreateGrantFluentBuilder {
+    /// Appends operations (`"Encrypt"`, `"Decrypt"`, `"GenerateDataKey"`, ...).
+    pub fn operations<I, S>(mut self, ops: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.req.operations.extend(ops.into_iter().map(Into::into));
+        self
+    }
+
+    /// Appends one operation.
+    pub fn operation(mut self, op: impl Into<String>) -> Self {
+        self.req.operations.push(op.into());
+        self
+    }
+
+    /// Replaces `operations`.
+    pub fn set_operations(mut self, ops: Vec<String>) -> Self {
+        self.req.operations = ops;
+        self
+    }
+
+    /// Sets or clears the whole `constraints` message.
+    pub fn set_constraints(mut self, c: Option<proto::GrantConstraints>) -> Self {
+        self.req.constraints = c;
+        self
+    }
+
+    /// Adds one pair the request's encryption context must contain
+    /// (`Constraints.EncryptionContextSubset`).
+    pub fn constraints_encryption_context_subset(
+        mut self,
+        k: impl Into<String>,
+        v: impl Into<String>,
+    ) -> Self {
+        let c = self.req.constraints.get_or_insert_with(Default::default);
+        c.encryption_context_subset.insert(k.into(), v.into());
+        c.has_encryption_context_subset = true;
+        self
+    }
+
+    /// Adds one pair of the exact encryption context required
+    /// (`Constraints.EncryptionContextEquals`).
+    pub fn constraints_encryption_context_equals(
+        mut self,
+        k: impl Into<String>,
+        v: impl Into<String>,
+    ) -> Self {
+        let c = self.req.constraints.get_or_insert_with(Default::default);
+        c.encryption_context_equals.insert(k.into(), v.into());
+        c.has_encryption_context_equals = true;
+        self
+    }
+
+    /// Sets `Constraints.EncryptionContextSubset` to exactly these pairs (present even when
+    /// empty).
+    pub fn set_constraints_encryption_context_subset(mut self, v: HashMap<String, String>) -> Self {
+        let c = self.req.constraints.get_or_insert_with(Default::default);
+        c.encryption_context_subset = v;
+        c.has_encryption_context_subset = true;
+        self
+    }
+
+    /// Sets `Constraints.EncryptionContextEquals` to exactly these pairs (present even when
+    /// empty: then only requests without an encryption context match).
+    pub fn set_constraints_encryption_context_equals(mut self, v: HashMap<String, String>) -> Self {
+        let c = self.req.constraints.get_or_insert_with(Default::default);
+        c.encryption_context_equals = v;
+        c.has_encryption_context_equals = true;
+        self
+    }
 }
 
 /// Builder for `BatchEncrypt`; see [`Client::batch_encrypt`].
@@ -679,6 +824,8 @@ send_all!(ListKeysFluentBuilder, KeyListEntry, keys);
 send_all!(ListAliasesFluentBuilder, AliasListEntry, aliases);
 send_all!(ListResourceTagsFluentBuilder, Tag, tags);
 send_all!(ListKeyRotationsFluentBuilder, RotationsListEntry, rotations);
+send_all!(ListGrantsFluentBuilder, GrantListEntry, grants);
+send_all!(ListRetirableGrantsFluentBuilder, GrantListEntry, grants);
 
 impl Client {
     /// Encrypts many plaintexts in one round trip (keyraft extension `BatchEncrypt`).
@@ -749,5 +896,49 @@ mod tests {
             .key_id("k")
             .rotation_period_in_days(90);
         assert_eq!(e.as_request().rotation_period_in_days, Some(90));
+    }
+
+    #[tokio::test]
+    async fn grant_builders_keep_operations_and_constraint_presence() {
+        let kms = Client::builder()
+            .endpoint("http://127.0.0.1:1")
+            .build()
+            .unwrap();
+        let g = kms
+            .create_grant()
+            .key_id("k")
+            .grantee_principal("arn:aws:iam::111122223333:role/App")
+            .operations(["Encrypt", "Decrypt"])
+            .operation("GenerateDataKey")
+            .constraints_encryption_context_subset("team", "blue")
+            .name("n");
+        let r = g.as_request();
+        assert_eq!(r.operations, vec!["Encrypt", "Decrypt", "GenerateDataKey"]);
+        let c = r.constraints.as_ref().unwrap();
+        assert!(c.has_encryption_context_subset && !c.has_encryption_context_equals);
+        assert_eq!(c.encryption_context_subset["team"], "blue");
+        assert_eq!(r.name.as_deref(), Some("n"));
+        assert_eq!(r.retiring_principal, None);
+        // An empty "equals" constraint is present: it admits only requests without context.
+        let e = kms
+            .create_grant()
+            .set_constraints_encryption_context_equals(HashMap::new());
+        assert!(
+            e.as_request()
+                .constraints
+                .as_ref()
+                .unwrap()
+                .has_encryption_context_equals
+        );
+        let t = kms.retire_grant().grant_token("t");
+        assert_eq!(t.as_request().grant_token.as_deref(), Some("t"));
+        assert_eq!(t.as_request().key_id, None);
+        let p = kms
+            .put_key_policy()
+            .key_id("k")
+            .policy("{}")
+            .bypass_policy_lockout_safety_check(true);
+        assert!(p.as_request().bypass_policy_lockout_safety_check);
+        assert_eq!(p.as_request().policy_name, None);
     }
 }

@@ -9,6 +9,8 @@
 //!   policies, ...) and the whole `State`.
 //! - `command`: the Raft log entries (`Proposal`/`Command`), queries, and `Change`s.
 //! - `apply`: `apply(&mut State, &Proposal)`, the state machine's pure transition function.
+//! - `audit`: the tamper-evident audit trail (issue 5): CloudTrail-shaped events, allow-list
+//!   redaction, the per-region hash chain, Ed25519-signed digests, offline verification.
 //! - `query`: `query(&State, &Query)`, read-only answers (lists are paged by marker).
 //! - `rotation`: key rotation records, the schedule, and which rotations are due.
 //! - `import`: BYOK — import parameters and tokens, unwrapping imported material (RSA-OAEP,
@@ -47,6 +49,7 @@
 #![warn(missing_docs)]
 
 pub mod apply;
+pub mod audit;
 pub mod ciphertext;
 pub mod command;
 pub mod context;

@@ -419,3 +419,49 @@ def test_a_service_calling_on_behalf_of_a_role_satisfies_via_service(region, adm
     with pytest.raises(ClientError) as e:
         impostor.describe_key(KeyId=arn)
     assert error_code(e) == "AccessDeniedException"
+
+
+def test_alias_condition_keys_follow_the_request_and_the_key(admin, app):
+    doc = policy(
+        ROOT_STATEMENT,
+        allow(APP, "kms:Encrypt", {"StringEquals": {"kms:RequestAlias": "alias/acl-request"}},
+              sid="OnlyThroughTheAlias"),
+        allow(APP, "kms:DescribeKey",
+              {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/acl-finance"}},
+              sid="OnlyWhileTheKeyIsFinance"),
+    )
+    arn = admin.create_key(Policy=doc)["KeyMetadata"]["Arn"]
+    admin.create_alias(AliasName="alias/acl-request", TargetKeyId=arn)
+    app.encrypt(KeyId="alias/acl-request", Plaintext=b"x")
+    with pytest.raises(ClientError) as e:
+        app.encrypt(KeyId=arn, Plaintext=b"x")
+    assert error_code(e) == "AccessDeniedException"
+    with pytest.raises(ClientError) as e:
+        app.describe_key(KeyId=arn)
+    assert error_code(e) == "AccessDeniedException"
+    admin.create_alias(AliasName="alias/acl-finance", TargetKeyId=arn)
+    assert eventually(lambda: app.describe_key(KeyId=arn))["KeyMetadata"]["Arn"] == arn
+
+
+def test_a_grantee_may_pass_its_grant_on_but_never_widen_it(admin, app):
+    arn = admin.create_key()["KeyMetadata"]["Arn"]
+    token = admin.create_grant(
+        KeyId=arn, GranteePrincipal=APP, Operations=["Encrypt", "CreateGrant"],
+        Constraints={"EncryptionContextSubset": {"tenant": "acme"}},
+    )["GrantToken"]
+    helper = f"arn:aws:iam::{ACCOUNT}:role/Helper"
+    narrower = app.create_grant(
+        KeyId=arn, GranteePrincipal=helper, Operations=["Encrypt"], GrantTokens=[token],
+        Constraints={"EncryptionContextEquals": {"tenant": "acme"}},
+    )
+    assert len(narrower["GrantId"]) == 64
+    for ops, constraints in (
+        (["Decrypt"], {"EncryptionContextEquals": {"tenant": "acme"}}),
+        (["Encrypt"], None),
+        (["Encrypt"], {"EncryptionContextSubset": {"tenant": "other"}}),
+    ):
+        kwargs = {"Constraints": constraints} if constraints else {}
+        with pytest.raises(ClientError) as e:
+            app.create_grant(KeyId=arn, GranteePrincipal=helper, Operations=ops,
+                             GrantTokens=[token], **kwargs)
+        assert error_code(e) == "AccessDeniedException", (ops, constraints)

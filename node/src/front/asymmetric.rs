@@ -512,7 +512,8 @@ impl Kms {
         facts: Facts<'_>,
     ) -> Result<KeyRecord, KmsError> {
         let key = self.resolve(caller, key_id, CRYPTO).await?;
-        self.authorize_key(caller, action, &key, facts).await?;
+        self.authorize_key(caller, action, &key, facts.key_ref(key_id))
+            .await?;
         check_state(&key, sop)?;
         if let Some(usage) = usage {
             if key.key_usage != usage {

@@ -157,6 +157,18 @@ impl<'a> Facts<'a> {
         self
     }
 
+    /// `kms:RequestAlias`, when the request named its key by an alias (`alias/name` or an
+    /// alias ARN).
+    pub fn key_ref(self, key_ref: &str) -> Self {
+        match key_ref.find("alias/") {
+            Some(i) if i == 0 || key_ref.starts_with("arn:") => {
+                let alias = key_ref[i..].to_string();
+                self.with("kms:RequestAlias", alias)
+            }
+            _ => self,
+        }
+    }
+
     /// Tags of the request (`aws:RequestTag/<k>` and `aws:TagKeys`).
     pub fn request_tags(mut self, tags: Vec<(String, String)>) -> Self {
         self.multi

@@ -106,24 +106,42 @@ impl Kms {
             .collect::<Result<Vec<_>, _>>()?;
         check_grant_tokens(&req.grant_tokens)?;
         let key = self.resolve(caller, &key_id, MANAGEMENT).await?;
-        self.authorize_key(
-            caller,
-            Operation::CreateGrant.action(),
-            &key,
-            Facts::none()
-                .tokens(&req.grant_tokens)
-                .with_multi(
-                    "kms:GrantOperations",
-                    operations.iter().map(|o| o.as_str().to_string()).collect(),
-                )
-                .with("kms:GranteePrincipal", grantee.clone())
-                .with_opt("kms:RetiringPrincipal", req.retiring_principal.clone())
-                .with(
-                    "kms:GrantIsForAWSResource",
-                    caller.via_service.is_some().to_string(),
-                ),
-        )
-        .await?;
+        let constraints = constraints_in(req.constraints);
+        let authorized = self
+            .authorize_key(
+                caller,
+                Operation::CreateGrant.action(),
+                &key,
+                Facts::none()
+                    .tokens(&req.grant_tokens)
+                    .with_multi(
+                        "kms:GrantOperations",
+                        operations.iter().map(|o| o.as_str().to_string()).collect(),
+                    )
+                    .with("kms:GranteePrincipal", grantee.clone())
+                    .with_opt("kms:RetiringPrincipal", req.retiring_principal.clone())
+                    .with(
+                        "kms:GrantIsForAWSResource",
+                        caller.via_service.is_some().to_string(),
+                    ),
+            )
+            .await?;
+        if let Authorized::ByGrant(parent) = &authorized {
+            // AWS: a grantee passing its grant on may not widen it.
+            let subset = operations.iter().all(|o| parent.operations.contains(o));
+            let strict = GrantConstraints::at_least_as_strict(
+                constraints.as_ref(),
+                parent.constraints.as_ref(),
+            );
+            if !subset || !strict {
+                return Err(authz::denial(
+                    caller,
+                    Operation::CreateGrant.action(),
+                    &key.arn,
+                    keystore::policy::DenyReason::NoResourcePolicyAllows,
+                ));
+            }
+        }
         check_state(&key, state::Operation::CreateGrant)?;
         if req.dry_run == Some(true) {
             return Err(dry_run());
@@ -138,7 +156,7 @@ impl Kms {
             retiring_principal: req.retiring_principal,
             issuing_account: grant::account_root_arn(&key.account_id),
             operations,
-            constraints: constraints_in(req.constraints),
+            constraints,
             creation_date: now_millis(),
             token_nonce: grant::new_token_nonce(),
         };
@@ -300,7 +318,7 @@ impl Kms {
         }
     }
 
-    /// Whether a grant lets the caller do `action` on `key`: a cached grant of the key, or a
+    /// The grant that lets the caller do `action` on `key`, if any: a cached grant of the key, or a
     /// grant named by one of the request's tokens, read linearizably so that a fresh token
     /// works on every front at once and a retired one stops at once.
     pub(super) async fn grant_allows(
@@ -309,12 +327,12 @@ impl Kms {
         action: &str,
         key: &KeyRecord,
         facts: &Facts<'_>,
-    ) -> Result<bool, KmsError> {
+    ) -> Result<Option<GrantRecord>, KmsError> {
         let Some(operation) = action
             .strip_prefix("kms:")
             .and_then(|a| GrantOperation::parse(a).ok())
         else {
-            return Ok(false);
+            return Ok(None);
         };
         let grantee = caller
             .service_principal
@@ -322,8 +340,8 @@ impl Kms {
             .unwrap_or(&caller.principal_arn);
         let ctx = facts.encryption_context;
         let cached = self.cache.grants(&self.store, &key.key_id).await?;
-        if cached.iter().any(|g| g.allows(grantee, operation, ctx)) {
-            return Ok(true);
+        if let Some(g) = cached.iter().find(|g| g.allows(grantee, operation, ctx)) {
+            return Ok(Some(g.clone()));
         }
         for token in facts.grant_tokens {
             let (key_id, grant_id, nonce) = grant::decode_grant_token(token)?;
@@ -332,11 +350,11 @@ impl Kms {
             }
             if let Some(g) = self.consistent_grant(&key_id, &grant_id).await? {
                 if g.token_nonce == nonce && g.allows(grantee, operation, ctx) {
-                    return Ok(true);
+                    return Ok(Some(g));
                 }
             }
         }
-        Ok(false)
+        Ok(None)
     }
 }
 

@@ -306,6 +306,17 @@ kms_service! {
             => convert::list_key_rotations, convert::list_key_rotations_out;
         delete_imported_key_material(DeleteImportedKeyMaterialRequest -> DeleteImportedKeyMaterialResponse)
             => convert::delete_imported_key_material, convert::empty;
+        put_key_policy(PutKeyPolicyRequest -> PutKeyPolicyResponse) => convert::put_key_policy, convert::empty;
+        get_key_policy(GetKeyPolicyRequest -> GetKeyPolicyResponse)
+            => convert::get_key_policy, convert::get_key_policy_out;
+        list_key_policies(ListKeyPoliciesRequest -> ListKeyPoliciesResponse)
+            => convert::list_key_policies, convert::list_key_policies_out;
+        create_grant(CreateGrantRequest -> CreateGrantResponse) => convert::create_grant, convert::create_grant_out;
+        list_grants(ListGrantsRequest -> ListGrantsResponse) => convert::list_grants, convert::list_grants_out;
+        list_retirable_grants(ListRetirableGrantsRequest -> ListGrantsResponse)
+            => convert::list_retirable_grants, convert::list_grants_out;
+        retire_grant(RetireGrantRequest -> RetireGrantResponse) => convert::retire_grant, convert::empty;
+        revoke_grant(RevokeGrantRequest -> RevokeGrantResponse) => convert::revoke_grant, convert::empty;
     }
     other {
     // The import shapes live in a private child module of `ops` (not re-exported), so this
@@ -1112,9 +1123,234 @@ mod convert {
         }
     }
 
+    pub fn put_key_policy(r: pb::PutKeyPolicyRequest) -> s::PutKeyPolicyRequest {
+        s::PutKeyPolicyRequest {
+            key_id: text(r.key_id),
+            policy_name: r.policy_name,
+            policy: text(r.policy),
+            bypass_policy_lockout_safety_check: flag(r.bypass_policy_lockout_safety_check),
+        }
+    }
+
+    pub fn get_key_policy(r: pb::GetKeyPolicyRequest) -> s::GetKeyPolicyRequest {
+        s::GetKeyPolicyRequest {
+            key_id: text(r.key_id),
+            policy_name: r.policy_name,
+        }
+    }
+
+    pub fn get_key_policy_out(r: s::GetKeyPolicyResponse) -> pb::GetKeyPolicyResponse {
+        pb::GetKeyPolicyResponse {
+            policy: r.policy.unwrap_or_default(),
+            policy_name: r.policy_name.unwrap_or_default(),
+        }
+    }
+
+    pub fn list_key_policies(r: pb::ListKeyPoliciesRequest) -> s::ListKeyPoliciesRequest {
+        s::ListKeyPoliciesRequest {
+            key_id: text(r.key_id),
+            limit: r.limit.map(i64::from),
+            marker: r.marker,
+        }
+    }
+
+    pub fn list_key_policies_out(r: s::ListKeyPoliciesResponse) -> pb::ListKeyPoliciesResponse {
+        pb::ListKeyPoliciesResponse {
+            policy_names: r.policy_names.unwrap_or_default(),
+            next_marker: r.next_marker,
+            truncated: r.truncated.unwrap_or_default(),
+        }
+    }
+
+    // A constraint is present when its map is non-empty or its `has_` flag says so: an empty
+    // EncryptionContextEquals (no context allowed) differs from none.
+    fn constraint(map: HashMap<String, String>, present: bool) -> Option<BTreeMap<String, String>> {
+        (present || !map.is_empty()).then(|| map.into_iter().collect())
+    }
+
+    fn constraints(c: pb::GrantConstraints) -> s::GrantConstraintsShape {
+        s::GrantConstraintsShape {
+            encryption_context_subset: constraint(
+                c.encryption_context_subset,
+                c.has_encryption_context_subset,
+            ),
+            encryption_context_equals: constraint(
+                c.encryption_context_equals,
+                c.has_encryption_context_equals,
+            ),
+        }
+    }
+
+    fn constraints_out(c: s::GrantConstraintsShape) -> pb::GrantConstraints {
+        pb::GrantConstraints {
+            has_encryption_context_subset: c.encryption_context_subset.is_some(),
+            has_encryption_context_equals: c.encryption_context_equals.is_some(),
+            encryption_context_subset: c
+                .encryption_context_subset
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            encryption_context_equals: c
+                .encryption_context_equals
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    pub fn create_grant(r: pb::CreateGrantRequest) -> s::CreateGrantRequest {
+        s::CreateGrantRequest {
+            key_id: text(r.key_id),
+            grantee_principal: text(r.grantee_principal),
+            retiring_principal: r.retiring_principal,
+            operations: list(r.operations),
+            constraints: r.constraints.map(constraints),
+            grant_tokens: list(r.grant_tokens),
+            name: r.name,
+            dry_run: flag(r.dry_run),
+        }
+    }
+
+    pub fn create_grant_out(r: s::CreateGrantResponse) -> pb::CreateGrantResponse {
+        pb::CreateGrantResponse {
+            grant_token: r.grant_token.unwrap_or_default(),
+            grant_id: r.grant_id.unwrap_or_default(),
+        }
+    }
+
+    pub fn list_grants(r: pb::ListGrantsRequest) -> s::ListGrantsRequest {
+        s::ListGrantsRequest {
+            limit: r.limit.map(i64::from),
+            marker: r.marker,
+            key_id: text(r.key_id),
+            grant_id: r.grant_id,
+            grantee_principal: r.grantee_principal,
+        }
+    }
+
+    pub fn list_retirable_grants(
+        r: pb::ListRetirableGrantsRequest,
+    ) -> s::ListRetirableGrantsRequest {
+        s::ListRetirableGrantsRequest {
+            limit: r.limit.map(i64::from),
+            marker: r.marker,
+            retiring_principal: text(r.retiring_principal),
+        }
+    }
+
+    pub fn list_grants_out(r: s::ListGrantsResponse) -> pb::ListGrantsResponse {
+        pb::ListGrantsResponse {
+            grants: r
+                .grants
+                .into_iter()
+                .map(|g| pb::GrantListEntry {
+                    key_id: g.key_id,
+                    grant_id: g.grant_id,
+                    name: g.name,
+                    creation_date: g.creation_date,
+                    grantee_principal: g.grantee_principal,
+                    retiring_principal: g.retiring_principal,
+                    issuing_account: g.issuing_account,
+                    operations: g.operations,
+                    constraints: g.constraints.map(constraints_out),
+                })
+                .collect(),
+            next_marker: r.next_marker,
+            truncated: r.truncated,
+        }
+    }
+
+    pub fn retire_grant(r: pb::RetireGrantRequest) -> s::RetireGrantRequest {
+        s::RetireGrantRequest {
+            grant_token: r.grant_token,
+            key_id: r.key_id,
+            grant_id: r.grant_id,
+            dry_run: flag(r.dry_run),
+        }
+    }
+
+    pub fn revoke_grant(r: pb::RevokeGrantRequest) -> s::RevokeGrantRequest {
+        s::RevokeGrantRequest {
+            key_id: text(r.key_id),
+            grant_id: text(r.grant_id),
+            dry_run: flag(r.dry_run),
+        }
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn grant_constraints_keep_an_empty_but_present_map_apart_from_an_absent_one() {
+            let r = create_grant(pb::CreateGrantRequest {
+                key_id: "k".into(),
+                grantee_principal: "arn:aws:iam::111122223333:role/App".into(),
+                operations: vec!["Decrypt".into()],
+                constraints: Some(pb::GrantConstraints {
+                    encryption_context_subset: [("team".to_string(), "blue".to_string())].into(),
+                    has_encryption_context_equals: true,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let c = r.constraints.clone().unwrap();
+            assert_eq!(c.encryption_context_subset.unwrap()["team"], "blue");
+            assert_eq!(c.encryption_context_equals, Some(BTreeMap::new()));
+            assert_eq!(r.retiring_principal, None);
+            assert_eq!(r.name, None);
+            assert_eq!(r.grant_tokens, None);
+            let none = create_grant(pb::CreateGrantRequest {
+                constraints: Some(pb::GrantConstraints::default()),
+                ..Default::default()
+            });
+            assert_eq!(none.key_id, None);
+            assert_eq!(none.operations, None);
+            let c = none.constraints.unwrap();
+            assert_eq!(c.encryption_context_subset, None);
+            assert_eq!(c.encryption_context_equals, None);
+            // Out again: the presence flags say what the maps cannot.
+            let out = constraints_out(s::GrantConstraintsShape {
+                encryption_context_subset: None,
+                encryption_context_equals: Some(BTreeMap::new()),
+            });
+            assert!(out.has_encryption_context_equals && !out.has_encryption_context_subset);
+        }
+
+        #[test]
+        fn grant_listings_map_every_member() {
+            let l = list_grants_out(s::ListGrantsResponse {
+                grants: vec![s::GrantListEntry {
+                    key_id: "arn".into(),
+                    grant_id: "g".into(),
+                    name: Some("n".into()),
+                    creation_date: 1.5,
+                    grantee_principal: "grantee".into(),
+                    retiring_principal: None,
+                    issuing_account: "arn:aws:iam::111122223333:root".into(),
+                    operations: vec!["Encrypt".into()],
+                    constraints: None,
+                }],
+                next_marker: Some("m".into()),
+                truncated: true,
+            });
+            let g = &l.grants[0];
+            assert_eq!((g.key_id.as_str(), g.grant_id.as_str()), ("arn", "g"));
+            assert_eq!(g.name.as_deref(), Some("n"));
+            assert_eq!(g.creation_date, 1.5);
+            assert_eq!(g.retiring_principal, None);
+            assert_eq!(g.operations, vec!["Encrypt"]);
+            assert!(l.truncated && l.next_marker.as_deref() == Some("m"));
+            let r = retire_grant(pb::RetireGrantRequest::default());
+            assert_eq!((r.grant_token, r.key_id, r.grant_id), (None, None, None));
+            let k = revoke_grant(pb::RevokeGrantRequest::default());
+            assert_eq!((k.key_id, k.grant_id), (None, None));
+            let p = put_key_policy(pb::PutKeyPolicyRequest::default());
+            assert_eq!(
+                (p.policy, p.bypass_policy_lockout_safety_check),
+                (None, None)
+            );
+        }
 
         #[test]
         fn import_requests_take_the_aws_json_form_with_empty_as_absent() {

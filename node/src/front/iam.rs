@@ -620,6 +620,7 @@ impl Kms {
         }
         self.authorize_account(caller, op.action(), Facts::none())
             .await
+            .map(|_| ())
     }
 
     /// The root's own credentials are the root's business only.

@@ -308,7 +308,10 @@ impl Kms {
             caller,
             Operation::ImportKeyMaterial.action(),
             &key,
-            Facts::none(),
+            Facts::none()
+                .with("kms:ExpirationModel", model.as_str())
+                // Epoch seconds: AWS's condition operators accept them for timestamps.
+                .with_opt("kms:ValidTo", valid_to.map(|ms| (ms / 1000).to_string())),
         )
         .await?;
         imp::check_importable(&key)?;

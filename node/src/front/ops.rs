@@ -115,6 +115,16 @@ pub struct Kms {
     client_cert_issuer: std::sync::OnceLock<iam::ClientCertIssuer>,
 }
 
+/// Why a request was let through: grants carry conditions of their own (a grant's CreateGrant
+/// permission only lets its grantee pass on a subset of it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Authorized {
+    /// A key policy or identity policy allowed it.
+    ByPolicy,
+    /// Only this grant allowed it.
+    ByGrant(Box<keystore::grant::GrantRecord>),
+}
+
 /// How a key reference was written in a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyRef {
@@ -682,7 +692,7 @@ impl Kms {
         resource_account: &str,
         key: Option<&KeyRecord>,
         facts: Facts<'_>,
-    ) -> Result<(), KmsError> {
+    ) -> Result<Authorized, KmsError> {
         use keystore::policy::{AuthzDecision, AuthzInput, DenyReason, PolicyKind};
         let key_policy = match key {
             Some(k) => match self.policies.get(&k.policy, PolicyKind::Key) {
@@ -698,9 +708,16 @@ impl Kms {
             },
             None => None,
         };
-        let identity_policies = self.identity_policies(caller).await?;
+        let (identity_policies, identity_documents) = self.identity_policies(caller).await?;
         let principal = caller.principal();
-        let context = authz::condition_context(caller, key, &facts, now_millis());
+        let mut context = authz::condition_context(caller, key, &facts, now_millis());
+        if let Some(key) = key {
+            // Listing a key's aliases costs a store read, so only when a policy asks.
+            let mentions = |doc: &str| doc.to_ascii_lowercase().contains("kms:resourcealiases");
+            if mentions(&key.policy) || identity_documents.iter().any(|d| mentions(d)) {
+                context.set_multi("kms:ResourceAliases", self.aliases_of(key).await?);
+            }
+        }
         let decision = keystore::policy::authorize(&AuthzInput {
             principal: &principal,
             action,
@@ -712,7 +729,7 @@ impl Kms {
             grant_allows: false,
         });
         let reason = match decision {
-            AuthzDecision::Allowed(_) => return Ok(()),
+            AuthzDecision::Allowed(_) => return Ok(Authorized::ByPolicy),
             AuthzDecision::Denied(
                 r
                 @ (DenyReason::ExplicitDenyInKeyPolicy | DenyReason::ExplicitDenyInIdentityPolicy),
@@ -720,8 +737,8 @@ impl Kms {
             AuthzDecision::Denied(r) => {
                 // Grants only add permissions; they are read only when policies said no.
                 if let Some(key) = key {
-                    if self.grant_allows(caller, action, key, &facts).await? {
-                        return Ok(());
+                    if let Some(grant) = self.grant_allows(caller, action, key, &facts).await? {
+                        return Ok(Authorized::ByGrant(Box::new(grant)));
                     }
                 }
                 r
@@ -737,20 +754,20 @@ impl Kms {
     async fn identity_policies(
         &self,
         caller: &Caller,
-    ) -> Result<Vec<keystore::policy::Policy>, KmsError> {
+    ) -> Result<(Vec<keystore::policy::Policy>, Vec<String>), KmsError> {
         use keystore::policy::PolicyKind;
         if caller.is_root() || caller.service_principal.is_some() {
-            return Ok(vec![]);
+            return Ok((vec![], vec![]));
         }
         let Some(identity) = self
             .cache
             .identity(&self.store, &caller.principal_arn)
             .await?
         else {
-            return Ok(vec![]);
+            return Ok((vec![], vec![]));
         };
         if identity.account_id != caller.account_id {
-            return Ok(vec![]);
+            return Ok((vec![], vec![]));
         }
         let mut out = Vec::with_capacity(identity.policies.len() + 1);
         if identity.admin {
@@ -761,7 +778,26 @@ impl Kms {
                 out.push((*p).clone());
             }
         }
-        Ok(out)
+        Ok((out, identity.policies.into_values().collect()))
+    }
+
+    /// The aliases pointing at `key` (`kms:ResourceAliases`), at most the first 100.
+    async fn aliases_of(&self, key: &KeyRecord) -> Result<Vec<String>, KmsError> {
+        match self
+            .store
+            .query(Query::ListAliases {
+                account_id: key.account_id.clone(),
+                key_id: Some(key.key_id.clone()),
+                limit: 100,
+                marker: None,
+            })
+            .await?
+        {
+            QueryOutput::Aliases { aliases, .. } => {
+                Ok(aliases.into_iter().map(|a| a.alias_name).collect())
+            }
+            _ => Err(KmsError::internal()),
+        }
     }
 
     async fn authorize_key(
@@ -770,7 +806,7 @@ impl Kms {
         action: &str,
         key: &KeyRecord,
         facts: Facts<'_>,
-    ) -> Result<(), KmsError> {
+    ) -> Result<Authorized, KmsError> {
         self.authorize(caller, action, &key.arn, &key.account_id, Some(key), facts)
             .await
     }
@@ -780,7 +816,7 @@ impl Kms {
         caller: &Caller,
         action: &str,
         facts: Facts<'_>,
-    ) -> Result<(), KmsError> {
+    ) -> Result<Authorized, KmsError> {
         self.authorize(caller, action, "*", &caller.account_id, None, facts)
             .await
     }
@@ -1168,7 +1204,7 @@ impl Kms {
         let policy = Policy::parse(document, PolicyKind::Key)
             .map_err(|e| KmsError::MalformedPolicyDocument(e.to_string()))?;
         if !bypass_lockout_check {
-            let identity_policies = self.identity_policies(caller).await?;
+            let (identity_policies, _) = self.identity_policies(caller).await?;
             if !keystore::policy::passes_lockout_check(
                 &policy,
                 &caller.principal(),
@@ -1273,14 +1309,13 @@ impl Kms {
         req: DescribeKeyRequest,
     ) -> Result<DescribeKeyResponse, KmsError> {
         check_grant_tokens(&req.grant_tokens)?;
-        let key = self
-            .resolve(caller, &require(req.key_id, "KeyId")?, MANAGEMENT_ALIAS_OK)
-            .await?;
+        let key_id = require(req.key_id, "KeyId")?;
+        let key = self.resolve(caller, &key_id, MANAGEMENT_ALIAS_OK).await?;
         self.authorize_key(
             caller,
             Operation::DescribeKey.action(),
             &key,
-            Facts::none().tokens(&req.grant_tokens),
+            Facts::none().key_ref(&key_id).tokens(&req.grant_tokens),
         )
         .await?;
         Ok(DescribeKeyResponse {
@@ -1726,6 +1761,7 @@ impl Kms {
             Operation::Encrypt.action(),
             &key,
             Facts::none()
+                .key_ref(&key_id)
                 .context(req.encryption_context.as_ref())
                 .tokens(&req.grant_tokens)
                 .with("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT),
@@ -1868,6 +1904,7 @@ impl Kms {
             op.action(),
             &key,
             Facts::none()
+                .key_ref(&key_id)
                 .context(req.encryption_context.as_ref())
                 .tokens(&req.grant_tokens),
         )

@@ -218,7 +218,7 @@ impl Kms {
             caller,
             Operation::EnableKeyRotation.action(),
             &key,
-            Facts::none(),
+            Facts::none().with("kms:RotationPeriodInDays", days.to_string()),
         )
         .await?;
         rot::check_rotatable(&key)?;
