@@ -68,7 +68,7 @@ fn build_log(n: u64, digest_after: &[u64]) -> (Vec<AuditRecord>, Vec<DigestRecor
     let mut head = ChainHead::genesis();
     let mut records = Vec::new();
     let mut digests: Vec<DigestRecord> = Vec::new();
-    let mut sign = |head: &ChainHead, digests: &mut Vec<DigestRecord>| {
+    let sign = |head: &ChainHead, digests: &mut Vec<DigestRecord>| {
         let body = DigestBody::next(digests.last(), REGION, head, T0 + head.next_seq * 1000);
         digests.push(sign_digest(&key, body));
     };
@@ -640,9 +640,17 @@ fn recorded_members_still_reach_the_event() {
         derive,
         json!({"keyId": "benign", "keyAgreementAlgorithm": "benign"})
     );
-    let access_key = response_elements("CreateAccessKey", &payload).unwrap();
-    assert_eq!(access_key["accessKey"]["keyId"], Value::Null);
-    assert!(access_key["accessKey"].get("secretAccessKey").is_none());
+    let access_key = json!({"AccessKey": {
+        "AccessKeyId": "AKIAEXAMPLE", "SecretAccessKey": CANARY,
+        "PrincipalArn": "arn:aws:iam::111122223333:user/Alice", "CreationDate": 1,
+    }});
+    assert_eq!(
+        response_elements("CreateAccessKey", &access_key),
+        Some(json!({"accessKey": {
+            "accessKeyId": "AKIAEXAMPLE",
+            "principalArn": "arn:aws:iam::111122223333:user/Alice", "creationDate": 1,
+        }}))
+    );
     let import = request_parameters("ImportKeyMaterial", &payload);
     assert_eq!(import["keyId"], "benign");
     assert!(import.get("importToken").is_none());
@@ -792,21 +800,21 @@ fn a_digest_may_cover_no_new_record() {
 fn changing_any_signed_field_breaks_the_signature() {
     let (_, digests) = standard_log();
     let d = digests[1].clone();
-    let mutations: Vec<Box<dyn Fn(&mut DigestRecord)>> = vec![
-        Box::new(|d| d.digest_seq += 1),
-        Box::new(|d| d.region.push('x')),
-        Box::new(|d| d.from_seq += 1),
-        Box::new(|d| d.to_seq += 1),
-        Box::new(|d| d.head_hash = "0".repeat(64)),
-        Box::new(|d| d.previous_digest_signature = None),
-        Box::new(|d| d.signed_at += 1),
+    let mutations: [fn(&mut DigestRecord); 7] = [
+        |d| d.digest_seq += 1,
+        |d| d.region.push('x'),
+        |d| d.from_seq += 1,
+        |d| d.to_seq += 1,
+        |d| d.head_hash = "0".repeat(64),
+        |d| d.previous_digest_signature = None,
+        |d| d.signed_at += 1,
     ];
     for (i, mutate) in mutations.iter().enumerate() {
         let mut m = d.clone();
         mutate(&mut m);
         let f = verify_digest(&m, &public_keys()).unwrap_err();
         assert_eq!(f.kind, FailureKind::BadSignature, "mutation {i}");
-        assert_eq!(f.digest_seq, Some(2));
+        assert_eq!(f.digest_seq, Some(m.digest_seq));
     }
     // The signature covers canonical bytes, not JSON member order or spacing.
     let v: Value = serde_json::to_value(&d).unwrap();
@@ -1148,25 +1156,24 @@ fn the_lower_of_a_record_and_a_digest_failure_is_reported() {
 // ---- partial exports and ranges -------------------------------------------------------------
 
 #[test]
-fn an_export_starting_where_a_digest_ends_verifies_without_a_range() {
+fn without_a_range_the_log_must_start_at_seq_1() {
     let (records, digests) = standard_log();
-    let report = check(&records[17..], &digests);
-    assert!(report.is_ok(), "{report:?}");
-    assert_eq!(report.records_checked, 33);
-    // The digest must agree with the first record's prev_hash.
-    let mut m = records[17..].to_vec();
-    m[0].prev_hash = "3".repeat(64);
-    rehash_from(&mut m, 0);
-    let f = check(&m, &digests).first_failure.unwrap();
-    assert_eq!((f.seq, f.kind), (Some(18), FailureKind::BrokenLink));
+    // Even where a digest ends (17): deleting a prefix is never mistaken for an export.
+    for start in [1usize, 17, 19] {
+        let f = check(&records[start..], &digests).first_failure.unwrap();
+        assert_eq!(
+            (f.seq, f.kind),
+            (Some(1), FailureKind::SequenceGap),
+            "start {start}"
+        );
+        assert!(f.message.contains("range"), "{}", f.message);
+    }
 }
 
 #[test]
-fn an_export_starting_mid_chain_needs_a_digest_or_a_range() {
+fn an_export_starting_mid_chain_verifies_with_a_range_starting_there() {
     let (records, digests) = standard_log();
     let tail = &records[19..]; // starts at 20, no digest ends at 19
-    let f = check(tail, &digests).first_failure.unwrap();
-    assert_eq!((f.seq, f.kind), (Some(1), FailureKind::SequenceGap));
     let report = verify(tail, &digests, &public_keys(), Some((20, 50)));
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.records_checked, 31);
@@ -1179,6 +1186,20 @@ fn an_export_starting_mid_chain_needs_a_digest_or_a_range() {
         .first_failure
         .unwrap();
     assert_eq!((f.seq, f.kind), (Some(34), FailureKind::DigestMismatch));
+}
+
+#[test]
+fn a_digest_ending_just_before_a_range_must_agree_with_its_first_record() {
+    let (records, digests) = standard_log();
+    let tail = &records[17..]; // starts at 18; digest 1 ends at 17
+    assert!(verify(tail, &digests, &public_keys(), Some((18, 50))).is_ok());
+    let mut m = tail.to_vec();
+    m[0].prev_hash = "3".repeat(64);
+    rehash_from(&mut m, 0);
+    let f = verify(&m, &digests, &public_keys(), Some((18, 50)))
+        .first_failure
+        .unwrap();
+    assert_eq!((f.seq, f.kind), (Some(18), FailureKind::BrokenLink));
 }
 
 #[test]

@@ -29,11 +29,12 @@
 //!  front:   request JSON --redact::request_parameters--> AuditEvent::api_call(..)...build
 //!           response JSON --redact::response_elements-->        | .to_json()  (event text)
 //!                                                               v
-//!  raft:    Command::AppendAudit(Vec<String>)  -> every replica, in log order:
+//!  raft:    a command carrying a batch of event texts (group commit) -> every replica, in
+//!           log order, for each event:
 //!              ChainHead::append(event_text) -> AuditRecord { seq, prev_hash, event, hash }
 //!              persist record + new ChainHead (state machine state)
 //!  leader:  every minute / at shutdown: DigestBody::next(last digest, head, region, now)
-//!              -> sign_digest(audit key) -> Command::AppendDigest(DigestRecord)
+//!              -> sign_digest(audit key) -> a command carrying the DigestRecord
 //!  offline: parse_jsonl(records), parse_jsonl(digests), public keys -> verify(..) -> report
 //! ```
 //!
@@ -47,11 +48,11 @@
 //!   the record chain: rewriting a suffix and recomputing every hash still fails at the next
 //!   digest, and dropping records at the end fails against the newest digest (`Truncated`).
 //!   Records after the newest digest are protected only by the chain until the next digest.
-//! - Start of the export: the first record's `prev_hash` is trusted when its seq is 1 and
-//!   `prev_hash` is the genesis hash, or when a (validly signed) digest ends at `seq - 1` with
-//!   exactly that head hash, or when the caller asked for a range starting exactly at that
-//!   seq (then every later digest still checks it transitively). Otherwise the records before
-//!   it count as deleted (`SequenceGap`).
+//! - Start of the log: without a range, records must start at seq 1 from the genesis hash,
+//!   so deleting a prefix is caught. An export that starts mid-chain is verified with a range
+//!   starting exactly at its first seq: the range vouches for that record's prev_hash, a
+//!   digest ending just before it (if present) must agree, and every later digest checks it
+//!   transitively.
 
 mod chain;
 mod digest;

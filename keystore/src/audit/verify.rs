@@ -14,10 +14,13 @@
 //! 2. Records, in file order: seqs consecutive; each record's hash recomputed from (seq,
 //!    prev_hash, event); its prev_hash equal to the previous record's hash; and wherever a
 //!    digest ends (`to_seq`), the recomputed hash equal to the digest's `head_hash`.
-//! 3. The first record's prev_hash is trusted only if its seq is 1 and prev_hash is the
-//!    genesis hash, or a valid digest ends at `seq - 1` with that head hash, or `range` starts
-//!    exactly at its seq (the caller vouches; later digests still check it, because their
-//!    head hash depends on it). Otherwise the records before it count as deleted.
+//! 3. Where the log starts. Without a range, the first record must be seq 1 and link to the
+//!    genesis hash: records missing before it are deleted records, never "a partial export"
+//!    (otherwise deleting a prefix that ends on a digest boundary would go unnoticed). An
+//!    export that starts mid-chain is verified with a range starting exactly at its first
+//!    seq: the caller's range vouches for that record's prev_hash, a valid digest ending at
+//!    `from - 1` (if given) must agree with it, and every later digest checks it anyway,
+//!    because its head hash depends on it.
 //! 4. At the end, the records must reach the newest valid digest's `to_seq` (capped at the
 //!    range end): otherwise the log was truncated.
 //!
@@ -294,28 +297,20 @@ impl Verifier {
         }
         let start = self.range.map_or(1, |(from, _)| from);
         if seq > start {
-            let missing = start;
-            // An unranged export may start mid-chain where a digest vouches for it.
-            if self.range.is_none() && seq > 1 {
-                if let Some(head) = self.digest_head(seq - 1) {
-                    return Ok(head);
-                }
-            }
             let hint = if self.range.is_none() {
                 format!(
-                    "; no digest ends at record {}, so nothing vouches for an export starting \
-                     at {seq} (verify with a range starting at {seq} to check it from there)",
-                    seq.saturating_sub(1)
+                    "; if this is an export that starts mid-chain, verify it with a range \
+                     starting at {seq}"
                 )
             } else {
                 String::new()
             };
             return Err(Some(failure(
-                Some(missing),
+                Some(start),
                 None,
                 FailureKind::SequenceGap,
                 format!(
-                    "records {missing} to {} are missing{hint}",
+                    "records {start} to {} are missing{hint}",
                     seq.saturating_sub(1)
                 ),
             )));
