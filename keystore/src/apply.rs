@@ -34,14 +34,78 @@ pub fn apply(
     proposal: &Proposal,
 ) -> (Result<CommandOutput, DomainError>, Vec<Change>) {
     let mut changes = Vec::new();
+    // Captured before the command runs: DeleteDueKey removes the record the event names.
+    let service_event = service_event_subject(state, &proposal.command);
     let result = apply_command(state, proposal.now, &proposal.command, &mut changes);
     if result.is_err() {
         changes.clear();
     }
     changes.sort();
     changes.dedup();
+    if let (Ok(_), Some((event_name, key))) = (&result, service_event) {
+        // Only an action that took effect is an event; a repeat (another leader's proposal,
+        // a rotation that is no longer due) changes nothing and records nothing.
+        if changes.contains(&Change::Key(key.key_id.clone())) {
+            let event = crate::audit::AuditEvent::service_event(
+                event_name,
+                proposal.now,
+                &key.region,
+                &key.account_id,
+                &key.arn,
+                service_event_id(event_name, &key.key_id, proposal.now),
+            );
+            let record = state.audit.head.append(event.to_json());
+            state.audit.appended_records.push(record);
+        }
+    }
     (result, changes)
 }
+
+/// The key a leader's scheduled action is about, and the CloudTrail event name it is recorded
+/// under: `DeleteKey` (end of the waiting period), `RotateKey` (automatic or on-demand
+/// activation), `DeleteExpiredKeyMaterial` (imported material past its `ValidTo`).
+fn service_event_subject(state: &State, command: &Command) -> Option<(&'static str, KeyRecord)> {
+    let (name, key_id) = match command {
+        Command::DeleteDueKey { key_id } => ("DeleteKey", key_id),
+        Command::RotateKey { key_id, .. } => ("RotateKey", key_id),
+        Command::ExpireImportedMaterial { key_id } => ("DeleteExpiredKeyMaterial", key_id),
+        _ => return None,
+    };
+    state.keys.get(key_id).map(|k| (name, k.clone()))
+}
+
+/// A deterministic, UUID-shaped event id for a service event: the first 16 bytes of
+/// SHA-256("keyraft-service-event-v1" || len-prefixed name || len-prefixed key id || now BE),
+/// with the version (8, "custom") and variant bits of RFC 9562 set. Every replica computes the
+/// same id, and one action on one key at one time has one id.
+pub fn service_event_id(event_name: &str, key_id: &str, now: EpochMillis) -> String {
+    let mut input = Vec::with_capacity(64 + event_name.len() + key_id.len());
+    input.extend_from_slice(b"keyraft-service-event-v1");
+    for part in [event_name, key_id] {
+        input.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        input.extend_from_slice(part.as_bytes());
+    }
+    input.extend_from_slice(&now.to_be_bytes());
+    let digest = crate::crypto::sha256(&input);
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// Most events one AppendAudit carries (a front's group commit is far smaller).
+pub const MAX_AUDIT_BATCH: usize = 4096;
+/// Largest audit event text (bytes); redaction keeps events far below it.
+pub const MAX_AUDIT_EVENT_BYTES: usize = 256 * 1024;
 
 fn key_not_found(key_id: &str) -> DomainError {
     DomainError::NotFound(format!("Key '{key_id}' does not exist"))
@@ -383,6 +447,55 @@ fn apply_command(
                 .access_keys
                 .insert(record.access_key_id.clone(), record.clone());
             changes.push(Change::AccessKey(record.access_key_id.clone()));
+            Ok(CommandOutput::Done)
+        }
+
+        Command::AppendAudit { events } => {
+            if events.is_empty() || events.len() > MAX_AUDIT_BATCH {
+                return Err(DomainError::Validation(format!(
+                    "An audit batch holds 1 to {MAX_AUDIT_BATCH} events."
+                )));
+            }
+            if let Some(big) = events.iter().find(|e| e.len() > MAX_AUDIT_EVENT_BYTES) {
+                return Err(DomainError::Validation(format!(
+                    "An audit event of {} bytes exceeds {MAX_AUDIT_EVENT_BYTES} bytes.",
+                    big.len()
+                )));
+            }
+            let first_seq = state.audit.head.next_seq;
+            for event in events {
+                let record = state.audit.head.append(event.clone());
+                state.audit.appended_records.push(record);
+            }
+            Ok(CommandOutput::AuditAppended {
+                first_seq,
+                last_seq: state.audit.head.last_seq(),
+            })
+        }
+
+        Command::AppendDigest { digest } => {
+            let audit = &mut state.audit;
+            let follows = match &audit.last_digest {
+                Some(last) => digest.follows(last),
+                None => {
+                    digest.digest_seq == 1
+                        && digest.from_seq == 1
+                        && digest.previous_digest_signature.is_none()
+                }
+            };
+            // A digest may lag the head (the leader signed what it had applied), never lead
+            // it; at the head it must name the head's hash. A repeated proposal after a leader
+            // change no longer follows and is refused.
+            let head_ok = digest.to_seq < audit.head.last_seq()
+                || (digest.to_seq == audit.head.last_seq()
+                    && digest.head_hash == audit.head.head_hash_hex());
+            if !follows || !head_ok || digest.from_seq > digest.to_seq.saturating_add(1) {
+                return Err(DomainError::Conflict(
+                    "The audit digest does not follow the newest digest and chain head.".into(),
+                ));
+            }
+            audit.last_digest = Some(digest.clone());
+            audit.appended_digests.push(digest.clone());
             Ok(CommandOutput::Done)
         }
 

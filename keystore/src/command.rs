@@ -244,6 +244,17 @@ pub enum Command {
         /// Access key id.
         access_key_id: String,
     },
+    /// A front's group commit: audit events (CloudTrail JSON text, built and redacted by the
+    /// front) appended to the region's hash chain in order.
+    AppendAudit {
+        /// Event texts, hashed exactly as given.
+        events: Vec<String>,
+    },
+    /// The leader's periodic signed digest of the chain.
+    AppendDigest {
+        /// The digest (must follow the newest one).
+        digest: crate::audit::DigestRecord,
+    },
 }
 
 impl Command {
@@ -303,6 +314,8 @@ impl Command {
             | Command::RevokeGrant { key_id, grant_id } => {
                 vec![Change::Grant(key_id.clone(), grant_id.clone())]
             }
+            // The audit chain is no cached entity.
+            Command::AppendAudit { .. } | Command::AppendDigest { .. } => vec![],
         }
     }
 }
@@ -316,6 +329,13 @@ pub enum CommandOutput {
     Alias(AliasRecord),
     /// CreateGrant: the grant created, or the existing identical named grant.
     Grant(GrantRecord),
+    /// AppendAudit: the seqs the events got (inclusive).
+    AuditAppended {
+        /// First event's seq.
+        first_seq: u64,
+        /// Last event's seq.
+        last_seq: u64,
+    },
     /// Nothing to return.
     Done,
 }

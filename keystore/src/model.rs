@@ -206,6 +206,43 @@ pub struct State {
     /// Grants by (key id, grant id).
     #[serde(default, with = "pair_keyed")]
     pub grants: BTreeMap<(String, String), crate::grant::GrantRecord>,
+    /// The audit chain's head and newest digest. The records themselves are not kept here:
+    /// `apply` leaves the ones it appended in [`AuditLog::take_appended`] for storage to
+    /// write beside the entities, in the same commit.
+    #[serde(default)]
+    pub audit: AuditLog,
+}
+
+/// The region's audit chain as the state machine tracks it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLog {
+    /// Seq and hash the next record chains from.
+    pub head: crate::audit::ChainHead,
+    /// The newest digest (the next one must follow it).
+    #[serde(default)]
+    pub last_digest: Option<crate::audit::DigestRecord>,
+    /// Records appended by the last `apply` calls and not yet taken by storage.
+    #[serde(skip)]
+    pub appended_records: Vec<crate::audit::AuditRecord>,
+    /// Digests appended and not yet taken by storage.
+    #[serde(skip)]
+    pub appended_digests: Vec<crate::audit::DigestRecord>,
+}
+
+impl AuditLog {
+    /// Hands the records and digests appended since the last call to storage (which persists
+    /// them with the same commit as the entities and last-applied).
+    pub fn take_appended(
+        &mut self,
+    ) -> (
+        Vec<crate::audit::AuditRecord>,
+        Vec<crate::audit::DigestRecord>,
+    ) {
+        (
+            std::mem::take(&mut self.appended_records),
+            std::mem::take(&mut self.appended_digests),
+        )
+    }
 }
 
 /// Serde for maps keyed by a pair of strings. JSON object keys must be strings, so such a map

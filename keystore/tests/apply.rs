@@ -2962,3 +2962,323 @@ fn imported_material_survives_expiry_and_the_same_material_comes_back() {
     assert_eq!(st.keys["k-import"].state, KeyState::Enabled);
     assert_eq!(st.keys["k-import"].current_material_version, 1);
 }
+
+// ---- The audit chain: AppendAudit, AppendDigest, and the leader's service events ----
+
+use keystore::apply::{service_event_id, MAX_AUDIT_BATCH, MAX_AUDIT_EVENT_BYTES};
+use keystore::audit::{
+    sign_digest, verify, AuditEvent, AuditRecord, AuditSigningKey, ChainHead, DigestBody,
+    DigestRecord, EventType,
+};
+
+fn append(st: &mut State, events: Vec<String>) -> Result<CommandOutput, DomainError> {
+    apply(
+        st,
+        &Proposal {
+            now: NOW,
+            command: Command::AppendAudit { events },
+        },
+    )
+    .0
+}
+
+fn append_digest(st: &mut State, digest: DigestRecord) -> Result<CommandOutput, DomainError> {
+    apply(
+        st,
+        &Proposal {
+            now: NOW,
+            command: Command::AppendDigest { digest },
+        },
+    )
+    .0
+}
+
+fn events(n: usize, tag: &str) -> Vec<String> {
+    (0..n).map(|i| format!("{{\"e\":\"{tag}{i}\"}}")).collect()
+}
+
+fn audit_key() -> AuditSigningKey {
+    AuditSigningKey::from_bytes(&[7u8; 32])
+}
+
+fn next_digest(st: &State, at: u64) -> DigestRecord {
+    sign_digest(
+        &audit_key(),
+        DigestBody::next(
+            st.audit.last_digest.as_ref(),
+            "us-east-1",
+            &st.audit.head,
+            at,
+        ),
+    )
+}
+
+#[test]
+fn append_audit_assigns_consecutive_seqs_across_batches_and_hands_records_to_storage() {
+    let mut st = world();
+    assert_eq!(
+        append(&mut st, events(3, "a")),
+        Ok(CommandOutput::AuditAppended {
+            first_seq: 1,
+            last_seq: 3
+        })
+    );
+    assert_eq!(
+        append(&mut st, events(2, "b")),
+        Ok(CommandOutput::AuditAppended {
+            first_seq: 4,
+            last_seq: 5
+        })
+    );
+    let (records, digests) = st.audit.take_appended();
+    assert!(digests.is_empty());
+    assert_eq!(
+        records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        records[3].event, "{\"e\":\"b0\"}",
+        "events are stored verbatim, in order"
+    );
+    assert_eq!(ChainHead::after(&records[4]), Some(st.audit.head.clone()));
+    // Taken once: the next call hands over nothing.
+    assert_eq!(st.audit.take_appended(), (vec![], vec![]));
+    // AppendAudit touches no cached entity.
+    let (_, changes) = apply(
+        &mut st,
+        &Proposal {
+            now: NOW,
+            command: Command::AppendAudit {
+                events: events(1, "c"),
+            },
+        },
+    );
+    assert!(changes.is_empty());
+}
+
+#[test]
+fn append_audit_refuses_empty_and_oversized_batches_without_touching_the_chain() {
+    let big = "x".repeat(MAX_AUDIT_EVENT_BYTES + 1);
+    for (what, batch) in [
+        ("empty", vec![]),
+        ("too many", events(MAX_AUDIT_BATCH + 1, "n")),
+        ("too big", vec![s("{}"), big]),
+    ] {
+        let mut st = world();
+        append(&mut st, events(1, "first")).unwrap();
+        let before = st.clone();
+        let got = append(&mut st, batch);
+        assert!(
+            matches!(got, Err(DomainError::Validation(_))),
+            "{what}: {got:?}"
+        );
+        assert_eq!(st, before, "{what}: a refused batch changed the chain");
+    }
+    let mut st = world();
+    assert!(append(&mut st, events(MAX_AUDIT_BATCH, "full")).is_ok());
+}
+
+#[test]
+fn digests_must_follow_the_newest_one_may_lag_the_head_and_never_lead_it() {
+    let mut st = world();
+    append(&mut st, events(3, "a")).unwrap();
+    // The first digest: digest_seq 1 from seq 1, no previous signature.
+    let d1 = next_digest(&st, NOW);
+    assert_eq!((d1.digest_seq, d1.from_seq, d1.to_seq), (1, 1, 3));
+    append(&mut st, events(2, "b")).unwrap();
+    // It lags the head by two records now: still accepted.
+    assert_eq!(append_digest(&mut st, d1.clone()), Ok(CommandOutput::Done));
+    assert_eq!(st.audit.last_digest.as_ref(), Some(&d1));
+    // The same digest again (a retry, a second leader) no longer follows.
+    let before = st.clone();
+    assert!(matches!(
+        append_digest(&mut st, d1.clone()),
+        Err(DomainError::Conflict(_))
+    ));
+    assert_eq!(st, before);
+
+    // Leading the head: to_seq beyond the last record.
+    let mut ahead = DigestBody::next(Some(&d1), "us-east-1", &st.audit.head, NOW);
+    ahead.to_seq += 1;
+    assert!(matches!(
+        append_digest(&mut st, sign_digest(&audit_key(), ahead)),
+        Err(DomainError::Conflict(_))
+    ));
+    // At the head but naming another hash.
+    let mut wrong = DigestBody::next(Some(&d1), "us-east-1", &st.audit.head, NOW);
+    wrong.head_hash = "00".repeat(32);
+    assert!(matches!(
+        append_digest(&mut st, sign_digest(&audit_key(), wrong)),
+        Err(DomainError::Conflict(_))
+    ));
+    // Skipping a digest_seq, or a range that does not start after the previous one.
+    let mut skip = DigestBody::next(Some(&d1), "us-east-1", &st.audit.head, NOW);
+    skip.digest_seq += 1;
+    assert!(append_digest(&mut st, sign_digest(&audit_key(), skip)).is_err());
+    let mut gap = DigestBody::next(Some(&d1), "us-east-1", &st.audit.head, NOW);
+    gap.from_seq += 1;
+    assert!(append_digest(&mut st, sign_digest(&audit_key(), gap)).is_err());
+    // A first digest that claims a predecessor is refused on an empty digest chain.
+    let mut fresh = world();
+    let mut not_first = DigestBody::next(Some(&d1), "us-east-1", &fresh.audit.head, NOW);
+    not_first.to_seq = 0;
+    assert!(append_digest(&mut fresh, sign_digest(&audit_key(), not_first)).is_err());
+    assert_eq!(st, before, "refused digests changed the state");
+
+    // The proper successor is accepted, and storage gets both digests in order.
+    let d2 = next_digest(&st, NOW + 1);
+    assert_eq!((d2.digest_seq, d2.from_seq, d2.to_seq), (2, 4, 5));
+    append_digest(&mut st, d2.clone()).unwrap();
+    let (_, digests) = st.audit.take_appended();
+    assert_eq!(digests, vec![d1, d2]);
+    // With nothing new appended, a digest covering no records (from = to + 1) still follows.
+    let d3 = next_digest(&st, NOW + 2);
+    assert_eq!((d3.from_seq, d3.to_seq), (6, 5));
+    append_digest(&mut st, d3).unwrap();
+}
+
+/// (CloudTrail event name, starting state, the leader's proposal).
+type ScheduledAction = (&'static str, fn() -> State, Proposal);
+
+fn scheduled_actions() -> Vec<ScheduledAction> {
+    vec![
+        (
+            "DeleteKey",
+            world,
+            Proposal {
+                now: 11 * DAY,
+                command: Command::DeleteDueKey {
+                    key_id: s("k-pending"),
+                },
+            },
+        ),
+        (
+            "RotateKey",
+            rotating,
+            Proposal {
+                now: NOW + 90 * DAY,
+                command: Command::RotateKey {
+                    key_id: s("k-enabled"),
+                    to_version: 2,
+                    rotation_type: RotationType::Automatic,
+                },
+            },
+        ),
+        (
+            "DeleteExpiredKeyMaterial",
+            imported,
+            Proposal {
+                now: NOW + 10 * DAY,
+                command: Command::ExpireImportedMaterial {
+                    key_id: s("k-import"),
+                },
+            },
+        ),
+    ]
+}
+
+#[test]
+fn the_leaders_scheduled_actions_are_audited_once_deterministically() {
+    for (name, start, proposal) in scheduled_actions() {
+        let key_id = match &proposal.command {
+            Command::DeleteDueKey { key_id }
+            | Command::RotateKey { key_id, .. }
+            | Command::ExpireImportedMaterial { key_id } => key_id.clone(),
+            _ => unreachable!(),
+        };
+        let mut st = start();
+        st.audit.take_appended();
+        let key = st.keys[&key_id].clone();
+        apply(&mut st, &proposal).0.unwrap();
+        let (records, _) = st.audit.take_appended();
+        assert_eq!(records.len(), 1, "{name}: one event");
+        let event = AuditEvent::from_json(&records[0].event).unwrap();
+        assert_eq!(event.event_name, name);
+        assert_eq!(event.event_type, EventType::AwsServiceEvent);
+        assert_eq!(event.aws_region, key.region);
+        assert_eq!(
+            event.recipient_account_id.as_deref(),
+            Some(key.account_id.as_str())
+        );
+        assert_eq!(event.resources[0].arn, key.arn);
+        assert_eq!(
+            event.event_time,
+            keystore::audit::format_event_time(proposal.now)
+        );
+        assert_eq!(
+            event.event_id,
+            service_event_id(name, &key_id, proposal.now)
+        );
+
+        // A second replica writes the identical record; a repeat proposal writes none.
+        let mut replica = start();
+        replica.audit.take_appended();
+        apply(&mut replica, &proposal).0.unwrap();
+        assert_eq!(replica.audit.take_appended().0, records, "{name}: replicas");
+        apply(&mut st, &proposal).0.unwrap();
+        assert!(st.audit.take_appended().0.is_empty(), "{name}: repeat");
+    }
+}
+
+#[test]
+fn service_event_ids_are_uuid_shaped_and_distinct_per_action_key_and_time() {
+    let id = service_event_id("DeleteKey", "k1", 1);
+    let parts: Vec<&str> = id.split('-').collect();
+    assert_eq!(
+        parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+        vec![8, 4, 4, 4, 12]
+    );
+    assert!(id
+        .bytes()
+        .all(|b| b == b'-' || b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert_eq!(&parts[2][..1], "8", "version 8 (custom)");
+    assert!(
+        matches!(&parts[3][..1], "8" | "9" | "a" | "b"),
+        "RFC 9562 variant"
+    );
+    assert_eq!(id, service_event_id("DeleteKey", "k1", 1));
+    for other in [
+        service_event_id("RotateKey", "k1", 1),
+        service_event_id("DeleteKey", "k2", 1),
+        service_event_id("DeleteKey", "k1", 2),
+        // Length prefixes: moving a character between name and key id changes the id.
+        service_event_id("DeleteKe", "yk1", 1),
+    ] {
+        assert_ne!(id, other);
+    }
+}
+
+#[test]
+fn a_chain_of_batches_service_events_and_digests_verifies() {
+    let mut st = world();
+    let mut records: Vec<AuditRecord> = Vec::new();
+    let mut digests = Vec::new();
+    let take = |st: &mut State, records: &mut Vec<AuditRecord>, digests: &mut Vec<_>| {
+        let (r, d) = st.audit.take_appended();
+        records.extend(r);
+        digests.extend(d);
+    };
+    append(&mut st, events(4, "a")).unwrap();
+    let d = next_digest(&st, NOW);
+    append_digest(&mut st, d).unwrap();
+    take(&mut st, &mut records, &mut digests);
+    apply(
+        &mut st,
+        &Proposal {
+            now: 11 * DAY,
+            command: Command::DeleteDueKey {
+                key_id: s("k-pending"),
+            },
+        },
+    )
+    .0
+    .unwrap();
+    append(&mut st, events(2, "b")).unwrap();
+    let d = next_digest(&st, 11 * DAY);
+    append_digest(&mut st, d).unwrap();
+    take(&mut st, &mut records, &mut digests);
+    assert_eq!(records.len(), 7);
+    let keys = vec![audit_key().public_key(0, None)];
+    let report = verify(&records, &digests, &keys, None);
+    assert!(report.is_ok(), "{report:?}");
+}

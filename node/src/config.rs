@@ -78,15 +78,38 @@ pub struct NodeArgs {
     /// leader stamps proposals with (moves scheduled deletions forward without waiting).
     #[arg(long, env = "KEYRAFT_DANGER_CLOCK_OFFSET_FILE")]
     pub danger_clock_offset_file: Option<PathBuf>,
+    /// Region whose audit chain this cluster holds, named in signed digests (default us-east-1).
+    #[arg(long, env = "KEYRAFT_REGION")]
+    pub region: Option<String>,
+    /// File holding the region's audit signing key (32 bytes, mode 0600). The leader signs
+    /// audit digests with it; without it no digests are written.
+    #[arg(long, env = "KEYRAFT_AUDIT_KEY")]
+    pub audit_key: Option<PathBuf>,
+    /// How often the leader signs a digest of the audit chain, in milliseconds (default 60000).
+    #[arg(long, env = "KEYRAFT_AUDIT_DIGEST_INTERVAL_MS")]
+    pub audit_digest_interval_ms: Option<u64>,
     /// TLS files (a `[tls]` table in TOML: `ca`, `cert`, `key`).
     #[command(flatten)]
     #[serde(default)]
     pub tls: TlsArgs,
 }
 
+/// Validated storage node parameters (before the audit key is read).
+#[derive(Clone, Debug)]
+pub struct NodeParams {
+    /// Raft, storage and TLS settings.
+    pub storage: raft::StorageNodeConfig,
+    /// Region named in audit digests.
+    pub region: String,
+    /// Audit signing key file, if this node may sign digests as leader.
+    pub audit_key: Option<PathBuf>,
+    /// How often the leader signs a digest.
+    pub audit_digest_interval: Duration,
+}
+
 impl NodeArgs {
     /// Merges the TOML file (if any) under the flags and checks every setting.
-    pub fn validate(self) -> anyhow::Result<raft::StorageNodeConfig> {
+    pub fn validate(self) -> anyhow::Result<NodeParams> {
         let file: NodeArgs = read_toml(self.config.as_deref())?;
         let node_id = require(self.node_id.or(file.node_id), "node-id")?;
         if node_id == 0 {
@@ -107,7 +130,21 @@ impl NodeArgs {
         if !peers.is_empty() && !peers.contains_key(&node_id) {
             bail!("peers must include this node (id {node_id})");
         }
-        Ok(raft::StorageNodeConfig {
+        let region = self
+            .region
+            .or(file.region)
+            .unwrap_or_else(|| raft::node::DEFAULT_REGION.to_owned());
+        if !is_region_name(&region) {
+            bail!("region {region:?} is not a region name like us-east-1");
+        }
+        let interval_ms = self
+            .audit_digest_interval_ms
+            .or(file.audit_digest_interval_ms)
+            .unwrap_or(raft::node::DEFAULT_DIGEST_INTERVAL.as_millis() as u64);
+        if interval_ms == 0 {
+            bail!("audit-digest-interval-ms must be greater than 0");
+        }
+        let storage = raft::StorageNodeConfig {
             node_id,
             listen,
             advertise,
@@ -125,6 +162,12 @@ impl NodeArgs {
                 }
                 None => raft::Clock::System,
             },
+        };
+        Ok(NodeParams {
+            storage,
+            region,
+            audit_key: self.audit_key.or(file.audit_key),
+            audit_digest_interval: Duration::from_millis(interval_ms),
         })
     }
 }
@@ -163,6 +206,22 @@ pub struct FrontArgs {
     /// operation is unsupported.
     #[arg(long, env = "KEYRAFT_ISSUING_CA_KEY")]
     pub issuing_ca_key: Option<PathBuf>,
+    /// Audit trail: `sync` (default) answers a call only once its audit event is committed
+    /// and fails the call if that fails; `async` answers at once and appends in the
+    /// background (an event can be lost).
+    #[arg(long, env = "KEYRAFT_AUDIT", value_enum)]
+    pub audit: Option<crate::front::audit::AuditMode>,
+    /// Longest time audit events are gathered into one Raft entry, in milliseconds
+    /// (default 2).
+    #[arg(long, env = "KEYRAFT_AUDIT_BATCH_WINDOW_MS")]
+    pub audit_batch_window_ms: Option<u64>,
+    /// Most audit events in one Raft entry (default 256, at most 4096).
+    #[arg(long, env = "KEYRAFT_AUDIT_BATCH_MAX")]
+    pub audit_batch_max: Option<usize>,
+    /// How long a call waits for its audit event before failing, in milliseconds
+    /// (default 5000).
+    #[arg(long, env = "KEYRAFT_AUDIT_TIMEOUT_MS")]
+    pub audit_timeout_ms: Option<u64>,
     /// TLS files (a `[tls]` table in TOML: `ca`, `cert`, `key`).
     #[command(flatten)]
     #[serde(default)]
@@ -188,6 +247,8 @@ pub struct FrontParams {
     pub cache_staleness: Duration,
     /// The CA private key for IssueClientCertificate (the CA certificate is `tls.ca`).
     pub issuing_ca_key: Option<PathBuf>,
+    /// Audit trail mode and group commit bounds.
+    pub audit: crate::front::audit::AuditSettings,
     /// TLS files.
     pub tls: raft::TlsFiles,
 }
@@ -204,7 +265,36 @@ impl FrontArgs {
         if store.is_empty() {
             bail!("store needs at least one storage node address");
         }
+        let defaults = crate::front::audit::AuditSettings::default();
+        let audit = crate::front::audit::AuditSettings {
+            mode: self.audit.or(file.audit).unwrap_or(defaults.mode),
+            batch_window: self
+                .audit_batch_window_ms
+                .or(file.audit_batch_window_ms)
+                .map_or(defaults.batch_window, Duration::from_millis),
+            batch_max: self
+                .audit_batch_max
+                .or(file.audit_batch_max)
+                .unwrap_or(defaults.batch_max),
+            timeout: self
+                .audit_timeout_ms
+                .or(file.audit_timeout_ms)
+                .map_or(defaults.timeout, Duration::from_millis),
+        };
+        if audit.batch_max == 0 || audit.batch_max > keystore::apply::MAX_AUDIT_BATCH {
+            bail!(
+                "audit-batch-max must be 1 to {}",
+                keystore::apply::MAX_AUDIT_BATCH
+            );
+        }
+        if audit.batch_window > Duration::from_secs(1) {
+            bail!("audit-batch-window-ms must be at most 1000");
+        }
+        if audit.timeout.is_zero() {
+            bail!("audit-timeout-ms must be positive");
+        }
         Ok(FrontParams {
+            audit,
             region,
             json_listen: require(self.json_listen.or(file.json_listen), "json-listen")?,
             grpc_listen: require(self.grpc_listen.or(file.grpc_listen), "grpc-listen")?,
@@ -304,10 +394,43 @@ mod tests {
             storage: Some("sled".into()),
             ..Default::default()
         };
-        let cfg = args.validate().unwrap();
+        let params = args.validate().unwrap();
+        let cfg = &params.storage;
         assert_eq!(cfg.node_id, 2);
         assert_eq!(cfg.advertise, "127.0.0.1:9000");
         assert!(matches!(cfg.backend, raft::Backend::Sled));
+        assert_eq!(params.region, "us-east-1", "the default region");
+        assert_eq!(params.audit_key, None);
+        assert_eq!(params.audit_digest_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn audit_settings_come_from_toml_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "node_id = 1\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\nregion = \"eu-west-1\"\naudit_key = \"/k/audit.key\"\naudit_digest_interval_ms = 1500\n[tls]\nca = \"ca\"\ncert = \"c\"\nkey = \"k\"\n",
+        )
+        .unwrap();
+        let args = || NodeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let params = args().validate().unwrap();
+        assert_eq!(params.region, "eu-west-1");
+        assert_eq!(params.audit_key, Some(PathBuf::from("/k/audit.key")));
+        assert_eq!(params.audit_digest_interval, Duration::from_millis(1500));
+        let flagged = NodeArgs {
+            audit_digest_interval_ms: Some(0),
+            ..args()
+        };
+        assert!(flagged.validate().is_err(), "a zero interval is refused");
+        let bad_region = NodeArgs {
+            region: Some("Mars".into()),
+            ..args()
+        };
+        assert!(bad_region.validate().is_err());
     }
 
     #[test]
@@ -339,6 +462,48 @@ mod tests {
             args().validate().unwrap().issuing_ca_key,
             Some(PathBuf::from("ca.key"))
         );
+    }
+
+    #[test]
+    fn audit_settings_default_to_sync_and_read_flags_env_and_toml() {
+        use crate::front::audit::{AuditMode, AuditSettings};
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("front.toml");
+        let base = "region = \"us-east-1\"\njson_listen = \"127.0.0.1:1\"\ngrpc_listen = \"127.0.0.1:2\"\nstore = [\"127.0.0.1:3\"]\ndomain_key_file = \"dk\"\n";
+        let tls = "[tls]\nca = \"ca\"\ncert = \"c\"\nkey = \"k\"\n";
+        std::fs::write(&file, format!("{base}{tls}")).unwrap();
+        let args = || FrontArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        assert_eq!(args().validate().unwrap().audit, AuditSettings::default());
+        std::fs::write(
+            &file,
+            format!("{base}audit = \"async\"\naudit_batch_max = 64\naudit_batch_window_ms = 5\naudit_timeout_ms = 900\n{tls}"),
+        )
+        .unwrap();
+        let audit = args().validate().unwrap().audit;
+        assert_eq!(audit.mode, AuditMode::Async);
+        assert_eq!(audit.batch_max, 64);
+        assert_eq!(audit.batch_window, Duration::from_millis(5));
+        assert_eq!(audit.timeout, Duration::from_millis(900));
+        let flag = FrontArgs {
+            audit: Some(AuditMode::Sync),
+            ..args()
+        };
+        assert_eq!(flag.validate().unwrap().audit.mode, AuditMode::Sync);
+        for bad in [
+            FrontArgs {
+                audit_batch_max: Some(0),
+                ..args()
+            },
+            FrontArgs {
+                audit_timeout_ms: Some(0),
+                ..args()
+            },
+        ] {
+            assert!(bad.validate().is_err());
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!   │    other-root.pem (+ .key, 0600)                                        generated once
 //!   │    (again, with the CA, when DIR/pki-version is older than this binary's PKI layout)
 //!   ├─ DIR/domain-key (0600), DIR/credentials.json (0600)                     generated once
+//!   ├─ DIR/audit.key (0600, every storage node signs digests with it as leader) and
+//!   │    DIR/audit-public-keys.json (its public key + validity, for `verify`)  generated once
 //!   ├─ child `keyraft node --config DIR/node-N.toml` × N  → DIR/pids/node-N.pid, DIR/logs/
 //!   ├─ DIR/front.toml: the same front as a `keyraft front --config` file (run role by role)
 //!   ├─ front (in this process): AWS JSON on port-base, gRPC on port-base+1
@@ -65,6 +67,16 @@ pub struct DevArgs {
     /// this file (see `keyraft node --danger-clock-offset-file`).
     #[arg(long, env = "KEYRAFT_DEV_DANGER_CLOCK_OFFSET_FILE")]
     pub danger_clock_offset_file: Option<PathBuf>,
+    /// The front's audit mode (`sync`: fail closed; `async`: answer first).
+    #[arg(long, env = "KEYRAFT_DEV_AUDIT", value_enum, default_value = "sync")]
+    pub audit: crate::front::audit::AuditMode,
+    /// How often the storage leader signs an audit digest, in milliseconds.
+    #[arg(
+        long,
+        env = "KEYRAFT_DEV_AUDIT_DIGEST_INTERVAL_MS",
+        default_value_t = 60_000
+    )]
+    pub audit_digest_interval_ms: u64,
 }
 
 /// Dev credentials persisted across restarts (mode 0600).
@@ -142,6 +154,10 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
     ensure_pki(&dir)?;
     let domain_key = ensure_domain_key(&dir)?;
     let creds = ensure_credentials(&dir)?;
+    ensure_audit_key(&dir)?;
+    if args.audit_digest_interval_ms == 0 {
+        bail!("--audit-digest-interval-ms must be greater than 0");
+    }
 
     let node_addr = |id: u64| format!("127.0.0.1:{}", args.port_base as u64 + 10 + id);
     let peers: Vec<String> = (1..=args.nodes)
@@ -155,7 +171,10 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
             None => String::new(),
         };
         let toml = format!(
-            "node_id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{data}\"\nstorage = \"{storage}\"\npeers = {peers:?}\n{danger}\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
+            "node_id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{data}\"\nstorage = \"{storage}\"\npeers = {peers:?}\nregion = \"{region}\"\naudit_key = \"{audit_key}\"\naudit_digest_interval_ms = {interval}\n{danger}\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
+            region = args.region,
+            audit_key = dir.join(AUDIT_KEY_FILE).display(),
+            interval = args.audit_digest_interval_ms,
             addr = node_addr(id),
             data = dir.join("data").join(format!("node-{id}")).display(),
             storage = args.storage,
@@ -176,6 +195,10 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
         strict_client_cert: false,
         cache_staleness: Duration::from_secs(1),
         issuing_ca_key: Some(dir.join("ca.key")),
+        audit: crate::front::audit::AuditSettings {
+            mode: args.audit,
+            ..Default::default()
+        },
         tls: raft::TlsFiles {
             ca: dir.join("ca.pem"),
             cert: dir.join("front.pem"),
@@ -222,7 +245,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 /// also be run role by role (nodes from `node-N.toml`, the front from `front.toml`).
 fn write_front_config(path: &Path, params: &FrontParams) -> anyhow::Result<()> {
     let toml = format!(
-        "region = \"{region}\"\njson_listen = \"{json}\"\ngrpc_listen = \"{grpc}\"\nstore = {store:?}\ndomain_key_file = \"{dk}\"\nstrict_client_cert = {strict}\ncache_staleness_ms = {staleness}\n{issuing}\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
+        "region = \"{region}\"\njson_listen = \"{json}\"\ngrpc_listen = \"{grpc}\"\nstore = {store:?}\ndomain_key_file = \"{dk}\"\nstrict_client_cert = {strict}\ncache_staleness_ms = {staleness}\naudit = \"{audit}\"\n{issuing}\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
         region = params.region,
         json = params.json_listen,
         grpc = params.grpc_listen,
@@ -230,6 +253,10 @@ fn write_front_config(path: &Path, params: &FrontParams) -> anyhow::Result<()> {
         dk = params.domain_key_file.display(),
         strict = params.strict_client_cert,
         staleness = params.cache_staleness.as_millis(),
+        audit = match params.audit.mode {
+            crate::front::audit::AuditMode::Sync => "sync",
+            crate::front::audit::AuditMode::Async => "async",
+        },
         issuing = match &params.issuing_ca_key {
             Some(p) => format!("issuing_ca_key = \"{}\"\n", p.display()),
             None => String::new(),
@@ -350,6 +377,38 @@ fn ensure_domain_key(dir: &Path) -> anyhow::Result<DomainKey> {
         write_private(&path, key.expose_secret())?;
     }
     crate::roles::read_domain_key(&path)
+}
+
+/// The dev region's audit signing key (32 bytes, 0600) and its published public key.
+const AUDIT_KEY_FILE: &str = "audit.key";
+/// JSON list of `keystore::audit::AuditPublicKey` (what `verify` needs); not secret.
+const AUDIT_PUBLIC_KEYS_FILE: &str = "audit-public-keys.json";
+
+/// Generates the audit signing key once, and (re)writes the public key list when it does not
+/// list that key: a dev directory made before audit existed gains both on its next start.
+/// A key found without a list is published as valid from the key file's modification time.
+fn ensure_audit_key(dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join(AUDIT_KEY_FILE);
+    if !path.exists() {
+        let key = keystore::audit::AuditSigningKey::generate();
+        write_private(&path, key.expose_secret())?;
+    }
+    let key = crate::roles::read_audit_key(&path)?;
+    let list_path = dir.join(AUDIT_PUBLIC_KEYS_FILE);
+    let mut keys: Vec<keystore::audit::AuditPublicKey> = match fs::read_to_string(&list_path) {
+        Ok(text) => serde_json::from_str(&text).context("parsing audit-public-keys.json")?,
+        Err(_) => Vec::new(),
+    };
+    if keys.iter().any(|k| k.key_id == key.key_id()) {
+        return Ok(());
+    }
+    let created = fs::metadata(&path)?
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    keys.push(key.public_key(created, None));
+    fs::write(&list_path, serde_json::to_string_pretty(&keys)?)?;
+    Ok(())
 }
 
 fn ensure_credentials(dir: &Path) -> anyhow::Result<Credentials> {
@@ -507,6 +566,7 @@ fn env_file_text(
         ("KMS_OTHER_PRINCIPAL_ARN", DEV_OTHER_ROOT_ARN.to_string()),
         ("KMS_OTHER_CLIENT_CERT", p("other-root.pem")),
         ("KMS_OTHER_CLIENT_KEY", p("other-root.key")),
+        ("KMS_AUDIT_PUBLIC_KEYS", p(AUDIT_PUBLIC_KEYS_FILE)),
     ];
     let mut text = String::from("# Written by `keyraft dev`. Use: source this file.\n");
     for (name, value) in lines {
@@ -517,18 +577,37 @@ fn env_file_text(
 }
 
 #[cfg(test)]
-mod tests {
+mod audit_key_tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
-    fn access_key_ids_look_like_aws() {
-        let id = new_access_key_id();
-        assert_eq!(id.len(), 20);
-        assert!(id.starts_with("AKIA"));
-        assert!(id
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
-        assert_ne!(id, new_access_key_id());
-        assert_eq!(new_secret_access_key().len(), 40);
+    fn the_dev_audit_key_is_made_once_private_and_published_with_its_validity() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_audit_key(dir.path()).unwrap();
+        let key_file = dir.path().join(AUDIT_KEY_FILE);
+        let mode = fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "audit.key is private");
+        let list = || -> Vec<keystore::audit::AuditPublicKey> {
+            serde_json::from_str(
+                &fs::read_to_string(dir.path().join(AUDIT_PUBLIC_KEYS_FILE)).unwrap(),
+            )
+            .unwrap()
+        };
+        let first = list();
+        assert_eq!(first.len(), 1);
+        let key = crate::roles::read_audit_key(&key_file).unwrap();
+        assert_eq!(first[0].key_id, key.key_id());
+        assert!(first[0].valid_to.is_none());
+        // A restart keeps the key and the published validity.
+        let bytes = fs::read(&key_file).unwrap();
+        ensure_audit_key(dir.path()).unwrap();
+        assert_eq!(fs::read(&key_file).unwrap(), bytes);
+        assert_eq!(list(), first);
+        // A directory whose list was lost (or predates it) gets it back.
+        fs::remove_file(dir.path().join(AUDIT_PUBLIC_KEYS_FILE)).unwrap();
+        ensure_audit_key(dir.path()).unwrap();
+        assert_eq!(list()[0].key_id, key.key_id());
     }
 }

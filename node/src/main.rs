@@ -33,9 +33,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.role {
         Role::Dev(args) => node::dev::run(args).await,
         Role::Node(args) => {
-            let config = args.validate()?;
-            raft::run_storage_node(config, node::shutdown_signal()).await?;
-            Ok(())
+            let params = args.validate()?;
+            node::roles::run_storage_node(params, node::shutdown_signal()).await
         }
         Role::Front(args) => {
             let params = args.validate()?;

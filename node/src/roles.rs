@@ -51,6 +51,49 @@ pub fn read_issuing_ca(ca_cert: &Path, ca_key: &Path) -> anyhow::Result<crate::c
         .with_context(|| format!("loading the issuing CA ({})", ca_key.display()))
 }
 
+/// Reads the audit signing key file (32 raw bytes). Refuses files others can read, like the
+/// domain key. The key itself is never logged; only its public key id is.
+pub fn read_audit_key(path: &Path) -> anyhow::Result<keystore::audit::AuditSigningKey> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "{} must not be readable by group or others (chmod 600)",
+            path.display()
+        );
+    }
+    let bytes = zeroizing_read(path)?;
+    let seed: &[u8; 32] = bytes.expose_secret().try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "{}: an audit key file holds exactly 32 bytes, not {}",
+            path.display(),
+            bytes.len()
+        )
+    })?;
+    Ok(keystore::audit::AuditSigningKey::from_bytes(seed))
+}
+
+/// Runs a storage node (`keyraft node`) until `shutdown` resolves, reading its audit key first.
+pub async fn run_storage_node(
+    params: crate::config::NodeParams,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let signing_key = match &params.audit_key {
+        Some(path) => Some(raft::AuditKey::new(read_audit_key(path)?)),
+        None => {
+            tracing::warn!("no audit key configured: this node will not sign audit digests");
+            None
+        }
+    };
+    let audit = raft::AuditSettings {
+        signing_key,
+        region: params.region.clone(),
+        digest_interval: params.audit_digest_interval,
+    };
+    raft::run_storage_node_with_audit(params.storage, audit, shutdown).await?;
+    Ok(())
+}
+
 fn zeroizing_read(path: &Path) -> anyhow::Result<keystore::crypto::Secret> {
     Ok(keystore::crypto::Secret::new(std::fs::read(path)?))
 }
@@ -136,6 +179,7 @@ pub async fn start_front(params: &FrontParams) -> anyhow::Result<RunningFront> {
         domain_key,
         strict_client_cert: params.strict_client_cert,
         cache_staleness: params.cache_staleness,
+        audit: params.audit.clone(),
     };
     let (front, json_addr) = crate::front::Front::bind(config).await?;
     if let Some(key_path) = &params.issuing_ca_key {
@@ -168,4 +212,29 @@ pub async fn start_front(params: &FrontParams) -> anyhow::Result<RunningFront> {
         stop,
         tasks: vec![json_task, grpc_task],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn audit_key_files_must_be_private_and_32_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.key");
+        std::fs::write(&path, [9u8; 32]).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(
+            super::read_audit_key(&path).is_err(),
+            "group/other readable"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let key = super::read_audit_key(&path).unwrap();
+        assert_eq!(
+            key.key_id(),
+            keystore::audit::AuditSigningKey::from_bytes(&[9u8; 32]).key_id()
+        );
+        std::fs::write(&path, [9u8; 31]).unwrap();
+        assert!(super::read_audit_key(&path).is_err(), "wrong length");
+    }
 }

@@ -233,6 +233,7 @@ async fn encrypt_decrypt_over_https_with_sigv4() {
         domain_key,
         strict_client_cert: false,
         cache_staleness: Duration::from_secs(1),
+        audit: Default::default(),
     })
     .await
     .unwrap();

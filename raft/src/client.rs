@@ -5,13 +5,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use keystore::audit::{AuditRecord, ChainHead, DigestRecord};
 use keystore::command::{Change, Command, CommandOutput, Query, QueryOutput};
 use keystore::error::DomainError;
 use tokio::sync::broadcast;
 use tonic::transport::Channel;
 
 use crate::pb::store_service_client::StoreServiceClient;
-use crate::pb::{self, ProposeRequest, QueryRequest, StatusRequest, WatchRequest};
+use crate::pb::{
+    self, AuditHeadRequest, AuditPageRequest, ProposeRequest, QueryRequest, StatusRequest,
+    WatchRequest,
+};
 use crate::tls::{Tls, TlsFiles, MAX_MESSAGE, ROLE_FRONT, ROLE_STORAGE};
 use crate::types::Response;
 
@@ -44,6 +48,8 @@ pub struct NodeStatus {
     pub last_applied: Option<u64>,
     /// `Leader`, `Follower`, `Candidate` or `Learner`.
     pub state: String,
+    /// Index of the last log entry purged after a snapshot.
+    pub last_purged: Option<u64>,
 }
 
 /// Errors of the store API.
@@ -213,6 +219,72 @@ impl StoreClient {
             .map_err(|e| StoreError::Internal(format!("malformed query reply: {e}")))
     }
 
+    /// Up to `limit` (at most [`crate::store::MAX_AUDIT_PAGE`] = 1000) audit records from
+    /// `from_seq` on, in seq order, exactly as the storage nodes hold them. Linearizable (read
+    /// index): every event whose append was acknowledged before this call is visible. Fewer
+    /// than `limit` means the chain ends there (at the time of the read).
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn audit_records(
+        &self,
+        from_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let reply = self
+            .retrying(|mut c| async move {
+                c.audit_records(AuditPageRequest {
+                    from: from_seq,
+                    limit,
+                    forwarded: false,
+                })
+                .await
+            })
+            .await?;
+        decode_items(&reply.items, "audit record")
+    }
+
+    /// Up to `limit` (at most 1000) signed audit digests from `from_digest_seq` on, in order.
+    /// Linearizable, like [`StoreClient::audit_records`].
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn audit_digests(
+        &self,
+        from_digest_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<DigestRecord>, StoreError> {
+        let reply = self
+            .retrying(|mut c| async move {
+                c.audit_digests(AuditPageRequest {
+                    from: from_digest_seq,
+                    limit,
+                    forwarded: false,
+                })
+                .await
+            })
+            .await?;
+        decode_items(&reply.items, "audit digest")
+    }
+
+    /// The chain head (next seq and hash of the last record) and the newest digest, if any.
+    /// Linearizable.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn audit_head(&self) -> Result<(ChainHead, Option<DigestRecord>), StoreError> {
+        let reply = self
+            .retrying(
+                |mut c| async move { c.audit_head(AuditHeadRequest { forwarded: false }).await },
+            )
+            .await?;
+        let head = serde_json::from_slice(&reply.head)
+            .map_err(|e| StoreError::Internal(format!("malformed audit head: {e}")))?;
+        let digest = if reply.last_digest.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::from_slice(&reply.last_digest)
+                    .map_err(|e| StoreError::Internal(format!("malformed audit digest: {e}")))?,
+            )
+        };
+        Ok((head, digest))
+    }
+
     /// Subscribes to change notifications. The first call starts a background task (so it must
     /// be called within a Tokio runtime) that keeps one watch stream open to some node,
     /// reconnecting (and sending `Resync`) as needed; it ends when every clone of this client is
@@ -239,6 +311,7 @@ impl StoreClient {
                         term: r.term,
                         last_applied: r.last_applied,
                         state: r.state,
+                        last_purged: r.last_purged,
                     })
                 }
                 Ok(Err(s)) => Err(StoreError::Unavailable(format!(
@@ -291,6 +364,19 @@ impl StoreClient {
             backoff = (backoff * 2).min(Duration::from_millis(500));
         }
     }
+}
+
+fn decode_items<T: serde::de::DeserializeOwned>(
+    items: &[Vec<u8>],
+    what: &str,
+) -> Result<Vec<T>, StoreError> {
+    items
+        .iter()
+        .map(|b| {
+            serde_json::from_slice(b)
+                .map_err(|e| StoreError::Internal(format!("malformed {what}: {e}")))
+        })
+        .collect()
 }
 
 async fn watch_loop(inner: Weak<Inner>) {

@@ -4,7 +4,7 @@
 //!
 //! - [`types`]: the openraft type config (`D` = leader-stamped [`keystore::command::Proposal`],
 //!   `R` = `Result<CommandOutput, DomainError>`, `u64` ids, `BasicNode { addr: "host:port" }`).
-//! - [`store`]: [`store::KvBackend`] (four tables, atomic durable commits) with a redb
+//! - [`store`]: [`store::KvBackend`] (six tables, atomic durable commits) with a redb
 //!   (default) and a sled backend; the Raft [`store::LogStore`] and the
 //!   [`store::StateMachineStore`] on top (see docs/storage.md).
 //! - `network`: openraft's RPCs as unary tonic calls, mTLS both ways (`proto/cluster/v1/raft.proto`).
@@ -22,8 +22,11 @@
 //! front --StoreClient.propose(Command)--> any node --(follower forwards)--> leader
 //!   leader: Proposal { now, command } -> Raft log (fsync on a quorum) -> commit
 //!   every node: StateMachineStore::apply -> keystore::apply::apply(&mut State, proposal)
-//!               -> one durable commit: touched entities + last_applied + membership
+//!               -> one durable commit: touched entities + audit records/digests + chain
+//!                  head + last_applied + membership
 //!               -> reply to the proposer; WatchEvent::Changed(change) to watchers
+//! leader, every audit digest interval: sign_digest(audit key, chain head) -> AppendDigest
+//! front --StoreClient.audit_records/audit_digests/audit_head--> read index -> audit tables
 //! front --StoreClient.query(Query)--> leader: read index (ensure_linearizable)
 //!   -> keystore::query::query(&State, q)
 //! ```
@@ -47,7 +50,10 @@ pub mod pb {
 
 pub use client::{NodeStatus, StoreClient, StoreError, WatchEvent};
 pub use clock::Clock;
-pub use node::{run_storage_node, run_storage_node_with_listener, StorageNodeConfig};
+pub use node::{
+    run_storage_node, run_storage_node_with_audit, run_storage_node_with_listener,
+    run_storage_node_with_listener_and_audit, AuditKey, AuditSettings, StorageNodeConfig,
+};
 pub use store::Backend;
 pub use tls::TlsFiles;
 

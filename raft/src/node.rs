@@ -1,5 +1,6 @@
 //! [`run_storage_node`]: one storage node — storage, Raft, the gRPC server, cluster
-//! initialization and the leader's scheduler — until `shutdown` resolves.
+//! initialization, the leader's scheduler and (with an audit key, [`AuditSettings`]) the
+//! leader's signed audit digests — until `shutdown` resolves.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -8,7 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keystore::audit::{sign_digest, AuditSigningKey, DigestBody};
 use keystore::command::{Command, Query, QueryOutput};
+use keystore::error::DomainError;
 use openraft::errors::{InitializeError, RaftError as OpenRaftError};
 use openraft::{BasicNode, Config, SnapshotPolicy};
 use tokio::net::TcpListener;
@@ -48,6 +51,58 @@ pub struct StorageNodeConfig {
     pub clock: crate::clock::Clock,
 }
 
+/// The audit settings of a storage node (kept apart from [`StorageNodeConfig`] so that callers
+/// that do not sign digests need not know about them).
+#[derive(Clone, Debug)]
+pub struct AuditSettings {
+    /// The region's audit signing key. Without it the node never writes digests (records are
+    /// still stored and served).
+    pub signing_key: Option<AuditKey>,
+    /// Region named in digests (`us-east-1` unless configured).
+    pub region: String,
+    /// How often the leader signs a digest when the chain head has moved (default 60 s).
+    pub digest_interval: Duration,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            signing_key: None,
+            region: DEFAULT_REGION.to_owned(),
+            digest_interval: DEFAULT_DIGEST_INTERVAL,
+        }
+    }
+}
+
+/// Region of a storage node that is not told one.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// Default [`AuditSettings::digest_interval`].
+pub const DEFAULT_DIGEST_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a clean shutdown waits for its final digest to commit.
+const SHUTDOWN_DIGEST_WAIT: Duration = Duration::from_secs(2);
+
+/// The audit signing key, shareable; `Debug` prints only its (public) key id.
+#[derive(Clone)]
+pub struct AuditKey(Arc<AuditSigningKey>);
+
+impl AuditKey {
+    /// Wraps a key read from its file.
+    pub fn new(key: AuditSigningKey) -> Self {
+        AuditKey(Arc::new(key))
+    }
+
+    /// The key id digests name (public).
+    pub fn key_id(&self) -> String {
+        self.0.key_id()
+    }
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuditKey({})", self.key_id())
+    }
+}
+
 /// Logs since the last snapshot that trigger a new one; older logs are then purged.
 const SNAPSHOT_EVERY: u64 = 1000;
 
@@ -65,13 +120,23 @@ fn raft_config() -> Result<Config, RaftError> {
     .map_err(|e| RaftError::Config(e.to_string()))
 }
 
-/// Runs a storage node on `cfg.listen` until `shutdown` resolves.
+/// Runs a storage node on `cfg.listen` until `shutdown` resolves (default [`AuditSettings`]:
+/// no digests).
 pub async fn run_storage_node(
     cfg: StorageNodeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RaftError> {
+    run_storage_node_with_audit(cfg, AuditSettings::default(), shutdown).await
+}
+
+/// [`run_storage_node`] with audit settings (the signing key the leader signs digests with).
+pub async fn run_storage_node_with_audit(
+    cfg: StorageNodeConfig,
+    audit: AuditSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RaftError> {
     let listener = TcpListener::bind(cfg.listen).await?;
-    run_storage_node_with_listener(cfg, listener, shutdown).await
+    run_storage_node_with_listener_and_audit(cfg, audit, listener, shutdown).await
 }
 
 /// [`run_storage_node`] on an already bound listener (tests bind port 0 first, so that every
@@ -81,15 +146,32 @@ pub async fn run_storage_node_with_listener(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RaftError> {
-    let span = tracing::info_span!("storage_node", node_id = cfg.node_id);
-    run(cfg, listener, shutdown).instrument(span).await
+    run_storage_node_with_listener_and_audit(cfg, AuditSettings::default(), listener, shutdown)
+        .await
+}
+
+/// [`run_storage_node_with_listener`] with audit settings.
+pub async fn run_storage_node_with_listener_and_audit(
+    cfg: StorageNodeConfig,
+    audit: AuditSettings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RaftError> {
+    let span = tracing::info_span!("storage_node", node_id = cfg.node_id, region = %audit.region);
+    run(cfg, audit, listener, shutdown).instrument(span).await
 }
 
 async fn run(
     cfg: StorageNodeConfig,
+    audit: AuditSettings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RaftError> {
+    if audit.digest_interval.is_zero() {
+        return Err(RaftError::Config(
+            "the audit digest interval must be positive".into(),
+        ));
+    }
     let tls = Tls::load(&cfg.tls)?;
     // Peers refuse Raft RPCs (and forwarded store calls) from a certificate without the storage
     // role: say so now rather than run a member nobody will talk to.
@@ -113,7 +195,6 @@ async fn run(
         .map_err(|e| RaftError::Raft(e.to_string()))??
     };
     let log = LogStore::new(kv.clone());
-    drop(kv);
     let state = sm.state();
     let network = NetworkFactory::new(tls.clone());
     let raft: Raft = openraft::Raft::new(
@@ -131,6 +212,7 @@ async fn run(
     let ctx = Arc::new(StoreCtx {
         raft: raft.clone(),
         state,
+        kv,
         events,
         network,
         stopping: stop_rx.clone(),
@@ -162,6 +244,15 @@ async fn run(
     let init =
         tokio::spawn(initialize(raft.clone(), cfg.node_id, cfg.peers.clone()).in_current_span());
     let scheduler = tokio::spawn(scheduler(ctx.clone()).in_current_span());
+    let digests = match &audit.signing_key {
+        Some(key) => {
+            tracing::info!(key_id = %key.key_id(), interval_ms = audit.digest_interval.as_millis() as u64, "audit digests enabled (signed while this node leads)");
+            Some(tokio::spawn(
+                digest_loop(ctx.clone(), key.clone(), audit.clone()).in_current_span(),
+            ))
+        }
+        None => None,
+    };
 
     // A server that dies on its own takes the node down with an error rather than leaving a
     // Raft member nobody can reach.
@@ -176,6 +267,21 @@ async fn run(
     tracing::info!("storage node stopping");
     init.abort();
     scheduler.abort();
+    if let Some(task) = &digests {
+        task.abort();
+    }
+    if let (Some(key), None) = (&audit.signing_key, &server_died) {
+        // Seal what this leader holds, best effort: a quorum that is going away too must
+        // not hold the shutdown.
+        if ctx.raft.is_leader() {
+            match tokio::time::timeout(SHUTDOWN_DIGEST_WAIT, propose_digest(&ctx, key, &audit))
+                .await
+            {
+                Ok(()) => {}
+                Err(_) => tracing::warn!("final audit digest not committed in time"),
+            }
+        }
+    }
     let _ = stop_tx.send(true);
     if server_died.is_none() {
         // In-flight calls waiting on a quorum that is gone would hold a graceful stop forever.
@@ -194,6 +300,9 @@ async fn run(
     }
     let _ = init.await;
     let _ = scheduler.await;
+    if let Some(task) = digests {
+        let _ = task.await;
+    }
     drop(ctx);
     drop(raft);
     // The database must be closed when this returns, so that a restart in the same process
@@ -330,5 +439,59 @@ async fn rotate_due_keys(ctx: &StoreCtx, now: u64) {
                 return;
             }
         }
+    }
+}
+
+/// Leader-only: every `digest_interval`, sign a digest of the audit chain if its head moved
+/// since the newest digest (or if there is none yet), and propose it. Idempotent across leader
+/// changes: a digest must follow the newest one, so when two leaders race, the second is
+/// refused (`Conflict`) and simply retried from the new state on the next tick.
+async fn digest_loop(ctx: Arc<StoreCtx>, key: AuditKey, audit: AuditSettings) {
+    let mut tick = tokio::time::interval(audit.digest_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if ctx.raft.is_leader() {
+            propose_digest(&ctx, &key, &audit).await;
+        }
+    }
+}
+
+/// Signs and proposes the next digest if the chain head moved since the newest one (or there
+/// is none yet). Failures are logged; the next tick retries.
+async fn propose_digest(ctx: &StoreCtx, key: &AuditKey, audit: &AuditSettings) {
+    let body = {
+        let Ok(state) = ctx.state.read() else { return };
+        let log = &state.audit;
+        let moved = match &log.last_digest {
+            None => true,
+            Some(d) => d.to_seq != log.head.last_seq(),
+        };
+        if !moved {
+            return;
+        }
+        DigestBody::next(
+            log.last_digest.as_ref(),
+            &audit.region,
+            &log.head,
+            ctx.clock.now_ms(),
+        )
+    };
+    let digest = sign_digest(&key.0, body);
+    let (digest_seq, to_seq) = (digest.digest_seq, digest.to_seq);
+    match ctx.propose_local(Command::AppendDigest { digest }).await {
+        Ok(Ok(reply)) => match serde_json::from_slice::<crate::types::Response>(&reply) {
+            Ok(Ok(_)) => tracing::debug!(digest_seq, to_seq, "audit digest written"),
+            Ok(Err(DomainError::Conflict(_))) => {
+                tracing::debug!(
+                    digest_seq,
+                    "audit digest overtaken by another; retrying next tick"
+                )
+            }
+            Ok(Err(e)) => tracing::warn!(digest_seq, error = %e, "audit digest refused"),
+            Err(e) => tracing::warn!(error = %e, "malformed apply result"),
+        },
+        Ok(Err(_)) => tracing::debug!("no longer leader; audit digest left to the new leader"),
+        Err(e) => tracing::warn!(error = %e, "audit digest proposal failed"),
     }
 }

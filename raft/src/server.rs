@@ -25,9 +25,10 @@ use crate::pb::raft_service_server::RaftService;
 use crate::pb::store_service_client::StoreServiceClient;
 use crate::pb::store_service_server::StoreService;
 use crate::pb::{
-    self, ProposeRequest, QueryRequest, RaftPayload, StatusReply, StatusRequest, StoreReply,
-    WatchRequest,
+    self, AuditHeadReply, AuditHeadRequest, AuditPageReply, AuditPageRequest, ProposeRequest,
+    QueryRequest, RaftPayload, StatusReply, StatusRequest, StoreReply, WatchRequest,
 };
+use crate::store::{audit, KvBackend, Table};
 use crate::tls::MAX_MESSAGE;
 use crate::types::{
     command_kind, Raft, Request as LogRequest, Snapshot, SnapshotMeta, TypeConfig, Vote,
@@ -91,7 +92,8 @@ impl RaftService for RaftSvc {
         let (vote, meta): (Vote, SnapshotMeta) = decode("snapshot header", &p.data)?;
         // Validate the data before openraft commits to installing it: a malformed snapshot
         // must be an error, not a storage failure.
-        let _: State = decode("snapshot data", &p.snapshot)?;
+        audit::decode_snapshot(&p.snapshot)
+            .map_err(|e| Status::invalid_argument(format!("malformed snapshot data: {e}")))?;
         let resp = self
             .raft
             .install_full_snapshot(
@@ -114,6 +116,8 @@ impl RaftService for RaftSvc {
 pub(crate) struct StoreCtx {
     pub(crate) raft: Raft,
     pub(crate) state: Arc<RwLock<State>>,
+    /// The database, for the audit tables (read after a read index).
+    pub(crate) kv: Arc<dyn KvBackend>,
     pub(crate) events: broadcast::Sender<WatchEvent>,
     pub(crate) network: NetworkFactory,
     /// Flips to true at shutdown so watch streams end and the server can stop gracefully.
@@ -164,6 +168,54 @@ impl StoreCtx {
     }
 }
 
+/// Where a linearizable read is served.
+enum ReadAt {
+    /// Here: the read index is applied locally.
+    Local,
+    /// On the leader (this node is a follower and the call was not forwarded yet).
+    Leader(StoreServiceClient<tonic::transport::Channel>),
+}
+
+impl StoreCtx {
+    /// Read index: `Local` once this node (as leader) has applied everything committed before
+    /// the call, `Leader` when a follower should forward, an error when neither can be done.
+    async fn read_index(&self, forwarded: bool) -> Result<ReadAt, Status> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(ReadAt::Local),
+            Err(OpenRaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                if forwarded {
+                    return Err(Status::unavailable(
+                        "forwarded to a node that is not the leader",
+                    ));
+                }
+                Ok(ReadAt::Leader(self.leader_client(&f)?))
+            }
+            Err(OpenRaftError::APIError(e)) => {
+                Err(Status::unavailable(format!("read index failed: {e}")))
+            }
+            Err(OpenRaftError::Fatal(e)) => Err(fatal(e)),
+        }
+    }
+
+    /// A page of an audit table, read on the blocking pool.
+    async fn audit_page(
+        &self,
+        table: Table,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>, Status> {
+        let kv = self.kv.clone();
+        tokio::task::spawn_blocking(move || audit::read_page(kv.as_ref(), table, from, limit))
+            .await
+            .map_err(|e| Status::internal(format!("audit read task: {e}")))?
+            .map_err(|e| Status::internal(format!("reading the audit log: {e}")))
+    }
+}
+
+fn forwarding_failed(s: Status) -> Status {
+    Status::unavailable(format!("forwarding to leader: {}", s.message()))
+}
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -194,13 +246,8 @@ impl StoreService for StoreSvc {
     async fn query(&self, req: Request<QueryRequest>) -> Result<Response<StoreReply>, Status> {
         let req = req.into_inner();
         let q: Query = decode("Query", &req.query)?;
-        match self
-            .ctx
-            .raft
-            .ensure_linearizable(ReadPolicy::ReadIndex)
-            .await
-        {
-            Ok(_) => {
+        match self.ctx.read_index(req.forwarded).await? {
+            ReadAt::Local => {
                 let out = {
                     let state = self
                         .ctx
@@ -213,25 +260,90 @@ impl StoreService for StoreSvc {
                     result: encode(&out)?,
                 }))
             }
-            Err(OpenRaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
-                if req.forwarded {
-                    return Err(Status::unavailable(
-                        "forwarded to a node that is not the leader",
-                    ));
-                }
-                let mut leader = self.ctx.leader_client(&f)?;
+            ReadAt::Leader(mut leader) => {
                 let fwd = QueryRequest {
                     query: req.query,
                     forwarded: true,
                 };
-                leader.query(fwd).await.map_err(|s| {
-                    Status::unavailable(format!("forwarding to leader: {}", s.message()))
+                leader.query(fwd).await.map_err(forwarding_failed)
+            }
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn audit_records(
+        &self,
+        req: Request<AuditPageRequest>,
+    ) -> Result<Response<AuditPageReply>, Status> {
+        let req = req.into_inner();
+        match self.ctx.read_index(req.forwarded).await? {
+            ReadAt::Local => Ok(Response::new(AuditPageReply {
+                items: self
+                    .ctx
+                    .audit_page(Table::Audit, req.from, req.limit)
+                    .await?,
+            })),
+            ReadAt::Leader(mut leader) => leader
+                .audit_records(AuditPageRequest {
+                    forwarded: true,
+                    ..req
                 })
+                .await
+                .map_err(forwarding_failed),
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn audit_digests(
+        &self,
+        req: Request<AuditPageRequest>,
+    ) -> Result<Response<AuditPageReply>, Status> {
+        let req = req.into_inner();
+        match self.ctx.read_index(req.forwarded).await? {
+            ReadAt::Local => Ok(Response::new(AuditPageReply {
+                items: self
+                    .ctx
+                    .audit_page(Table::AuditDigests, req.from, req.limit)
+                    .await?,
+            })),
+            ReadAt::Leader(mut leader) => leader
+                .audit_digests(AuditPageRequest {
+                    forwarded: true,
+                    ..req
+                })
+                .await
+                .map_err(forwarding_failed),
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn audit_head(
+        &self,
+        req: Request<AuditHeadRequest>,
+    ) -> Result<Response<AuditHeadReply>, Status> {
+        let req = req.into_inner();
+        match self.ctx.read_index(req.forwarded).await? {
+            ReadAt::Local => {
+                let (head, last_digest) = {
+                    let state = self
+                        .ctx
+                        .state
+                        .read()
+                        .map_err(|_| Status::internal("state lock poisoned"))?;
+                    (state.audit.head.clone(), state.audit.last_digest.clone())
+                };
+                Ok(Response::new(AuditHeadReply {
+                    head: encode(&head)?,
+                    last_digest: match last_digest {
+                        Some(d) => encode(&d)?,
+                        None => Vec::new(),
+                    },
+                }))
             }
-            Err(OpenRaftError::APIError(e)) => {
-                Err(Status::unavailable(format!("read index failed: {e}")))
-            }
-            Err(OpenRaftError::Fatal(e)) => Err(fatal(e)),
+            ReadAt::Leader(mut leader) => leader
+                .audit_head(AuditHeadRequest { forwarded: true })
+                .await
+                .map_err(forwarding_failed),
         }
     }
 
@@ -244,6 +356,7 @@ impl StoreService for StoreSvc {
             term: m.current_term,
             last_applied: m.last_applied.map(|l| l.index),
             state: format!("{:?}", m.state),
+            last_purged: m.purged.map(|l| l.index),
         }))
     }
 

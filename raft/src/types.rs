@@ -56,6 +56,8 @@ pub fn command_kind(c: &keystore::command::Command) -> &'static str {
         C::PutIdentityPolicy { .. } => "PutIdentityPolicy",
         C::DeleteIdentityPolicy { .. } => "DeleteIdentityPolicy",
         C::DeleteAccessKey { .. } => "DeleteAccessKey",
+        C::AppendAudit { .. } => "AppendAudit",
+        C::AppendDigest { .. } => "AppendDigest",
     }
 }
 

@@ -12,9 +12,15 @@ use keystore::model::{
 };
 use raft::pb::raft_service_client::RaftServiceClient;
 use raft::pb::store_service_client::StoreServiceClient;
-use raft::pb::{ProposeRequest, QueryRequest, RaftPayload, StatusRequest, WatchRequest};
+use raft::pb::{
+    AuditHeadRequest, AuditPageRequest, ProposeRequest, QueryRequest, RaftPayload, StatusRequest,
+    WatchRequest,
+};
 use raft::tls::{ROLE_FRONT, ROLE_STORAGE};
-use raft::{Backend, StorageNodeConfig, StoreClient, StoreError, TlsFiles, WatchEvent};
+use raft::{
+    AuditKey, AuditSettings, Backend, StorageNodeConfig, StoreClient, StoreError, TlsFiles,
+    WatchEvent,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -134,10 +140,16 @@ struct Cluster {
     backend: Backend,
     peers: BTreeMap<u64, String>,
     nodes: BTreeMap<u64, Node>,
+    audit: AuditSettings,
 }
 
 impl Cluster {
     async fn start(backend: Backend) -> Cluster {
+        Self::start_with_audit(backend, AuditSettings::default()).await
+    }
+
+    /// A cluster whose nodes sign audit digests with `audit` (as leader).
+    async fn start_with_audit(backend: Backend, audit: AuditSettings) -> Cluster {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -156,6 +168,7 @@ impl Cluster {
             backend,
             peers,
             nodes: BTreeMap::new(),
+            audit,
         };
         for (id, l) in listeners {
             c.start_node(id, l);
@@ -180,8 +193,9 @@ impl Cluster {
             clock: Default::default(),
         };
         let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(raft::run_storage_node_with_listener(
+        let task = tokio::spawn(raft::run_storage_node_with_listener_and_audit(
             cfg,
+            self.audit.clone(),
             listener,
             async move {
                 let _ = rx.await;
@@ -331,6 +345,19 @@ async fn follower_forwards_writes_and_reads_watch_reports_changes_and_due_keys_g
         }
     }
     assert!(deleted, "the scheduler deletes keys that are due");
+    // ... and the deletion is on the audit chain as AWS's service event.
+    let records = all.audit_records(1, 100).await.unwrap();
+    let events: Vec<keystore::audit::AuditEvent> = records
+        .iter()
+        .map(|r| keystore::audit::AuditEvent::from_json(&r.event).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].event_name, "DeleteKey");
+    assert_eq!(
+        events[0].event_type,
+        keystore::audit::EventType::AwsServiceEvent
+    );
+    assert!(events[0].resources[0].arn.ends_with(&key_id));
 
     cluster.stop_all().await;
 }
@@ -422,6 +449,19 @@ async fn storage_nodes_admit_callers_by_certificate_role() {
             assert_admitted(&what("Status"), status, *store_ok, any);
             let watch = store.watch(WatchRequest {}).await;
             assert_admitted(&what("Watch"), watch, *store_ok, any);
+            let page = || AuditPageRequest {
+                from: 1,
+                limit: 10,
+                forwarded: false,
+            };
+            let records = store.audit_records(page()).await;
+            assert_admitted(&what("AuditRecords"), records, *store_ok, any);
+            let digests = store.audit_digests(page()).await;
+            assert_admitted(&what("AuditDigests"), digests, *store_ok, any);
+            let head = store
+                .audit_head(AuditHeadRequest { forwarded: false })
+                .await;
+            assert_admitted(&what("AuditHead"), head, *store_ok, any);
 
             // Garbage payloads: an admitted caller gets INVALID_ARGUMENT from decoding, a
             // refused one PERMISSION_DENIED before anything is decoded.
@@ -576,28 +616,54 @@ async fn sled_cluster_writes_continue_after_leader_loss_and_data_survives_full_r
 async fn lagging_node_catches_up_from_a_snapshot_after_logs_are_purged() {
     use futures::{StreamExt, TryStreamExt};
 
-    let mut cluster = Cluster::start(Backend::Redb).await;
+    let mut cluster =
+        Cluster::start_with_audit(Backend::Redb, audit_settings(Duration::from_millis(200))).await;
     let client = cluster.client(&[1, 2, 3]).await;
     let leader = cluster.leader(&client).await;
     let lagging = (1..=3).find(|id| *id != leader).unwrap();
+    client.propose(audit_batch("Before", 3)).await.unwrap();
+    digest_at_head(&client).await;
+    applied_everywhere(&cluster).await;
+    let leader_status = || async {
+        client
+            .node_status()
+            .await
+            .into_iter()
+            .find_map(|(_, s)| s.ok().filter(|s| s.node_id == leader))
+            .unwrap()
+    };
+    let stopped_at = leader_status().await.last_applied.unwrap();
     cluster.nodes.remove(&lagging).unwrap().stop().await;
 
     // More than one snapshot interval (1000 logs): the leader snapshots and purges the logs the
-    // lagging node would need, so it can only catch up by installing the snapshot.
+    // lagging node would need, so it can only catch up by installing the snapshot. Every tenth
+    // entry is an audit batch, so the snapshot must carry audit records (and digests).
     let n = 1100;
     futures::stream::iter(0..n)
-        .map(|i| client.propose(identity(&format!("Bulk{i}"))))
+        .map(|i| {
+            let command = if i % 10 == 0 {
+                audit_batch(&format!("Bulk{i}"), 3)
+            } else {
+                identity(&format!("Bulk{i}"))
+            };
+            client.propose(command)
+        })
         .buffer_unordered(32)
         .try_collect::<Vec<_>>()
         .await
         .unwrap();
-    let target = client
-        .node_status()
-        .await
-        .into_iter()
-        .find_map(|(_, s)| s.ok().filter(|s| s.node_id == leader))
-        .and_then(|s| s.last_applied)
-        .unwrap();
+    digest_at_head(&client).await;
+    // Wait until the leader has purged what the lagging node would need from its log.
+    let mut purged = false;
+    for _ in 0..100 {
+        if leader_status().await.last_purged > Some(stopped_at) {
+            purged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(purged, "the leader snapshots and purges its log");
+    let target = leader_status().await.last_applied.unwrap();
 
     cluster.restart_node(lagging).await;
     let lagging_client = cluster.client(&[lagging]).await;
@@ -612,14 +678,22 @@ async fn lagging_node_catches_up_from_a_snapshot_after_logs_are_purged() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(caught_up, "the restarted node catches up");
+    applied_everywhere(&cluster).await;
+    let records = all_records(&client).await;
+    let digests = all_digests(&client).await;
+    assert_eq!(records.len(), 3 + 3 * (n / 10));
+    assert_verifies(&records, &digests);
     cluster.stop_all().await;
+    // The caught-up node holds the same chain as the others, byte for byte.
+    assert_identical_audit_tables(&cluster, &records, &digests);
 
     // What it caught up on is on its disk.
     let (tx, _) = tokio::sync::broadcast::channel(1);
     let (_, sm) = raft::store::open_store(Backend::Redb, &cluster.data_dir(lagging), tx).unwrap();
     let state = sm.state();
     let state = state.read().unwrap();
-    assert_eq!(state.identities.len(), n);
+    assert_eq!(state.identities.len(), n - n / 10);
+    assert_eq!(state.audit.head.last_seq(), records.len() as u64);
 }
 
 #[tokio::test]
@@ -669,4 +743,236 @@ async fn node_with_unusable_tls_files_fails_to_start() {
     )
     .await;
     assert!(matches!(res, Ok(Err(_))), "refuses to start: {res:?}");
+}
+
+// ---- the audit chain across a cluster ----
+
+const AUDIT_SEED: [u8; 32] = [42u8; 32];
+
+fn audit_settings(interval: Duration) -> AuditSettings {
+    AuditSettings {
+        signing_key: Some(AuditKey::new(keystore::audit::AuditSigningKey::from_bytes(
+            &AUDIT_SEED,
+        ))),
+        region: "us-east-1".into(),
+        digest_interval: interval,
+    }
+}
+
+fn audit_public_keys() -> Vec<keystore::audit::AuditPublicKey> {
+    vec![keystore::audit::AuditSigningKey::from_bytes(&AUDIT_SEED).public_key(0, None)]
+}
+
+fn audit_batch(tag: &str, n: usize) -> Command {
+    Command::AppendAudit {
+        events: (0..n)
+            .map(|i| format!("{{\"eventName\":\"{tag}\",\"i\":{i}}}"))
+            .collect(),
+    }
+}
+
+/// Every record, read in small pages (so paging is exercised).
+async fn all_records(client: &StoreClient) -> Vec<keystore::audit::AuditRecord> {
+    let mut out: Vec<keystore::audit::AuditRecord> = Vec::new();
+    loop {
+        let page = client.audit_records(out.len() as u64 + 1, 7).await.unwrap();
+        assert!(page.len() <= 7);
+        let done = page.len() < 7;
+        out.extend(page);
+        if done {
+            return out;
+        }
+    }
+}
+
+async fn all_digests(client: &StoreClient) -> Vec<keystore::audit::DigestRecord> {
+    let mut out: Vec<keystore::audit::DigestRecord> = Vec::new();
+    loop {
+        let page = client.audit_digests(out.len() as u64 + 1, 2).await.unwrap();
+        let done = page.len() < 2;
+        out.extend(page);
+        if done {
+            return out;
+        }
+    }
+}
+
+/// Waits until the newest digest covers the chain head (the leader's timer or shutdown wrote
+/// it) and returns it.
+async fn digest_at_head(client: &StoreClient) -> keystore::audit::DigestRecord {
+    for _ in 0..100 {
+        let (head, digest) = client.audit_head().await.unwrap();
+        if let Some(d) = digest {
+            if d.to_seq == head.last_seq() && d.head_hash == head.head_hash_hex() {
+                return d;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no digest reached the chain head");
+}
+
+/// Waits until every running node has applied the same log index (twice in a row).
+async fn applied_everywhere(cluster: &Cluster) {
+    let mut clients = Vec::new();
+    for id in cluster.nodes.keys() {
+        clients.push(cluster.client(&[*id]).await);
+    }
+    let mut last = None;
+    for _ in 0..100 {
+        let mut applied = Vec::new();
+        for c in &clients {
+            if let Some((_, Ok(st))) = c.node_status().await.pop() {
+                applied.push(st.last_applied);
+            }
+        }
+        let same = applied.len() == clients.len() && applied.windows(2).all(|w| w[0] == w[1]);
+        if same && last == applied.first().copied() {
+            return;
+        }
+        last = if same { applied.first().copied() } else { None };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    panic!("nodes did not converge");
+}
+
+type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A stopped node's audit tables, as stored.
+fn audit_tables(cluster: &Cluster, id: u64) -> (Rows, Rows) {
+    use raft::store::Table;
+    let kv = cluster.backend.open_kv(&cluster.data_dir(id)).unwrap();
+    (
+        kv.range(Table::Audit, &[], None).unwrap(),
+        kv.range(Table::AuditDigests, &[], None).unwrap(),
+    )
+}
+
+/// Every node holds the same audit tables, byte for byte, and they are what the API served.
+fn assert_identical_audit_tables(
+    cluster: &Cluster,
+    records: &[keystore::audit::AuditRecord],
+    digests: &[keystore::audit::DigestRecord],
+) {
+    let first = audit_tables(cluster, 1);
+    for id in 2..=3 {
+        let other = audit_tables(cluster, id);
+        assert!(
+            other.0 == first.0,
+            "node {id}'s audit records differ from node 1's"
+        );
+        assert!(
+            other.1 == first.1,
+            "node {id}'s audit digests differ from node 1's"
+        );
+    }
+    let served: Rows = records
+        .iter()
+        .map(|r| (r.seq.to_be_bytes().to_vec(), serde_json::to_vec(r).unwrap()))
+        .collect();
+    assert!(served == first.0, "the API serves the stored records");
+    assert_eq!(first.1.len(), digests.len());
+}
+
+fn assert_verifies(
+    records: &[keystore::audit::AuditRecord],
+    digests: &[keystore::audit::DigestRecord],
+) {
+    let report = keystore::audit::verify(records, digests, &audit_public_keys(), None);
+    assert!(report.is_ok(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_chain_is_identical_everywhere_digests_continue_across_leader_change_and_survive_restart(
+) {
+    let mut cluster =
+        Cluster::start_with_audit(Backend::Redb, audit_settings(Duration::from_millis(300))).await;
+    let all = cluster.client(&[1, 2, 3]).await;
+    let leader = cluster.leader(&all).await;
+
+    // Group commits through every node (followers forward), concurrently.
+    let mut via = Vec::new();
+    for id in 1..=3 {
+        via.push(cluster.client(&[id]).await);
+    }
+    let outs = futures::future::join_all(
+        (0..6).map(|i| via[i % 3].propose(audit_batch(&format!("Batch{i}"), 5))),
+    )
+    .await;
+    let mut ranges: Vec<(u64, u64)> = outs
+        .into_iter()
+        .map(|o| match o.unwrap() {
+            CommandOutput::AuditAppended {
+                first_seq,
+                last_seq,
+            } => (first_seq, last_seq),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    ranges.sort();
+    let expected: Vec<(u64, u64)> = (0..6).map(|i| (i * 5 + 1, i * 5 + 5)).collect();
+    assert_eq!(ranges, expected, "each batch gets its own consecutive seqs");
+    let d1 = digest_at_head(&all).await;
+    assert_eq!(d1.to_seq, 30);
+
+    // The leader goes; the new leader's timer seals what is appended next.
+    cluster.nodes.remove(&leader).unwrap().stop().await;
+    for i in 6..9 {
+        all.propose(audit_batch(&format!("Batch{i}"), 5))
+            .await
+            .unwrap();
+    }
+    let d2 = digest_at_head(&all).await;
+    assert_eq!(d2.to_seq, 45);
+    assert!(d2.digest_seq > d1.digest_seq);
+    cluster.restart_node(leader).await;
+    applied_everywhere(&cluster).await;
+
+    let records = all_records(&all).await;
+    let digests = all_digests(&all).await;
+    assert_eq!(records.len(), 45);
+    assert_eq!(
+        records[30].event, "{\"eventName\":\"Batch6\",\"i\":0}",
+        "events are stored verbatim"
+    );
+    assert_eq!(digests.last(), Some(&d2));
+    assert_verifies(&records, &digests);
+    cluster.stop_all().await;
+    assert_identical_audit_tables(&cluster, &records, &digests);
+
+    // A full restart keeps every record, the head and the digests; the chain continues.
+    for id in 1..=3 {
+        cluster.restart_node(id).await;
+    }
+    assert_eq!(all_records(&all).await, records);
+    assert_eq!(all_digests(&all).await, digests);
+    let out = all.propose(audit_batch("AfterRestart", 2)).await.unwrap();
+    assert_eq!(
+        out,
+        CommandOutput::AuditAppended {
+            first_seq: 46,
+            last_seq: 47
+        }
+    );
+    let d3 = digest_at_head(&all).await;
+    assert_eq!(d3.digest_seq, d2.digest_seq + 1);
+    assert_verifies(&all_records(&all).await, &all_digests(&all).await);
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_seals_the_chain_with_a_digest_when_it_shuts_down_cleanly() {
+    // An hour-long interval: the only digest this test can see is the shutdown one.
+    let mut cluster =
+        Cluster::start_with_audit(Backend::Redb, audit_settings(Duration::from_secs(3600))).await;
+    let all = cluster.client(&[1, 2, 3]).await;
+    let leader = cluster.leader(&all).await;
+    all.propose(audit_batch("BeforeShutdown", 3)).await.unwrap();
+    let (_, digest) = all.audit_head().await.unwrap();
+    assert_eq!(digest, None, "no digest before the shutdown");
+    cluster.nodes.remove(&leader).unwrap().stop().await;
+    let d = digest_at_head(&all).await;
+    assert_eq!((d.digest_seq, d.from_seq, d.to_seq), (1, 1, 3));
+    assert_verifies(&all_records(&all).await, &all_digests(&all).await);
+    cluster.stop_all().await;
 }

@@ -404,3 +404,351 @@ async fn redb_grants_survive_reopen_and_snapshot_install() {
 async fn sled_grants_survive_reopen_and_snapshot_install() {
     grants_survive_reopen_and_snapshot_install(Backend::Sled).await;
 }
+
+// ---- the audit chain: records, digests and head persist with last-applied, in one commit ----
+
+mod audit {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use keystore::audit::{sign_digest, AuditRecord, AuditSigningKey, DigestBody, DigestRecord};
+    use keystore::command::{Command, Proposal};
+    use openraft::entry::RaftEntry;
+    use openraft::storage::RaftStateMachine;
+    use raft::store::{open_store, KvBackend, Op, StateMachineStore, Table};
+    use raft::types::{Entry, Request};
+    use raft::Backend;
+    use tempfile::TempDir;
+    use tokio::sync::broadcast;
+
+    use super::log_id;
+
+    /// Wraps a real backend: records every commit, and can be told to fail them.
+    struct Recording {
+        inner: Arc<dyn KvBackend>,
+        commits: Mutex<Vec<Vec<Op>>>,
+        fail: Mutex<bool>,
+    }
+
+    impl KvBackend for Recording {
+        fn get(&self, t: Table, k: &[u8]) -> io::Result<Option<Vec<u8>>> {
+            self.inner.get(t, k)
+        }
+        fn range(
+            &self,
+            t: Table,
+            s: &[u8],
+            e: Option<&[u8]>,
+        ) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.inner.range(t, s, e)
+        }
+        fn last(&self, t: Table) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+            self.inner.last(t)
+        }
+        fn commit(&self, ops: Vec<Op>) -> io::Result<()> {
+            if *self.fail.lock().unwrap() {
+                return Err(io::Error::other("injected: disk full"));
+            }
+            self.commits.lock().unwrap().push(ops.clone());
+            self.inner.commit(ops)
+        }
+    }
+
+    fn append_audit(events: &[&str]) -> Request {
+        Request(Proposal {
+            now: 1,
+            command: Command::AppendAudit {
+                events: events.iter().map(|e| e.to_string()).collect(),
+            },
+        })
+    }
+
+    fn key() -> AuditSigningKey {
+        AuditSigningKey::from_bytes(&[3u8; 32])
+    }
+
+    fn digest_of(sm: &StateMachineStore) -> Request {
+        let state = sm.state();
+        let state = state.read().unwrap();
+        let body = DigestBody::next(
+            state.audit.last_digest.as_ref(),
+            "us-east-1",
+            &state.audit.head,
+            5,
+        );
+        Request(Proposal {
+            now: 5,
+            command: Command::AppendDigest {
+                digest: sign_digest(&key(), body),
+            },
+        })
+    }
+
+    async fn apply(sm: &mut StateMachineStore, entries: Vec<Entry>) -> io::Result<()> {
+        let items = entries.into_iter().map(|e| Ok((e, None)));
+        sm.apply(futures::stream::iter(items)).await
+    }
+
+    fn table(kv: &dyn KvBackend, t: Table) -> Vec<(Vec<u8>, Vec<u8>)> {
+        kv.range(t, &[], None).unwrap()
+    }
+
+    fn records(kv: &dyn KvBackend) -> Vec<AuditRecord> {
+        table(kv, Table::Audit)
+            .into_iter()
+            .map(|(k, v)| {
+                let r: AuditRecord = serde_json::from_slice(&v).unwrap();
+                assert_eq!(k, r.seq.to_be_bytes(), "keyed by big-endian seq");
+                r
+            })
+            .collect()
+    }
+
+    fn digests(kv: &dyn KvBackend) -> Vec<DigestRecord> {
+        table(kv, Table::AuditDigests)
+            .into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).unwrap())
+            .collect()
+    }
+
+    async fn records_and_last_applied_commit_together(backend: Backend) {
+        let dir = TempDir::new().unwrap();
+        let real = backend.open_kv(dir.path()).unwrap();
+        let rec = Arc::new(Recording {
+            inner: real.clone(),
+            commits: Mutex::new(Vec::new()),
+            fail: Mutex::new(false),
+        });
+        let (tx, _) = broadcast::channel(16);
+        let mut sm = StateMachineStore::load(rec.clone(), tx).unwrap();
+        apply(
+            &mut sm,
+            vec![
+                Entry::new_normal(log_id(1, 1), append_audit(&["{\"a\":1}", "{\"a\":2}"])),
+                Entry::new_normal(log_id(1, 2), append_audit(&["{\"a\":3}"])),
+            ],
+        )
+        .await
+        .unwrap();
+        // One commit for the batch, holding every record, the head and last-applied.
+        let commits = std::mem::take(&mut *rec.commits.lock().unwrap());
+        assert_eq!(commits.len(), 1);
+        let puts: Vec<(Table, Vec<u8>)> = commits[0]
+            .iter()
+            .filter_map(|op| match op {
+                Op::Put(t, k, _) => Some((*t, k.clone())),
+                _ => None,
+            })
+            .collect();
+        for seq in 1..=3u64 {
+            assert!(puts.contains(&(Table::Audit, seq.to_be_bytes().to_vec())));
+        }
+        assert!(puts.contains(&(Table::SmMeta, b"audit_log".to_vec())));
+        assert!(puts.contains(&(Table::SmMeta, b"last_applied".to_vec())));
+
+        // A digest, then a failed commit: the failed entry's record and last-applied are
+        // both missing after a reopen, never one without the other.
+        let d = digest_of(&sm);
+        apply(&mut sm, vec![Entry::new_normal(log_id(1, 3), d)])
+            .await
+            .unwrap();
+        *rec.fail.lock().unwrap() = true;
+        let failed = apply(
+            &mut sm,
+            vec![Entry::new_normal(
+                log_id(1, 4),
+                append_audit(&["{\"lost\":1}"]),
+            )],
+        )
+        .await;
+        assert!(failed.is_err(), "a failed commit fails the apply");
+        drop(sm);
+        drop(rec);
+
+        let (tx, _) = broadcast::channel(16);
+        let mut sm = StateMachineStore::load(real.clone(), tx).unwrap();
+        let (applied, _) = sm.applied_state().await.unwrap();
+        assert_eq!(applied, Some(log_id(1, 3)));
+        let stored = records(real.as_ref());
+        assert_eq!(stored.len(), 3, "the failed entry's record is not there");
+        let stored_digests = digests(real.as_ref());
+        assert_eq!(stored_digests.len(), 1);
+        {
+            let state = sm.state();
+            let state = state.read().unwrap();
+            assert_eq!(state.audit.head.last_seq(), 3, "head reloaded");
+            assert_eq!(state.audit.last_digest.as_ref(), stored_digests.last());
+        }
+        // Re-applying the lost entry (openraft does, from the log) continues the chain.
+        apply(
+            &mut sm,
+            vec![Entry::new_normal(
+                log_id(1, 4),
+                append_audit(&["{\"lost\":1}"]),
+            )],
+        )
+        .await
+        .unwrap();
+        let stored = records(real.as_ref());
+        assert_eq!(stored.len(), 4);
+        let keys = vec![key().public_key(0, None)];
+        let report = keystore::audit::verify(&stored, &digests(real.as_ref()), &keys, None);
+        assert!(report.is_ok(), "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn redb_audit_records_and_last_applied_are_one_commit() {
+        records_and_last_applied_commit_together(Backend::Redb).await;
+    }
+
+    #[tokio::test]
+    async fn sled_audit_records_and_last_applied_are_one_commit() {
+        records_and_last_applied_commit_together(Backend::Sled).await;
+    }
+
+    async fn snapshot_carries_the_audit_tables(backend: Backend) {
+        let (a, b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        let (tx, _) = broadcast::channel(16);
+        let (_l, mut leader) = open_store(backend, a.path(), tx).unwrap();
+        apply(
+            &mut leader,
+            vec![Entry::new_normal(
+                log_id(1, 1),
+                append_audit(&["{\"x\":1}", "{\"x\":2}"]),
+            )],
+        )
+        .await
+        .unwrap();
+        let d = digest_of(&leader);
+        apply(&mut leader, vec![Entry::new_normal(log_id(1, 2), d)])
+            .await
+            .unwrap();
+        let mut builder = leader.get_snapshot_builder().await;
+        // Appended after the snapshot point: not in this snapshot.
+        apply(
+            &mut leader,
+            vec![Entry::new_normal(
+                log_id(1, 3),
+                append_audit(&["{\"x\":3}"]),
+            )],
+        )
+        .await
+        .unwrap();
+        let snap = openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
+            .await
+            .unwrap();
+
+        {
+            let (tx, _) = broadcast::channel(16);
+            let (_f, mut follower) = open_store(backend, b.path(), tx).unwrap();
+            // The follower had a different chain: the snapshot replaces it.
+            apply(
+                &mut follower,
+                vec![Entry::new_normal(
+                    log_id(1, 1),
+                    append_audit(&["{\"other\":1}"; 5]),
+                )],
+            )
+            .await
+            .unwrap();
+            follower
+                .install_snapshot(&snap.meta, snap.snapshot.clone())
+                .await
+                .unwrap();
+        }
+        let leader_kv = leader.kv();
+        let (tx, _) = broadcast::channel(16);
+        let (_f, follower) = open_store(backend, b.path(), tx).unwrap();
+        let follower_kv = follower.kv();
+        let mut leader_records = table(leader_kv.as_ref(), Table::Audit);
+        leader_records.truncate(2);
+        assert_eq!(table(follower_kv.as_ref(), Table::Audit), leader_records);
+        assert_eq!(
+            table(follower_kv.as_ref(), Table::AuditDigests),
+            table(leader_kv.as_ref(), Table::AuditDigests)
+        );
+        let state = follower.state();
+        assert_eq!(state.read().unwrap().audit.head.last_seq(), 2);
+    }
+
+    #[tokio::test]
+    async fn redb_snapshot_install_replaces_the_audit_tables_byte_for_byte() {
+        snapshot_carries_the_audit_tables(Backend::Redb).await;
+    }
+
+    #[tokio::test]
+    async fn sled_snapshot_install_replaces_the_audit_tables_byte_for_byte() {
+        snapshot_carries_the_audit_tables(Backend::Sled).await;
+    }
+
+    #[tokio::test]
+    async fn a_redb_file_written_before_the_audit_tables_opens_with_an_empty_chain() {
+        let dir = TempDir::new().unwrap();
+        {
+            // The four tables of the previous layout, as an older node left them.
+            type Def = redb::TableDefinition<'static, &'static [u8], &'static [u8]>;
+            let db = redb::Database::create(dir.path().join("keyraft.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            for name in ["log", "raft_meta", "entities", "sm_meta"] {
+                tx.open_table(Def::new(name)).unwrap();
+            }
+            {
+                let mut meta = tx.open_table(Def::new("sm_meta")).unwrap();
+                let applied = serde_json::to_vec(&Some(log_id(1, 7))).unwrap();
+                meta.insert(b"last_applied".as_slice(), applied.as_slice())
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let (tx, _) = broadcast::channel(16);
+        let (_l, mut sm) = open_store(Backend::Redb, dir.path(), tx).unwrap();
+        assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, 7)));
+        assert_eq!(sm.state().read().unwrap().audit.head.last_seq(), 0);
+        apply(
+            &mut sm,
+            vec![Entry::new_normal(log_id(1, 8), append_audit(&["{}"]))],
+        )
+        .await
+        .unwrap();
+        assert_eq!(records(sm.kv().as_ref()).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_sled_db_written_before_the_audit_trees_opens_with_an_empty_chain() {
+        let dir = TempDir::new().unwrap();
+        {
+            let db = sled::open(dir.path().join("sled")).unwrap();
+            for name in ["log", "raft_meta", "entities", "sm_meta"] {
+                db.open_tree(name).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let (tx, _) = broadcast::channel(16);
+        let (_l, mut sm) = open_store(Backend::Sled, dir.path(), tx).unwrap();
+        assert_eq!(sm.state().read().unwrap().audit.head.last_seq(), 0);
+        apply(
+            &mut sm,
+            vec![Entry::new_normal(log_id(1, 1), append_audit(&["{}"]))],
+        )
+        .await
+        .unwrap();
+        assert_eq!(records(sm.kv().as_ref()).len(), 1);
+    }
+
+    #[test]
+    fn a_store_whose_head_disagrees_with_its_records_refuses_to_open() {
+        let dir = TempDir::new().unwrap();
+        let kv = Backend::Redb.open_kv(dir.path()).unwrap();
+        let mut head = keystore::audit::ChainHead::genesis();
+        let r = head.append("{}".into());
+        // A record without the head that should have been committed with it.
+        kv.commit(vec![Op::Put(
+            Table::Audit,
+            1u64.to_be_bytes().to_vec(),
+            serde_json::to_vec(&r).unwrap(),
+        )])
+        .unwrap();
+        let (tx, _) = broadcast::channel(16);
+        assert!(StateMachineStore::load(kv, tx).is_err());
+    }
+}

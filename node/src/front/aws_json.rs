@@ -8,6 +8,8 @@
 //!     Content-Type application/x-amz-json-1.1, body <= 1 MiB
 //!     SigV4: Authorization header -> access key (cache) -> secret (unwrapped) -> verify
 //!     Kms::dispatch(caller, op, body)   (authorize -> handler, inside Kms; dispatch_iam for IAM)
+//!     Kms::audit_call: one audit event per call whose caller is known (allowed or denied,
+//!     succeeded or failed), committed before the answer; if it cannot be, KMSInternalException
 //!  <- 200 JSON | {"__type", "message"} with the mapped status; x-amzn-RequestId always
 //! ```
 
@@ -21,11 +23,14 @@ use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use keystore::audit::{TlsDetails, UserIdentity};
 use keystore::sigv4;
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument as _;
 
+use super::audit::{identity_of, CallInfo};
 use super::authz::Caller;
 use super::errors::KmsError;
 use super::operation::Operation;
@@ -141,10 +146,13 @@ pub async fn serve(
                     return;
                 }
             };
+            let tls_details = tls_details(tls.get_ref().1);
             let service = hyper::service::service_fn(move |mut req: Request<_>| {
                 let kms = kms.clone();
                 // The client's address, for aws:SourceIp.
                 req.extensions_mut().insert(ClientAddr(peer.ip()));
+                // The TLS session, for the audit event's tlsDetails.
+                req.extensions_mut().insert(tls_details.clone());
                 async move { Ok::<_, Infallible>(handle(&kms, req).await) }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -171,6 +179,30 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// `tlsDetails` of a connection, in CloudTrail's spelling (`TLSv1.3`,
+/// `TLS_AES_128_GCM_SHA256`); the host header is filled per request.
+fn tls_details(conn: &rustls::ServerConnection) -> TlsDetails {
+    let tls_version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(v) => format!("{v:?}"),
+        None => String::new(),
+    };
+    let cipher_suite = conn
+        .negotiated_cipher_suite()
+        .map(|s| match s.suite().as_str() {
+            // rustls names TLS 1.3 suites `TLS13_*`; IANA (and CloudTrail) `TLS_*`.
+            Some(name) => name.replacen("TLS13_", "TLS_", 1),
+            None => format!("{:?}", s.suite()),
+        })
+        .unwrap_or_default();
+    TlsDetails {
+        tls_version,
+        cipher_suite,
+        client_provided_host_header: None,
+    }
 }
 
 fn now_epoch_secs() -> u64 {
@@ -218,6 +250,22 @@ where
         .unwrap_or("");
     let op = Operation::from_target(target);
     let iam_op = IamOperation::from_target(target);
+    let op_name = op.map(Operation::name).or(iam_op.map(IamOperation::name));
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let source_ip = req.extensions().get::<ClientAddr>().map(|a| a.0);
+    let tls = req.extensions().get::<TlsDetails>().cloned().map(|mut t| {
+        t.client_provided_host_header = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or(req.uri().authority().map(|a| a.as_str()))
+            .map(str::to_owned);
+        t
+    });
     let span = tracing::info_span!(
         "kms",
         op = op
@@ -228,7 +276,36 @@ where
         key_id = tracing::field::Empty,
     );
     let result = async {
-        let r = api_call(kms, op, iam_op, req).await;
+        let mut seen = Seen::default();
+        let r = api_call(kms, op, iam_op, req, &mut seen).await;
+        // Every call whose caller is known gets exactly one event, allowed or denied,
+        // succeeded or failed; it is committed before the answer (sync mode).
+        let r = match (op_name, seen.identity.take()) {
+            (Some(operation), Some(identity)) => {
+                let request: Value = serde_json::from_slice(&seen.body).unwrap_or(Value::Null);
+                let response = match &r {
+                    Ok(body) => Ok(serde_json::from_slice::<Value>(body).unwrap_or(Value::Null)),
+                    Err(e) => Err(e),
+                };
+                let call = CallInfo {
+                    operation,
+                    request_id: &request_id,
+                    identity,
+                    source_ip,
+                    user_agent,
+                    tls,
+                    request: &request,
+                };
+                match kms
+                    .audit_call(call, response.as_ref().map_err(|e| *e))
+                    .await
+                {
+                    Ok(()) => r,
+                    Err(e) => Err(e),
+                }
+            }
+            _ => r,
+        };
         match &r {
             Ok(_) => tracing::info!("ok"),
             Err(e) => tracing::info!(error = e.aws_type(), "refused"),
@@ -253,6 +330,16 @@ pub struct ClientAddr(pub std::net::IpAddr);
 /// The header a service identity names the principal it calls for with (`kms:ViaService`).
 pub const ON_BEHALF_OF_HEADER: &str = "x-keyraft-on-behalf-of";
 
+/// What the router learned of a call before it failed or finished, for its audit event.
+#[derive(Default)]
+struct Seen {
+    /// The caller: set once SigV4 named a known access key (even if the signature then
+    /// failed), replaced by the effective caller.
+    identity: Option<UserIdentity>,
+    /// The request body.
+    body: Bytes,
+}
+
 /// Which API a target belongs to.
 enum Route {
     /// `TrentService.<Op>`.
@@ -266,6 +353,7 @@ async fn api_call<B>(
     op: Option<Operation>,
     iam_op: Option<IamOperation>,
     req: Request<B>,
+    seen: &mut Seen,
 ) -> Result<Vec<u8>, KmsError>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
@@ -328,7 +416,8 @@ where
             ));
         }
     };
-    let mut caller = authenticate(kms, &parts, &body).await?;
+    seen.body = body.clone();
+    let (mut caller, access_key_id) = authenticate(kms, &parts, &body, seen).await?;
     caller.source_ip = parts.extensions.get::<ClientAddr>().map(|a| a.0);
     let on_behalf_of = match parts.headers.get(ON_BEHALF_OF_HEADER) {
         Some(v) => Some(v.to_str().map_err(|_| {
@@ -337,6 +426,7 @@ where
         None => None,
     };
     let caller = kms.effective_caller(caller, on_behalf_of).await?;
+    seen.identity = Some(identity_of(&caller, Some(&access_key_id), None));
     match route {
         Route::Kms(op) => kms.dispatch(&caller, op, &body).await,
         Route::Iam(op) => kms.dispatch_iam(&caller, op, &body).await,
@@ -347,12 +437,15 @@ fn too_large() -> KmsError {
     KmsError::RequestTooLarge(format!("Request body exceeds {MAX_BODY} bytes"))
 }
 
-/// SigV4 -> the caller. Scope and clock are checked before any store read.
+/// SigV4 -> the caller and its access key id. Scope and clock are checked before any store
+/// read. Once the access key is known, `seen` names its principal (so a call with a bad
+/// signature over a real access key is still audited).
 async fn authenticate(
     kms: &Kms,
     parts: &http::request::Parts,
     body: &[u8],
-) -> Result<Caller, KmsError> {
+    seen: &mut Seen,
+) -> Result<(Caller, String), KmsError> {
     let auth = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
         KmsError::MissingAuthenticationToken("Missing Authentication Token".into())
     })?;
@@ -386,13 +479,15 @@ async fn authenticate(
                 "The security token included in the request is invalid.".into(),
             )
         })?;
-    sigv4::verify(&sreq, &auth, secret.expose_secret(), &exp).map_err(sig_error)?;
-    Caller::from_principal_arn(&record.principal_arn)
+    let caller = Caller::from_principal_arn(&record.principal_arn)
         .filter(|c| c.account_id == record.account_id)
         .ok_or_else(|| {
             tracing::error!("an access key names a principal that is not an IAM ARN");
             KmsError::internal()
-        })
+        })?;
+    seen.identity = Some(identity_of(&caller, Some(&auth.access_key_id), None));
+    sigv4::verify(&sreq, &auth, secret.expose_secret(), &exp).map_err(sig_error)?;
+    Ok((caller, auth.access_key_id.clone()))
 }
 
 /// Header pairs for SigV4; HTTP/2 carries the host in `:authority`, which hyper puts in the

@@ -9,7 +9,9 @@
 //!     caller_of(request)        leaf cert -> clientAuth EKU + one IAM ARN URI SAN -> Caller
 //!     convert::x_request(pb)    proto -> shapes (serde AWS shapes; empty = absent)
 //!     Kms::<op>(&caller, req)   validate -> resolve -> authorize -> act
-//!     convert::x_response(out)  shapes -> proto
+//!     Kms::audit_call           the AWS JSON form of request and response -> one audit
+//!                               event, committed before the answer (GrpcKms::audited)
+//!     convert::x_response(out)  shapes -> proto; metadata x-amzn-requestid on every answer
 //!   KmsError --From--> tonic::Status { code, message, metadata x-kms-error-type: <__type> }
 //! ```
 //!
@@ -30,6 +32,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
+use super::audit::{certificate_fingerprint, identity_of, CallInfo};
 use super::authz::Caller;
 use super::errors::KmsError;
 use super::ops::Kms;
@@ -50,6 +53,10 @@ pub use self::iam::GrpcIam;
 
 /// The metadata key carrying the AWS error `__type` on every failed call.
 pub const ERROR_TYPE_METADATA_KEY: &str = "x-kms-error-type";
+
+/// The metadata key carrying the request id (as the JSON API's `x-amzn-RequestId`), on
+/// answers and errors alike; the audit event's `requestID`.
+pub const REQUEST_ID_METADATA_KEY: &str = "x-amzn-requestid";
 
 /// Most items one batch call may carry.
 pub const MAX_BATCH_ITEMS: usize = 1000;
@@ -165,20 +172,234 @@ fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
     Ok(caller)
 }
 
+/// Puts the request id on an answer's or an error's metadata.
+fn tag_request_id(metadata: &mut tonic::metadata::MetadataMap, request_id: &str) {
+    if let Ok(v) = tonic::metadata::MetadataValue::try_from(request_id) {
+        metadata.insert(REQUEST_ID_METADATA_KEY, v);
+    }
+}
+
+fn status_with_id(e: impl Into<Status>, request_id: &str) -> Status {
+    let mut status: Status = e.into();
+    tag_request_id(status.metadata_mut(), request_id);
+    status
+}
+
+/// What a call's transport says about it, read before the request is consumed.
+#[derive(Clone)]
+struct Transport {
+    request_id: String,
+    source_ip: Option<std::net::IpAddr>,
+    user_agent: Option<String>,
+    fingerprint: Option<String>,
+    on_behalf_of: Option<Result<String, ()>>,
+}
+
+impl Transport {
+    /// The audit facts of one call by `caller` with this request.
+    fn call<'a>(
+        &'a self,
+        operation: &'a str,
+        caller: &Caller,
+        request: &'a serde_json::Value,
+    ) -> CallInfo<'a> {
+        CallInfo {
+            operation,
+            request_id: &self.request_id,
+            identity: identity_of(caller, None, self.fingerprint.clone()),
+            source_ip: self.source_ip,
+            user_agent: self.user_agent.clone(),
+            // tonic does not expose the negotiated protocol and suite.
+            tls: None,
+            request,
+        }
+    }
+
+    fn of<T>(request: &Request<T>) -> Transport {
+        Transport {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            source_ip: request.remote_addr().map(|a| a.ip()),
+            user_agent: request
+                .metadata()
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            fingerprint: request
+                .peer_certs()
+                .and_then(|c| c.first().map(|leaf| certificate_fingerprint(leaf.as_ref()))),
+            on_behalf_of: request
+                .metadata()
+                .get(super::aws_json::ON_BEHALF_OF_HEADER)
+                .map(|v| v.to_str().map(str::to_owned).map_err(|_| ())),
+        }
+    }
+}
+
 impl GrpcKms {
-    /// The effective caller: the certificate's principal, or — when a service identity sends
-    /// the on-behalf-of metadata — the principal it calls for, with `kms:ViaService` set.
-    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        let caller = caller_of(request)?;
-        let on_behalf_of = match request.metadata().get(super::aws_json::ON_BEHALF_OF_HEADER) {
-            Some(v) => Some(v.to_str().map_err(|_| {
-                Status::from(KmsError::Validation(
-                    "the on-behalf-of metadata is not valid ASCII".into(),
-                ))
-            })?),
-            None => None,
+    /// One audited call: authenticates (certificate, then the effective caller), runs `run`
+    /// over the request shape, records the call's audit event — with the request and
+    /// response in their AWS JSON form, which keystore redacts — and answers only once it is
+    /// recorded (sync mode). A certificate that names no principal is refused unaudited.
+    async fn audited<T, S, R, O, F, Fut>(
+        &self,
+        operation: &'static str,
+        request: Request<T>,
+        to_shape: impl FnOnce(T) -> Result<S, KmsError>,
+        run: F,
+        to_response: impl FnOnce(R) -> O,
+    ) -> Result<Response<O>, Status>
+    where
+        S: serde::Serialize,
+        R: serde::Serialize,
+        F: FnOnce(Arc<Kms>, Caller, S) -> Fut,
+        Fut: Future<Output = Result<R, KmsError>>,
+    {
+        let transport = Transport::of(&request);
+        let request_id = transport.request_id.clone();
+        let cert_caller = caller_of(&request).map_err(|s| status_with_id(s, &request_id))?;
+        let span = request_span(operation, &cert_caller);
+        let shape = to_shape(request.into_inner());
+        let request_json = shape
+            .as_ref()
+            .ok()
+            .and_then(|s| serde_json::to_value(s).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let kms = self.kms.clone();
+        let (caller, outcome) = async {
+            let on_behalf_of = match transport.on_behalf_of.clone() {
+                None => None,
+                Some(Ok(v)) => Some(v),
+                Some(Err(())) => {
+                    let e =
+                        KmsError::Validation("the on-behalf-of metadata is not valid ASCII".into());
+                    return (cert_caller, Err(e));
+                }
+            };
+            let caller = match kms
+                .effective_caller(cert_caller.clone(), on_behalf_of.as_deref())
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => return (cert_caller, Err(e)),
+            };
+            let outcome = match shape {
+                Ok(shape) => run(kms.clone(), caller.clone(), shape).await,
+                Err(e) => Err(e),
+            };
+            (caller, outcome)
+        }
+        .instrument(span.clone())
+        .await;
+        let response_json = match &outcome {
+            Ok(out) => Ok(serde_json::to_value(out).unwrap_or(serde_json::Value::Null)),
+            Err(e) => Err(e),
         };
-        Ok(self.kms.effective_caller(caller, on_behalf_of).await?)
+        self.kms
+            .audit_call(
+                transport.call(operation, &caller, &request_json),
+                response_json.as_ref().map_err(|e| *e),
+            )
+            .instrument(span)
+            .await
+            .map_err(|e| status_with_id(e, &request_id))?;
+        match outcome {
+            Ok(out) => {
+                let mut response = Response::new(to_response(out));
+                tag_request_id(response.metadata_mut(), &request_id);
+                Ok(response)
+            }
+            Err(e) => Err(status_with_id(e, &request_id)),
+        }
+    }
+
+    /// The transport facts and certificate caller of a batch call.
+    fn batch_caller<T>(&self, request: &Request<T>) -> Result<(Transport, Caller), Status> {
+        let transport = Transport::of(request);
+        let caller = caller_of(request).map_err(|s| status_with_id(s, &transport.request_id))?;
+        Ok((transport, caller))
+    }
+
+    /// A batch call: each item is one `operation` call with its own audit event (all sharing
+    /// the batch's request id); an item whose event cannot be recorded fails on its own. A
+    /// batch refused as a whole (caller, size) gets one event with the error.
+    async fn audited_batch<S, R, O, F, Fut>(
+        &self,
+        operation: &'static str,
+        transport: Transport,
+        cert_caller: Caller,
+        shapes: Result<Vec<S>, KmsError>,
+        run: F,
+        to_item: impl Fn(Result<R, KmsError>) -> O,
+    ) -> Result<Vec<O>, Status>
+    where
+        S: serde::Serialize,
+        R: serde::Serialize,
+        F: Fn(Arc<Kms>, Caller, S) -> Fut,
+        Fut: Future<Output = Result<R, KmsError>>,
+    {
+        let request_id = transport.request_id.clone();
+        let span = request_span(operation, &cert_caller);
+        let kms = self.kms.clone();
+        let prepared = async {
+            let on_behalf_of = match transport.on_behalf_of.clone() {
+                None => None,
+                Some(Ok(v)) => Some(v),
+                Some(Err(())) => {
+                    let e =
+                        KmsError::Validation("the on-behalf-of metadata is not valid ASCII".into());
+                    return Err((cert_caller, e));
+                }
+            };
+            let caller = match kms
+                .effective_caller(cert_caller.clone(), on_behalf_of.as_deref())
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => return Err((cert_caller, e)),
+            };
+            match shapes {
+                Ok(items) => Ok((caller, items)),
+                Err(e) => Err((caller, e)),
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        let (caller, items) = match prepared {
+            Ok(p) => p,
+            Err((caller, e)) => {
+                let null = serde_json::Value::Null;
+                kms.audit_call(transport.call(operation, &caller, &null), Err(&e))
+                    .instrument(span)
+                    .await
+                    .map_err(|e| status_with_id(e, &request_id))?;
+                return Err(status_with_id(e, &request_id));
+            }
+        };
+        let (kms, caller, run, transport, to_item) = (&kms, &caller, &run, &transport, &to_item);
+        let results = futures::stream::iter(items)
+            .map(|shape| async move {
+                let request = serde_json::to_value(&shape).unwrap_or(serde_json::Value::Null);
+                let outcome = run(kms.clone(), caller.clone(), shape).await;
+                let response = match &outcome {
+                    Ok(out) => Ok(serde_json::to_value(out).unwrap_or(serde_json::Value::Null)),
+                    Err(e) => Err(e),
+                };
+                let recorded = kms
+                    .audit_call(
+                        transport.call(operation, caller, &request),
+                        response.as_ref().map_err(|e| *e),
+                    )
+                    .await;
+                match recorded {
+                    Ok(()) => to_item(outcome),
+                    Err(e) => to_item(Err(e)),
+                }
+            })
+            .buffered(BATCH_CONCURRENCY)
+            .collect()
+            .instrument(span)
+            .await;
+        Ok(results)
     }
 }
 
@@ -227,21 +448,21 @@ fn request_span(op: &'static str, caller: &Caller) -> tracing::Span {
 // attribute) rather than methods inside an annotated impl.
 macro_rules! kms_service {
     (
-        unary { $($method:ident($req:ident -> $resp:ident) => $to_req:path, $to_resp:path;)* }
+        unary { $($method:ident $op:literal ($req:ident -> $resp:ident) => $to_req:path, $to_resp:path;)* }
         other { $($other:tt)* }
     ) => {
         #[tonic::async_trait]
         impl KmsService for GrpcKms {
             $(
                 async fn $method(&self, request: Request<pb::$req>) -> Result<Response<pb::$resp>, Status> {
-                    let caller = self.caller(&request).await?;
-                    let span = request_span(stringify!($method), &caller);
-                    let out = self
-                        .kms
-                        .$method(&caller, $to_req(request.into_inner()))
-                        .instrument(span)
-                        .await?;
-                    Ok(Response::new($to_resp(out)))
+                    self.audited(
+                        $op,
+                        request,
+                        |r| Ok($to_req(r)),
+                        |kms, caller, req| async move { kms.$method(&caller, req).await },
+                        $to_resp,
+                    )
+                    .await
                 }
             )*
             $($other)*
@@ -251,72 +472,72 @@ macro_rules! kms_service {
 
 kms_service! {
     unary {
-        create_key(CreateKeyRequest -> CreateKeyResponse) => convert::create_key, convert::create_key_out;
-        describe_key(DescribeKeyRequest -> DescribeKeyResponse) => convert::describe_key, convert::describe_key_out;
-        list_keys(ListKeysRequest -> ListKeysResponse) => convert::list_keys, convert::list_keys_out;
-        enable_key(EnableKeyRequest -> EnableKeyResponse) => convert::enable_key, convert::empty;
-        disable_key(DisableKeyRequest -> DisableKeyResponse) => convert::disable_key, convert::empty;
-        update_key_description(UpdateKeyDescriptionRequest -> UpdateKeyDescriptionResponse)
+        create_key "CreateKey"(CreateKeyRequest -> CreateKeyResponse) => convert::create_key, convert::create_key_out;
+        describe_key "DescribeKey"(DescribeKeyRequest -> DescribeKeyResponse) => convert::describe_key, convert::describe_key_out;
+        list_keys "ListKeys"(ListKeysRequest -> ListKeysResponse) => convert::list_keys, convert::list_keys_out;
+        enable_key "EnableKey"(EnableKeyRequest -> EnableKeyResponse) => convert::enable_key, convert::empty;
+        disable_key "DisableKey"(DisableKeyRequest -> DisableKeyResponse) => convert::disable_key, convert::empty;
+        update_key_description "UpdateKeyDescription"(UpdateKeyDescriptionRequest -> UpdateKeyDescriptionResponse)
             => convert::update_key_description, convert::empty;
-        schedule_key_deletion(ScheduleKeyDeletionRequest -> ScheduleKeyDeletionResponse)
+        schedule_key_deletion "ScheduleKeyDeletion"(ScheduleKeyDeletionRequest -> ScheduleKeyDeletionResponse)
             => convert::schedule_key_deletion, convert::schedule_key_deletion_out;
-        cancel_key_deletion(CancelKeyDeletionRequest -> CancelKeyDeletionResponse)
+        cancel_key_deletion "CancelKeyDeletion"(CancelKeyDeletionRequest -> CancelKeyDeletionResponse)
             => convert::cancel_key_deletion, convert::cancel_key_deletion_out;
-        create_alias(CreateAliasRequest -> CreateAliasResponse) => convert::create_alias, convert::empty;
-        update_alias(UpdateAliasRequest -> UpdateAliasResponse) => convert::update_alias, convert::empty;
-        delete_alias(DeleteAliasRequest -> DeleteAliasResponse) => convert::delete_alias, convert::empty;
-        list_aliases(ListAliasesRequest -> ListAliasesResponse) => convert::list_aliases, convert::list_aliases_out;
-        tag_resource(TagResourceRequest -> TagResourceResponse) => convert::tag_resource, convert::empty;
-        untag_resource(UntagResourceRequest -> UntagResourceResponse) => convert::untag_resource, convert::empty;
-        list_resource_tags(ListResourceTagsRequest -> ListResourceTagsResponse)
+        create_alias "CreateAlias"(CreateAliasRequest -> CreateAliasResponse) => convert::create_alias, convert::empty;
+        update_alias "UpdateAlias"(UpdateAliasRequest -> UpdateAliasResponse) => convert::update_alias, convert::empty;
+        delete_alias "DeleteAlias"(DeleteAliasRequest -> DeleteAliasResponse) => convert::delete_alias, convert::empty;
+        list_aliases "ListAliases"(ListAliasesRequest -> ListAliasesResponse) => convert::list_aliases, convert::list_aliases_out;
+        tag_resource "TagResource"(TagResourceRequest -> TagResourceResponse) => convert::tag_resource, convert::empty;
+        untag_resource "UntagResource"(UntagResourceRequest -> UntagResourceResponse) => convert::untag_resource, convert::empty;
+        list_resource_tags "ListResourceTags"(ListResourceTagsRequest -> ListResourceTagsResponse)
             => convert::list_resource_tags, convert::list_resource_tags_out;
-        encrypt(EncryptRequest -> EncryptResponse) => convert::encrypt, convert::encrypt_out;
-        decrypt(DecryptRequest -> DecryptResponse) => convert::decrypt, convert::decrypt_out;
-        re_encrypt(ReEncryptRequest -> ReEncryptResponse) => convert::re_encrypt, convert::re_encrypt_out;
-        generate_data_key(GenerateDataKeyRequest -> GenerateDataKeyResponse)
+        encrypt "Encrypt"(EncryptRequest -> EncryptResponse) => convert::encrypt, convert::encrypt_out;
+        decrypt "Decrypt"(DecryptRequest -> DecryptResponse) => convert::decrypt, convert::decrypt_out;
+        re_encrypt "ReEncrypt"(ReEncryptRequest -> ReEncryptResponse) => convert::re_encrypt, convert::re_encrypt_out;
+        generate_data_key "GenerateDataKey"(GenerateDataKeyRequest -> GenerateDataKeyResponse)
             => convert::generate_data_key, convert::generate_data_key_out;
-        generate_data_key_without_plaintext(
+        generate_data_key_without_plaintext "GenerateDataKeyWithoutPlaintext"(
             GenerateDataKeyWithoutPlaintextRequest -> GenerateDataKeyWithoutPlaintextResponse)
             => convert::generate_data_key_without_plaintext, convert::generate_data_key_without_plaintext_out;
-        generate_random(GenerateRandomRequest -> GenerateRandomResponse)
+        generate_random "GenerateRandom"(GenerateRandomRequest -> GenerateRandomResponse)
             => convert::generate_random, convert::generate_random_out;
-        get_public_key(GetPublicKeyRequest -> GetPublicKeyResponse)
+        get_public_key "GetPublicKey"(GetPublicKeyRequest -> GetPublicKeyResponse)
             => convert::get_public_key, convert::get_public_key_out;
-        sign(SignRequest -> SignResponse) => convert::sign, convert::sign_out;
-        verify(VerifyRequest -> VerifyResponse) => convert::verify, convert::verify_out;
-        generate_mac(GenerateMacRequest -> GenerateMacResponse) => convert::generate_mac, convert::generate_mac_out;
-        verify_mac(VerifyMacRequest -> VerifyMacResponse) => convert::verify_mac, convert::verify_mac_out;
-        derive_shared_secret(DeriveSharedSecretRequest -> DeriveSharedSecretResponse)
+        sign "Sign"(SignRequest -> SignResponse) => convert::sign, convert::sign_out;
+        verify "Verify"(VerifyRequest -> VerifyResponse) => convert::verify, convert::verify_out;
+        generate_mac "GenerateMac"(GenerateMacRequest -> GenerateMacResponse) => convert::generate_mac, convert::generate_mac_out;
+        verify_mac "VerifyMac"(VerifyMacRequest -> VerifyMacResponse) => convert::verify_mac, convert::verify_mac_out;
+        derive_shared_secret "DeriveSharedSecret"(DeriveSharedSecretRequest -> DeriveSharedSecretResponse)
             => convert::derive_shared_secret, convert::derive_shared_secret_out;
-        generate_data_key_pair(GenerateDataKeyPairRequest -> GenerateDataKeyPairResponse)
+        generate_data_key_pair "GenerateDataKeyPair"(GenerateDataKeyPairRequest -> GenerateDataKeyPairResponse)
             => convert::generate_data_key_pair, convert::generate_data_key_pair_out;
-        generate_data_key_pair_without_plaintext(
+        generate_data_key_pair_without_plaintext "GenerateDataKeyPairWithoutPlaintext"(
             GenerateDataKeyPairWithoutPlaintextRequest -> GenerateDataKeyPairWithoutPlaintextResponse)
             => convert::generate_data_key_pair_without_plaintext,
                convert::generate_data_key_pair_without_plaintext_out;
-        enable_key_rotation(EnableKeyRotationRequest -> EnableKeyRotationResponse)
+        enable_key_rotation "EnableKeyRotation"(EnableKeyRotationRequest -> EnableKeyRotationResponse)
             => convert::enable_key_rotation, convert::empty;
-        disable_key_rotation(DisableKeyRotationRequest -> DisableKeyRotationResponse)
+        disable_key_rotation "DisableKeyRotation"(DisableKeyRotationRequest -> DisableKeyRotationResponse)
             => convert::disable_key_rotation, convert::empty;
-        get_key_rotation_status(GetKeyRotationStatusRequest -> GetKeyRotationStatusResponse)
+        get_key_rotation_status "GetKeyRotationStatus"(GetKeyRotationStatusRequest -> GetKeyRotationStatusResponse)
             => convert::get_key_rotation_status, convert::get_key_rotation_status_out;
-        rotate_key_on_demand(RotateKeyOnDemandRequest -> RotateKeyOnDemandResponse)
+        rotate_key_on_demand "RotateKeyOnDemand"(RotateKeyOnDemandRequest -> RotateKeyOnDemandResponse)
             => convert::rotate_key_on_demand, convert::rotate_key_on_demand_out;
-        list_key_rotations(ListKeyRotationsRequest -> ListKeyRotationsResponse)
+        list_key_rotations "ListKeyRotations"(ListKeyRotationsRequest -> ListKeyRotationsResponse)
             => convert::list_key_rotations, convert::list_key_rotations_out;
-        delete_imported_key_material(DeleteImportedKeyMaterialRequest -> DeleteImportedKeyMaterialResponse)
+        delete_imported_key_material "DeleteImportedKeyMaterial"(DeleteImportedKeyMaterialRequest -> DeleteImportedKeyMaterialResponse)
             => convert::delete_imported_key_material, convert::empty;
-        put_key_policy(PutKeyPolicyRequest -> PutKeyPolicyResponse) => convert::put_key_policy, convert::empty;
-        get_key_policy(GetKeyPolicyRequest -> GetKeyPolicyResponse)
+        put_key_policy "PutKeyPolicy"(PutKeyPolicyRequest -> PutKeyPolicyResponse) => convert::put_key_policy, convert::empty;
+        get_key_policy "GetKeyPolicy"(GetKeyPolicyRequest -> GetKeyPolicyResponse)
             => convert::get_key_policy, convert::get_key_policy_out;
-        list_key_policies(ListKeyPoliciesRequest -> ListKeyPoliciesResponse)
+        list_key_policies "ListKeyPolicies"(ListKeyPoliciesRequest -> ListKeyPoliciesResponse)
             => convert::list_key_policies, convert::list_key_policies_out;
-        create_grant(CreateGrantRequest -> CreateGrantResponse) => convert::create_grant, convert::create_grant_out;
-        list_grants(ListGrantsRequest -> ListGrantsResponse) => convert::list_grants, convert::list_grants_out;
-        list_retirable_grants(ListRetirableGrantsRequest -> ListGrantsResponse)
+        create_grant "CreateGrant"(CreateGrantRequest -> CreateGrantResponse) => convert::create_grant, convert::create_grant_out;
+        list_grants "ListGrants"(ListGrantsRequest -> ListGrantsResponse) => convert::list_grants, convert::list_grants_out;
+        list_retirable_grants "ListRetirableGrants"(ListRetirableGrantsRequest -> ListGrantsResponse)
             => convert::list_retirable_grants, convert::list_grants_out;
-        retire_grant(RetireGrantRequest -> RetireGrantResponse) => convert::retire_grant, convert::empty;
-        revoke_grant(RevokeGrantRequest -> RevokeGrantResponse) => convert::revoke_grant, convert::empty;
+        retire_grant "RetireGrant"(RetireGrantRequest -> RetireGrantResponse) => convert::retire_grant, convert::empty;
+        revoke_grant "RevokeGrant"(RevokeGrantRequest -> RevokeGrantResponse) => convert::revoke_grant, convert::empty;
     }
     other {
     // The import shapes live in a private child module of `ops` (not re-exported), so this
@@ -326,89 +547,89 @@ kms_service! {
         &self,
         request: Request<pb::GetParametersForImportRequest>,
     ) -> Result<Response<pb::GetParametersForImportResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let span = request_span("get_parameters_for_import", &caller);
-        let req = convert::get_parameters_for_import(request.into_inner())?;
-        let out = self
-            .kms
-            .get_parameters_for_import(&caller, req)
-            .instrument(span)
-            .await?;
-        Ok(Response::new(pb::GetParametersForImportResponse {
-            key_id: out.key_id.unwrap_or_default(),
-            import_token: out.import_token.map(|b| b.0).unwrap_or_default(),
-            public_key: out.public_key.map(|b| b.0).unwrap_or_default(),
-            parameters_valid_to: out.parameters_valid_to,
-        }))
+        self.audited(
+            "GetParametersForImport",
+            request,
+            convert::get_parameters_for_import,
+            |kms, caller, req| async move { kms.get_parameters_for_import(&caller, req).await },
+            |out| pb::GetParametersForImportResponse {
+                key_id: out.key_id.unwrap_or_default(),
+                import_token: out.import_token.map(|b| b.0).unwrap_or_default(),
+                public_key: out.public_key.map(|b| b.0).unwrap_or_default(),
+                parameters_valid_to: out.parameters_valid_to,
+            },
+        )
+        .await
     }
 
     async fn import_key_material(
         &self,
         request: Request<pb::ImportKeyMaterialRequest>,
     ) -> Result<Response<pb::ImportKeyMaterialResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let span = request_span("import_key_material", &caller);
-        let req = convert::import_key_material(request.into_inner())?;
-        let out = self
-            .kms
-            .import_key_material(&caller, req)
-            .instrument(span)
-            .await?;
-        Ok(Response::new(convert::empty(out)))
+        self.audited(
+            "ImportKeyMaterial",
+            request,
+            convert::import_key_material,
+            |kms, caller, req| async move { kms.import_key_material(&caller, req).await },
+            convert::empty,
+        )
+        .await
     }
 
     async fn batch_encrypt(
         &self,
         request: Request<pb::BatchEncryptRequest>,
     ) -> Result<Response<pb::BatchEncryptResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let span = request_span("batch_encrypt", &caller);
+        let (transport, caller) = self.batch_caller(&request)?;
+        let request_id = transport.request_id.clone();
         let items = request.into_inner().items;
-        check_batch(items.len())?;
-        let kms = &self.kms;
-        let caller = &caller;
-        let results = futures::stream::iter(items)
-            .map(|item| async move {
-                let result = match kms.encrypt(caller, convert::encrypt(item)).await {
-                    Ok(out) => pb::batch_encrypt_result::Result::Ok(convert::encrypt_out(out)),
-                    Err(e) => pb::batch_encrypt_result::Result::Error(convert::item_error(&e)),
-                };
-                pb::BatchEncryptResult {
-                    result: Some(result),
-                }
-            })
-            .buffered(BATCH_CONCURRENCY)
-            .collect()
-            .instrument(span)
-            .await;
-        Ok(Response::new(pb::BatchEncryptResponse { results }))
+        let shapes = check_batch(items.len()).map(|()| items.into_iter().map(convert::encrypt).collect());
+        let results = self
+            .audited_batch(
+                "Encrypt",
+                transport,
+                caller,
+                shapes,
+                |kms, caller, req| async move { kms.encrypt(&caller, req).await },
+                |r| pb::BatchEncryptResult {
+                    result: Some(match r {
+                        Ok(out) => pb::batch_encrypt_result::Result::Ok(convert::encrypt_out(out)),
+                        Err(e) => pb::batch_encrypt_result::Result::Error(convert::item_error(&e)),
+                    }),
+                },
+            )
+            .await?;
+        let mut response = Response::new(pb::BatchEncryptResponse { results });
+        tag_request_id(response.metadata_mut(), &request_id);
+        Ok(response)
     }
 
     async fn batch_decrypt(
         &self,
         request: Request<pb::BatchDecryptRequest>,
     ) -> Result<Response<pb::BatchDecryptResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let span = request_span("batch_decrypt", &caller);
+        let (transport, caller) = self.batch_caller(&request)?;
+        let request_id = transport.request_id.clone();
         let items = request.into_inner().items;
-        check_batch(items.len())?;
-        let kms = &self.kms;
-        let caller = &caller;
-        let results = futures::stream::iter(items)
-            .map(|item| async move {
-                let result = match kms.decrypt(caller, convert::decrypt(item)).await {
-                    Ok(out) => pb::batch_decrypt_result::Result::Ok(convert::decrypt_out(out)),
-                    Err(e) => pb::batch_decrypt_result::Result::Error(convert::item_error(&e)),
-                };
-                pb::BatchDecryptResult {
-                    result: Some(result),
-                }
-            })
-            .buffered(BATCH_CONCURRENCY)
-            .collect()
-            .instrument(span)
-            .await;
-        Ok(Response::new(pb::BatchDecryptResponse { results }))
+        let shapes = check_batch(items.len()).map(|()| items.into_iter().map(convert::decrypt).collect());
+        let results = self
+            .audited_batch(
+                "Decrypt",
+                transport,
+                caller,
+                shapes,
+                |kms, caller, req| async move { kms.decrypt(&caller, req).await },
+                |r| pb::BatchDecryptResult {
+                    result: Some(match r {
+                        Ok(out) => pb::batch_decrypt_result::Result::Ok(convert::decrypt_out(out)),
+                        Err(e) => pb::batch_decrypt_result::Result::Error(convert::item_error(&e)),
+                    }),
+                },
+            )
+            .await?;
+        let mut response = Response::new(pb::BatchDecryptResponse { results });
+        tag_request_id(response.metadata_mut(), &request_id);
+        Ok(response)
     }
     }
 }
@@ -1658,6 +1879,12 @@ mod serve_tests {
     }
 
     async fn start() -> Fixture {
+        // No store behind this front: the calls under test answer without one, which only
+        // async audit lets them do (sync audit fails them closed, see below).
+        start_with(crate::front::audit::AuditMode::Async).await
+    }
+
+    async fn start_with(audit: crate::front::audit::AuditMode) -> Fixture {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let ca = DevCa::generate("test ca").unwrap();
@@ -1676,12 +1903,19 @@ mod serve_tests {
             key: server.key,
         })
         .unwrap();
-        let kms = Arc::new(Kms::new(
-            "us-east-1".into(),
-            unreachable_store().await,
-            DomainKey::generate(1),
-            Duration::from_secs(1),
-        ));
+        let kms = Arc::new(
+            Kms::new(
+                "us-east-1".into(),
+                unreachable_store().await,
+                DomainKey::generate(1),
+                Duration::from_secs(1),
+            )
+            .with_audit(crate::front::audit::AuditSettings {
+                mode: audit,
+                timeout: Duration::from_millis(500),
+                ..Default::default()
+            }),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -1749,6 +1983,28 @@ mod serve_tests {
         let ch = channel(&f, Some(id)).await.unwrap();
         let out: pb::GenerateRandomResponse = unary(ch, GENERATE_RANDOM, random(16)).await.unwrap();
         assert_eq!(out.plaintext.len(), 16);
+    }
+
+    #[tokio::test]
+    async fn sync_audit_fails_a_call_closed_when_its_event_cannot_be_recorded() {
+        // GenerateRandom needs no store; only its audit event does.
+        let f = start_with(crate::front::audit::AuditMode::Sync).await;
+        let id = f.ca.issue_client("arn:aws:iam::111122223333:root").unwrap();
+        let ch = channel(&f, Some(id)).await.unwrap();
+        let err = unary::<_, pb::GenerateRandomResponse>(ch, GENERATE_RANDOM, random(16))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Internal);
+        assert_eq!(error_type(&err), "KMSInternalException");
+        assert!(
+            err.message().starts_with(
+                "The request could not be recorded in the audit trail; it was not answered."
+            ),
+            "{}",
+            err.message()
+        );
+        let request_id = err.metadata().get(REQUEST_ID_METADATA_KEY).unwrap();
+        assert_eq!(request_id.to_str().unwrap().len(), 36);
     }
 
     #[tokio::test]

@@ -6,11 +6,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use tracing::Instrument as _;
 
 use super::pb;
 use super::pb::iam_server::{Iam as IamService, IamServer};
-use super::{request_span, GrpcKms, MAX_MESSAGE};
+use super::{GrpcKms, MAX_MESSAGE};
 use crate::front::ops::{
     AccessKeyMetadata, CreatePrincipalRequest, DeleteAccessKeyRequest,
     IssueClientCertificateRequest, ListPrincipalsRequest, PrincipalArnRequest, PrincipalMetadata,
@@ -78,14 +77,22 @@ fn arn_request(principal_arn: String) -> PrincipalArnRequest {
     }
 }
 
-/// Authenticates, opens the span, runs one operation.
+/// One audited call (see `GrpcKms::audited`): `$op` is the operation's wire name (its
+/// audit eventName), `$method` the `Kms` method, then request -> shape and output -> answer.
 macro_rules! call {
-    ($self:ident, $request:ident, $op:literal, |$caller:ident, $req:ident| $body:expr) => {{
-        let $caller = $self.0.caller(&$request).await?;
-        let span = request_span($op, &$caller);
-        let $req = $request.into_inner();
-        async { $body }.instrument(span).await?
-    }};
+    ($self:ident, $request:ident, $op:literal, $method:ident,
+     |$req:ident| $shape:expr, |$out:pat_param| $answer:expr) => {
+        $self
+            .0
+            .audited(
+                $op,
+                $request,
+                |$req| Ok($shape),
+                |kms, caller, shape| async move { kms.$method(&caller, shape).await },
+                |$out| $answer,
+            )
+            .await
+    };
 }
 
 #[tonic::async_trait]
@@ -94,226 +101,219 @@ impl IamService for GrpcIam {
         &self,
         request: Request<pb::CreatePrincipalRequest>,
     ) -> Result<Response<pb::CreatePrincipalResponse>, Status> {
-        let out = call!(self, request, "create_principal", |caller, req| {
-            self.0
-                .kms
-                .create_principal(
-                    &caller,
-                    CreatePrincipalRequest {
-                        principal_name: opt(req.principal_name),
-                        service: req.service.and_then(opt),
-                    },
-                )
-                .await
-        });
-        Ok(Response::new(pb::CreatePrincipalResponse {
-            principal: Some(principal(out.principal)),
-        }))
+        call!(
+            self,
+            request,
+            "CreatePrincipal",
+            create_principal,
+            |req| CreatePrincipalRequest {
+                principal_name: opt(req.principal_name),
+                service: req.service.and_then(opt),
+            },
+            |out| pb::CreatePrincipalResponse {
+                principal: Some(principal(out.principal)),
+            }
+        )
     }
 
     async fn list_principals(
         &self,
         request: Request<pb::ListPrincipalsRequest>,
     ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
-        let out = call!(self, request, "list_principals", |caller, req| {
-            self.0
-                .kms
-                .list_principals(
-                    &caller,
-                    ListPrincipalsRequest {
-                        limit: req.limit.map(i64::from),
-                        marker: req.marker.and_then(opt),
-                    },
-                )
-                .await
-        });
-        Ok(Response::new(pb::ListPrincipalsResponse {
-            principals: out.principals.into_iter().map(principal).collect(),
-            next_marker: out.next_marker,
-            truncated: out.truncated,
-        }))
+        call!(
+            self,
+            request,
+            "ListPrincipals",
+            list_principals,
+            |req| ListPrincipalsRequest {
+                limit: req.limit.map(i64::from),
+                marker: req.marker.and_then(opt),
+            },
+            |out| pb::ListPrincipalsResponse {
+                principals: out.principals.into_iter().map(principal).collect(),
+                next_marker: out.next_marker,
+                truncated: out.truncated,
+            }
+        )
     }
 
     async fn get_principal(
         &self,
         request: Request<pb::GetPrincipalRequest>,
     ) -> Result<Response<pb::GetPrincipalResponse>, Status> {
-        let out = call!(self, request, "get_principal", |caller, req| {
-            self.0
-                .kms
-                .get_principal(&caller, arn_request(req.principal_arn))
-                .await
-        });
-        Ok(Response::new(pb::GetPrincipalResponse {
-            principal: Some(principal(out.principal)),
-        }))
+        call!(
+            self,
+            request,
+            "GetPrincipal",
+            get_principal,
+            |req| arn_request(req.principal_arn),
+            |out| pb::GetPrincipalResponse {
+                principal: Some(principal(out.principal)),
+            }
+        )
     }
 
     async fn delete_principal(
         &self,
         request: Request<pb::DeletePrincipalRequest>,
     ) -> Result<Response<pb::DeletePrincipalResponse>, Status> {
-        call!(self, request, "delete_principal", |caller, req| {
-            self.0
-                .kms
-                .delete_principal(&caller, arn_request(req.principal_arn))
-                .await
-        });
-        Ok(Response::new(pb::DeletePrincipalResponse {}))
+        call!(
+            self,
+            request,
+            "DeletePrincipal",
+            delete_principal,
+            |req| arn_request(req.principal_arn),
+            |_out| pb::DeletePrincipalResponse {}
+        )
     }
 
     async fn create_access_key(
         &self,
         request: Request<pb::CreateAccessKeyRequest>,
     ) -> Result<Response<pb::CreateAccessKeyResponse>, Status> {
-        let out = call!(self, request, "create_access_key", |caller, req| {
-            self.0
-                .kms
-                .create_access_key(&caller, arn_request(req.principal_arn))
-                .await
-        });
-        let k = out.access_key;
-        Ok(Response::new(pb::CreateAccessKeyResponse {
-            access_key_id: k.access_key_id,
-            secret_access_key: k.secret_access_key.expose_secret().to_string(),
-            principal_arn: k.principal_arn,
-            creation_date: k.creation_date,
-        }))
+        call!(
+            self,
+            request,
+            "CreateAccessKey",
+            create_access_key,
+            |req| arn_request(req.principal_arn),
+            |out| {
+                let k = out.access_key;
+                pb::CreateAccessKeyResponse {
+                    access_key_id: k.access_key_id,
+                    secret_access_key: k.secret_access_key.expose_secret().to_string(),
+                    principal_arn: k.principal_arn,
+                    creation_date: k.creation_date,
+                }
+            }
+        )
     }
 
     async fn list_access_keys(
         &self,
         request: Request<pb::ListAccessKeysRequest>,
     ) -> Result<Response<pb::ListAccessKeysResponse>, Status> {
-        let out = call!(self, request, "list_access_keys", |caller, req| {
-            self.0
-                .kms
-                .list_access_keys(&caller, arn_request(req.principal_arn))
-                .await
-        });
-        Ok(Response::new(pb::ListAccessKeysResponse {
-            access_keys: out.access_keys.into_iter().map(access_key).collect(),
-        }))
+        call!(
+            self,
+            request,
+            "ListAccessKeys",
+            list_access_keys,
+            |req| arn_request(req.principal_arn),
+            |out| pb::ListAccessKeysResponse {
+                access_keys: out.access_keys.into_iter().map(access_key).collect(),
+            }
+        )
     }
 
     async fn delete_access_key(
         &self,
         request: Request<pb::DeleteAccessKeyRequest>,
     ) -> Result<Response<pb::DeleteAccessKeyResponse>, Status> {
-        call!(self, request, "delete_access_key", |caller, req| {
-            self.0
-                .kms
-                .delete_access_key(
-                    &caller,
-                    DeleteAccessKeyRequest {
-                        access_key_id: opt(req.access_key_id),
-                        principal_arn: req.principal_arn.and_then(opt),
-                    },
-                )
-                .await
-        });
-        Ok(Response::new(pb::DeleteAccessKeyResponse {}))
+        call!(
+            self,
+            request,
+            "DeleteAccessKey",
+            delete_access_key,
+            |req| DeleteAccessKeyRequest {
+                access_key_id: opt(req.access_key_id),
+                principal_arn: req.principal_arn.and_then(opt),
+            },
+            |_out| pb::DeleteAccessKeyResponse {}
+        )
     }
 
     async fn put_principal_policy(
         &self,
         request: Request<pb::PutPrincipalPolicyRequest>,
     ) -> Result<Response<pb::PutPrincipalPolicyResponse>, Status> {
-        call!(self, request, "put_principal_policy", |caller, req| {
-            self.0
-                .kms
-                .put_principal_policy(
-                    &caller,
-                    PutPrincipalPolicyRequest {
-                        principal_arn: opt(req.principal_arn),
-                        policy_name: opt(req.policy_name),
-                        policy_document: opt(req.policy_document),
-                    },
-                )
-                .await
-        });
-        Ok(Response::new(pb::PutPrincipalPolicyResponse {}))
+        call!(
+            self,
+            request,
+            "PutPrincipalPolicy",
+            put_principal_policy,
+            |req| PutPrincipalPolicyRequest {
+                principal_arn: opt(req.principal_arn),
+                policy_name: opt(req.policy_name),
+                policy_document: opt(req.policy_document),
+            },
+            |_out| pb::PutPrincipalPolicyResponse {}
+        )
     }
 
     async fn get_principal_policy(
         &self,
         request: Request<pb::GetPrincipalPolicyRequest>,
     ) -> Result<Response<pb::GetPrincipalPolicyResponse>, Status> {
-        let out = call!(self, request, "get_principal_policy", |caller, req| {
-            self.0
-                .kms
-                .get_principal_policy(
-                    &caller,
-                    PrincipalPolicyRequest {
-                        principal_arn: opt(req.principal_arn),
-                        policy_name: opt(req.policy_name),
-                    },
-                )
-                .await
-        });
-        Ok(Response::new(pb::GetPrincipalPolicyResponse {
-            principal_arn: out.principal_arn,
-            policy_name: out.policy_name,
-            policy_document: out.policy_document,
-        }))
+        call!(
+            self,
+            request,
+            "GetPrincipalPolicy",
+            get_principal_policy,
+            |req| PrincipalPolicyRequest {
+                principal_arn: opt(req.principal_arn),
+                policy_name: opt(req.policy_name),
+            },
+            |out| pb::GetPrincipalPolicyResponse {
+                principal_arn: out.principal_arn,
+                policy_name: out.policy_name,
+                policy_document: out.policy_document,
+            }
+        )
     }
 
     async fn list_principal_policies(
         &self,
         request: Request<pb::ListPrincipalPoliciesRequest>,
     ) -> Result<Response<pb::ListPrincipalPoliciesResponse>, Status> {
-        let out = call!(self, request, "list_principal_policies", |caller, req| {
-            self.0
-                .kms
-                .list_principal_policies(&caller, arn_request(req.principal_arn))
-                .await
-        });
-        Ok(Response::new(pb::ListPrincipalPoliciesResponse {
-            policy_names: out.policy_names,
-        }))
+        call!(
+            self,
+            request,
+            "ListPrincipalPolicies",
+            list_principal_policies,
+            |req| arn_request(req.principal_arn),
+            |out| pb::ListPrincipalPoliciesResponse {
+                policy_names: out.policy_names,
+            }
+        )
     }
 
     async fn delete_principal_policy(
         &self,
         request: Request<pb::DeletePrincipalPolicyRequest>,
     ) -> Result<Response<pb::DeletePrincipalPolicyResponse>, Status> {
-        call!(self, request, "delete_principal_policy", |caller, req| {
-            self.0
-                .kms
-                .delete_principal_policy(
-                    &caller,
-                    PrincipalPolicyRequest {
-                        principal_arn: opt(req.principal_arn),
-                        policy_name: opt(req.policy_name),
-                    },
-                )
-                .await
-        });
-        Ok(Response::new(pb::DeletePrincipalPolicyResponse {}))
+        call!(
+            self,
+            request,
+            "DeletePrincipalPolicy",
+            delete_principal_policy,
+            |req| PrincipalPolicyRequest {
+                principal_arn: opt(req.principal_arn),
+                policy_name: opt(req.policy_name),
+            },
+            |_out| pb::DeletePrincipalPolicyResponse {}
+        )
     }
 
     async fn issue_client_certificate(
         &self,
         request: Request<pb::IssueClientCertificateRequest>,
     ) -> Result<Response<pb::IssueClientCertificateResponse>, Status> {
-        let out = call!(self, request, "issue_client_certificate", |caller, req| {
-            self.0
-                .kms
-                .issue_client_certificate(
-                    &caller,
-                    IssueClientCertificateRequest {
-                        principal_arn: opt(req.principal_arn),
-                        validity_days: req.validity_days.map(i64::from),
-                    },
-                )
-                .await
-        });
-        Ok(Response::new(pb::IssueClientCertificateResponse {
-            principal_arn: out.principal_arn,
-            certificate_pem: out.certificate_pem,
-            private_key_pem: out.private_key_pem.expose_secret().to_string(),
-            ca_certificate_pem: out.ca_certificate_pem,
-            not_after: out.not_after,
-        }))
+        call!(
+            self,
+            request,
+            "IssueClientCertificate",
+            issue_client_certificate,
+            |req| IssueClientCertificateRequest {
+                principal_arn: opt(req.principal_arn),
+                validity_days: req.validity_days.map(i64::from),
+            },
+            |out| pb::IssueClientCertificateResponse {
+                principal_arn: out.principal_arn,
+                certificate_pem: out.certificate_pem,
+                private_key_pem: out.private_key_pem.expose_secret().to_string(),
+                ca_certificate_pem: out.ca_certificate_pem,
+                not_after: out.not_after,
+            }
+        )
     }
 }

@@ -143,20 +143,7 @@ impl IamOperation {
 // ---- shapes ---------------------------------------------------------------------------------
 
 // Request shapes: every member optional, so a missing one is AWS's "Value null" error.
-macro_rules! shape {
-    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? }) => {
-        $(#[$m])*
-        #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        pub struct $name {
-            $(
-                $(#[$fm])*
-                #[serde(default, skip_serializing_if = "Option::is_none")]
-                pub $field: Option<$ty>,
-            )*
-        }
-    };
-}
+use crate::front::shapes::shape;
 
 shape!(
     /// `CreatePrincipalRequest`.

@@ -12,6 +12,7 @@
 //! import.rs     (child of ops) BYOK: GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial
 //! iam.rs        (child of ops) identities: principals, access keys, identity policies,
 //!               client certificates (KeyraftIam.* on the JSON endpoint)
+//! audit.rs      one audit event per call, group committed before the answer (fail closed)
 //! authz.rs      the single authorization decision
 //! cache.rs      key/alias/identity/access-key cache fed by the store's watch stream
 //! shapes.rs     AWS request/response shapes (serde)
@@ -26,8 +27,11 @@
 //!                                      Kms --reads--> Cache --miss--> StoreClient::query
 //!                                      Kms --writes--> StoreClient::propose (Raft)
 //!                   StoreClient::watch --WatchEvent--> Cache (invalidate / clear)
+//! aws_json / grpc --one event per call--> Kms::audit_call --> AuditSink (group commit)
+//!                                      --> StoreClient::propose(AppendAudit) --> answer
 //! ```
 
+pub mod audit;
 pub mod authz;
 pub mod aws_json;
 pub mod cache;
@@ -69,6 +73,8 @@ pub struct FrontConfig {
     pub strict_client_cert: bool,
     /// Upper bound on how stale a cached record may be.
     pub cache_staleness: Duration,
+    /// Audit trail: sync (fail closed) or async, and the group commit's bounds.
+    pub audit: audit::AuditSettings,
 }
 
 /// A bound, not yet serving, front.
@@ -87,12 +93,9 @@ impl Front {
         let store = raft::StoreClient::connect(cfg.store_endpoints.clone(), &cfg.tls)
             .await
             .context("connecting to the storage nodes")?;
-        let kms = Arc::new(Kms::new(
-            cfg.region,
-            store,
-            cfg.domain_key,
-            cfg.cache_staleness,
-        ));
+        let kms = Arc::new(
+            Kms::new(cfg.region, store, cfg.domain_key, cfg.cache_staleness).with_audit(cfg.audit),
+        );
         Self::bind_with(kms, cfg.json_listen, tls).await
     }
 

@@ -113,6 +113,8 @@ pub struct Kms {
     // The deployment CA's signing key, when the front was given it (IssueClientCertificate;
     // `iam.rs`). Set once at startup.
     client_cert_issuer: std::sync::OnceLock<iam::ClientCertIssuer>,
+    // Group commit of the audit events of this front's calls (`audit.rs`).
+    audit: super::audit::AuditSink,
 }
 
 /// Why a request was let through: grants carry conditions of their own (a grant's CreateGrant
@@ -472,6 +474,10 @@ impl Kms {
     ) -> Self {
         Kms {
             region,
+            audit: super::audit::AuditSink::new(
+                store.clone(),
+                super::audit::AuditSettings::default(),
+            ),
             store,
             domain_key: Arc::new(domain_key),
             cache: Arc::new(Cache::new(cache_staleness)),
@@ -483,6 +489,37 @@ impl Kms {
     /// The region served.
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// The same operations with these audit settings (default: sync, 2 ms, 256, 5 s).
+    pub fn with_audit(mut self, settings: super::audit::AuditSettings) -> Self {
+        self.audit = super::audit::AuditSink::new(self.store.clone(), settings);
+        self
+    }
+
+    /// The audit sink (settings and counters).
+    pub fn audit(&self) -> &super::audit::AuditSink {
+        &self.audit
+    }
+
+    /// Up to `limit` audit records of the region from `from_seq` on (linearizable read of
+    /// the storage nodes).
+    pub async fn audit_records(
+        &self,
+        from_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<keystore::audit::AuditRecord>, KmsError> {
+        Ok(self.store.audit_records(from_seq, limit).await?)
+    }
+
+    /// Records the audit event of one call (see [`super::audit::AuditSink::record_call`]).
+    /// `Err` is what the call must answer instead of its result (sync mode only).
+    pub async fn audit_call(
+        &self,
+        call: super::audit::CallInfo<'_>,
+        outcome: Result<&serde_json::Value, &KmsError>,
+    ) -> Result<(), KmsError> {
+        self.audit.record_call(&self.region, call, outcome).await
     }
 
     /// Spawns the task that invalidates the cache from the store's watch stream (and prepares

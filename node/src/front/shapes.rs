@@ -145,6 +145,8 @@ macro_rules! shape {
         }
     };
 }
+// iam.rs declares its shapes with the same macro.
+pub(crate) use shape;
 
 shape!(
     /// `CreateKeyRequest`.

@@ -1075,6 +1075,211 @@ mod http_layer {
         assert_eq!(handle(&kms, get("/readyz")).await.status(), 503);
         assert_eq!(handle(&kms, get("/healthz")).await.status(), 200);
     }
+
+    /// Status, body and the x-amzn-RequestId of one call.
+    async fn call_with_id(
+        kms: &Kms,
+        req: http::Request<Full<Bytes>>,
+    ) -> (u16, serde_json::Value, String) {
+        let resp = handle(kms, req).await;
+        let status = resp.status().as_u16();
+        let id = resp.headers()["x-amzn-requestid"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        (status, v, id)
+    }
+
+    async fn events(kms: &Kms) -> Vec<keystore::audit::AuditEvent> {
+        kms.audit_records(1, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| keystore::audit::AuditEvent::from_json(&r.event).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_authenticated_call_is_audited_before_its_answer() {
+        let (kms, _node) = kms().await;
+        let d = now_amz();
+        let mut ids = Vec::new();
+        let (s, v, id) = call_with_id(
+            &kms,
+            signed("CreateKey", "{}", ADMIN_AKID, ADMIN_SECRET, REGION, &d),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        ids.push(id);
+        let key_arn = v["KeyMetadata"]["Arn"].as_str().unwrap().to_string();
+        let key_id = v["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+        // "canary plaintext" in base64.
+        let body = format!(
+            r#"{{"KeyId":"{key_id}","Plaintext":"Y2FuYXJ5IHBsYWludGV4dA==","EncryptionContext":{{"purpose":"audit-test"}}}}"#
+        );
+        let (s, _, id) = call_with_id(
+            &kms,
+            signed("Encrypt", &body, ADMIN_AKID, ADMIN_SECRET, REGION, &d),
+        )
+        .await;
+        assert_eq!(s, 200);
+        ids.push(id);
+        let (s, v, id) = call_with_id(
+            &kms,
+            signed("Encrypt", &body, APP_AKID, APP_SECRET, REGION, &d),
+        )
+        .await;
+        assert_eq!(v["__type"], "AccessDeniedException");
+        assert_eq!(s, 400);
+        ids.push(id);
+        // A bad signature over a known access key: recorded with the key's principal.
+        let (_, v, id) = call_with_id(
+            &kms,
+            signed("ListKeys", "{}", ADMIN_AKID, "wrong secret", REGION, &d),
+        )
+        .await;
+        assert_eq!(v["__type"], "InvalidSignatureException");
+        ids.push(id);
+        // An unknown access key names nobody: not recorded.
+        let (_, v, _) = call_with_id(
+            &kms,
+            signed("ListKeys", "{}", "AKIAUNKNOWN000000000", "x", REGION, &d),
+        )
+        .await;
+        assert_eq!(v["__type"], "UnrecognizedClientException");
+
+        let events = events(&kms).await;
+        let got: Vec<_> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.event_name.as_str(),
+                    e.user_identity.arn.as_deref(),
+                    e.error_code.as_deref(),
+                    e.request_id.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("CreateKey", Some(ADMIN), None, Some(ids[0].as_str())),
+                ("Encrypt", Some(ADMIN), None, Some(ids[1].as_str())),
+                (
+                    "Encrypt",
+                    Some(APP),
+                    Some("AccessDeniedException"),
+                    Some(ids[2].as_str())
+                ),
+                (
+                    "ListKeys",
+                    Some(ADMIN),
+                    Some("InvalidSignatureException"),
+                    Some(ids[3].as_str())
+                ),
+            ]
+        );
+        let encrypt = &events[1];
+        assert_eq!(
+            encrypt.user_identity.access_key_id.as_deref(),
+            Some(ADMIN_AKID)
+        );
+        assert_eq!(
+            encrypt.user_identity.identity_type,
+            Some(keystore::audit::IdentityType::IamUser)
+        );
+        assert_eq!(encrypt.resources.len(), 1);
+        assert_eq!(encrypt.resources[0].arn, key_arn);
+        assert_eq!(
+            encrypt.request_parameters["encryptionContext"]["purpose"],
+            "audit-test"
+        );
+        assert_eq!(events[2].resources[0].arn, key_arn);
+        for e in &events {
+            let text = e.to_json();
+            assert!(!text.contains("Y2FuYXJ5IHBsYWludGV4dA"), "{text}");
+            assert!(!text.contains("canary plaintext"), "{text}");
+            assert!(!text.contains(ADMIN_SECRET), "{text}");
+        }
+        assert_eq!(kms.audit().stats().appended, 4);
+    }
+
+    #[tokio::test]
+    async fn sync_audit_fails_closed_and_async_answers_when_the_store_is_down() {
+        use crate::front::audit::{AuditMode, AuditSettings};
+        use std::sync::Arc;
+        // Long staleness: both fronts can serve Encrypt from their caches after the outage.
+        let (a, b, node) = two_fronts(std::time::Duration::from_secs(120)).await;
+        let settings = |mode| AuditSettings {
+            mode,
+            timeout: std::time::Duration::from_millis(800),
+            ..Default::default()
+        };
+        let sync = Arc::try_unwrap(a)
+            .ok()
+            .expect("sole owner")
+            .with_audit(settings(AuditMode::Sync));
+        let lax = Arc::try_unwrap(b)
+            .ok()
+            .expect("sole owner")
+            .with_audit(settings(AuditMode::Async));
+        let d = now_amz();
+        let (s, v, _) = call_with_id(
+            &sync,
+            signed("CreateKey", "{}", ADMIN_AKID, ADMIN_SECRET, REGION, &d),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let key_id = v["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+        let body = format!(r#"{{"KeyId":"{key_id}","Plaintext":"aGVsbG8="}}"#);
+        for kms in [&sync, &lax] {
+            let (s, v, _) = call_with_id(
+                kms,
+                signed("Encrypt", &body, ADMIN_AKID, ADMIN_SECRET, REGION, &d),
+            )
+            .await;
+            assert_eq!(s, 200, "{v}");
+        }
+        node.stop().await;
+
+        let (s, v, _) = call_with_id(
+            &lax,
+            signed("Encrypt", &body, ADMIN_AKID, ADMIN_SECRET, REGION, &d),
+        )
+        .await;
+        assert_eq!(s, 200, "async mode answers from the cache: {v}");
+        assert!(v["CiphertextBlob"].is_string());
+
+        let (s, v, _) = call_with_id(
+            &sync,
+            signed("Encrypt", &body, ADMIN_AKID, ADMIN_SECRET, REGION, &d),
+        )
+        .await;
+        assert_eq!(
+            (s, v["__type"].as_str()),
+            (500, Some("KMSInternalException"))
+        );
+        assert!(v.get("CiphertextBlob").is_none(), "{v}");
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(
+                "The request could not be recorded in the audit trail; it was not answered."
+            ),
+            "{message}"
+        );
+        assert!(message.contains("(audit: "), "{message}");
+        assert_eq!(sync.audit().stats().failed, 1);
+
+        // The async front's event is lost, and counted.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while lax.audit().stats().dropped == 0 {
+            assert!(std::time::Instant::now() < deadline, "drop not counted");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(lax.audit().stats().dropped, 1);
+    }
 }
 
 /// Polls `check` on a front until it is denied, failing if that takes longer than `bound`.

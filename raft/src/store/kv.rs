@@ -1,4 +1,4 @@
-//! The storage trait both backends implement: four tables of byte keys and values, point and
+//! The storage trait both backends implement: six tables of byte keys and values, point and
 //! range reads, and atomic, durable multi-table commits.
 
 use std::io;
@@ -12,13 +12,25 @@ pub enum Table {
     RaftMeta,
     /// State machine entities: encoded `Change` -> encoded `Entity`.
     Entities,
-    /// State machine metadata: last applied, last membership, current snapshot.
+    /// State machine metadata: last applied, last membership, audit chain head, current
+    /// snapshot.
     SmMeta,
+    /// The region's audit chain: big-endian u64 seq -> serde_json `AuditRecord`.
+    Audit,
+    /// Signed digests of the chain: big-endian u64 digest_seq -> serde_json `DigestRecord`.
+    AuditDigests,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 4] = [Table::Log, Table::RaftMeta, Table::Entities, Table::SmMeta];
+    pub const ALL: [Table; 6] = [
+        Table::Log,
+        Table::RaftMeta,
+        Table::Entities,
+        Table::SmMeta,
+        Table::Audit,
+        Table::AuditDigests,
+    ];
 
     /// The table's name on disk.
     pub fn name(self) -> &'static str {
@@ -27,6 +39,8 @@ impl Table {
             Table::RaftMeta => "raft_meta",
             Table::Entities => "entities",
             Table::SmMeta => "sm_meta",
+            Table::Audit => "audit",
+            Table::AuditDigests => "audit_digests",
         }
     }
 

@@ -1,10 +1,13 @@
 //! Durable storage of a node: the Raft log, the vote and the state machine, on one embedded
 //! database behind the small [`KvBackend`] trait (sled or redb).
 //!
-//! Four tables: `log` (index as big-endian u64 -> serde_json `Entry`), `raft_meta` (`vote`,
-//! `last_purged`), `entities` (serde_json `Change` -> serde_json [`Entity`]) and `sm_meta`
-//! (`last_applied`, `last_membership`, `snapshot`). See docs/storage.md.
+//! Six tables: `log` (index as big-endian u64 -> serde_json `Entry`), `raft_meta` (`vote`,
+//! `last_purged`), `entities` (serde_json `Change` -> serde_json [`Entity`]), `sm_meta`
+//! (`last_applied`, `last_membership`, `audit_log`, `snapshot`), `audit` (seq -> serde_json
+//! `AuditRecord`) and `audit_digests` (digest seq -> serde_json `DigestRecord`). See
+//! docs/storage.md.
 
+pub(crate) mod audit;
 mod kv;
 mod log_store;
 mod redb_backend;
@@ -17,6 +20,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
+pub use audit::MAX_AUDIT_PAGE;
 pub use kv::{KvBackend, Op, Table};
 pub use log_store::LogStore;
 pub use redb_backend::RedbBackend;

@@ -10,11 +10,15 @@ use super::kv::{empty_range, KvBackend, Op, Table};
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
-const DEFS: [Def; 4] = [
+// Indexed by `Table::idx`; opening a database written before a table existed creates it
+// (empty), so older data directories open unchanged.
+const DEFS: [Def; 6] = [
     TableDefinition::new("log"),
     TableDefinition::new("raft_meta"),
     TableDefinition::new("entities"),
     TableDefinition::new("sm_meta"),
+    TableDefinition::new("audit"),
+    TableDefinition::new("audit_digests"),
 ];
 
 fn def(t: Table) -> Def {
@@ -88,7 +92,7 @@ impl KvBackend for RedbBackend {
         let mut tx = self.db.begin_write().map_err(err)?;
         tx.set_durability(Durability::Immediate).map_err(err)?;
         {
-            let mut tables = Vec::with_capacity(4);
+            let mut tables = Vec::with_capacity(Table::ALL.len());
             for t in Table::ALL {
                 tables.push(tx.open_table(def(t)).map_err(err)?);
             }

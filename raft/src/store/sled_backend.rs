@@ -11,7 +11,7 @@ use super::kv::{empty_range, KvBackend, Op, Table};
 /// A sled database with one tree per [`Table`].
 pub struct SledBackend {
     db: sled::Db,
-    trees: [sled::Tree; 4],
+    trees: [sled::Tree; 6],
 }
 
 /// How long `open` waits for a previous handle's file lock to be released.
@@ -48,6 +48,9 @@ impl SledBackend {
             open(Table::RaftMeta)?,
             open(Table::Entities)?,
             open(Table::SmMeta)?,
+            // Trees added later are created (empty) when an older database is opened.
+            open(Table::Audit)?,
+            open(Table::AuditDigests)?,
         ];
         Ok(SledBackend { db, trees })
     }
@@ -127,9 +130,10 @@ impl KvBackend for SledBackend {
                 }
             }
         }
-        let [t0, t1, t2, t3] = &self.trees;
-        let res: Result<(), TransactionError<()>> = (t0, t1, t2, t3).transaction(|(a, b, c, d)| {
-            let trees = [a, b, c, d];
+        let [t0, t1, t2, t3, t4, t5] = &self.trees;
+        let all = (t0, t1, t2, t3, t4, t5);
+        let res: Result<(), TransactionError<()>> = all.transaction(|(a, b, c, d, e, f)| {
+            let trees = [a, b, c, d, e, f];
             for w in &writes {
                 match w {
                     Write::Put(t, k, v) => {

@@ -1,6 +1,7 @@
 //! The state machine: the authoritative in-memory `keystore::model::State`, persisted entity by
-//! entity. Each applied batch writes the current value of every touched entity, last-applied
-//! and last membership in one durable commit.
+//! entity. Each applied batch writes the current value of every touched entity, the audit
+//! records and digests its entries appended (with the chain head), last-applied and last
+//! membership in one durable commit.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -15,6 +16,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use super::audit;
 use super::kv::{KvBackend, Op, Table};
 use super::{from_json, to_json};
 use crate::client::WatchEvent;
@@ -138,6 +140,7 @@ impl StateMachineStore {
             .map(|v| from_json(&v))
             .transpose()?
             .unwrap_or_default();
+        state.audit = audit::load_head(kv.as_ref())?;
         Ok(StateMachineStore {
             kv,
             state: Arc::new(RwLock::new(state)),
@@ -150,6 +153,11 @@ impl StateMachineStore {
     /// The shared in-memory state, for answering queries after a read index.
     pub fn state(&self) -> Arc<RwLock<State>> {
         self.state.clone()
+    }
+
+    /// The database, for reading the audit tables after a read index.
+    pub fn kv(&self) -> Arc<dyn KvBackend> {
+        self.kv.clone()
     }
 
     async fn commit(&self, ops: Vec<Op>) -> io::Result<()> {
@@ -196,6 +204,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .state
                 .write()
                 .map_err(|_| io::Error::other("state lock poisoned"))?;
+            let mut audit_moved = false;
             for (entry, responder) in batch {
                 self.last_applied = Some(entry.log_id);
                 let response = match entry.payload {
@@ -204,6 +213,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         let (res, changes) = keystore::apply::apply(&mut state, &req.0);
                         touched.extend(changes.iter().cloned());
                         changes_in_order.extend(changes);
+                        // Audit records go into the same commit as last-applied: a restart
+                        // never re-applies an entry whose records are already stored, and
+                        // never misses one.
+                        let (records, digests) = state.audit.take_appended();
+                        if !records.is_empty() || !digests.is_empty() {
+                            audit_moved = true;
+                            audit::append_ops(&records, &digests, &mut ops)?;
+                        }
                         res
                     }
                     EntryPayload::Membership(m) => {
@@ -221,6 +238,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     Some(e) => ops.push(Op::Put(Table::Entities, key, to_json(&e)?)),
                     None => ops.push(Op::Delete(Table::Entities, key)),
                 }
+            }
+            if audit_moved {
+                ops.push(audit::head_op(&state.audit)?);
             }
         }
         ops.push(Op::Put(
@@ -247,9 +267,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // Capture the state now, on the state-machine worker, so the snapshot is consistent
-        // with last_applied even if building runs while later entries are applied.
+        // with last_applied even if building runs while later entries are applied. The audit
+        // tables are append-only, so noting where the chain ends is enough: the builder reads
+        // records and digests up to there (all committed by now) off this worker.
         let data = match self.read_state() {
-            Ok(s) => serde_json::to_vec(&*s).map_err(|e| e.to_string()),
+            Ok(s) => serde_json::to_vec(&*s)
+                .map(|json| {
+                    let digest_seq = s.audit.last_digest.as_ref().map_or(0, |d| d.digest_seq);
+                    (json, s.audit.head.last_seq(), digest_seq)
+                })
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         SnapshotBuilder {
@@ -266,11 +293,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
-        let new_state: State = from_json(&snapshot)?;
+        let data = audit::decode_snapshot(&snapshot)?;
+        // Entities, audit tables, metadata and the snapshot itself: one commit.
         let mut ops = vec![Op::DeleteRange(Table::Entities, Vec::new(), None)];
-        for e in all_entities(&new_state) {
+        for e in all_entities(&data.state) {
             ops.push(Op::Put(Table::Entities, to_json(&e.key())?, to_json(&e)?));
         }
+        audit::install_ops(&data, &mut ops)?;
         ops.push(Op::Put(
             Table::SmMeta,
             LAST_APPLIED.to_vec(),
@@ -287,7 +316,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         *self
             .state
             .write()
-            .map_err(|_| io::Error::other("state lock poisoned"))? = new_state;
+            .map_err(|_| io::Error::other("state lock poisoned"))? = data.state;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         let _ = self.events.send(WatchEvent::Resync);
@@ -310,10 +339,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 }
 
-/// Builds a snapshot from the state captured when it was created, and persists it.
+/// Builds a snapshot from the state captured when it was created (plus the audit chain up to
+/// that state's head), and persists it.
 pub struct SnapshotBuilder {
     kv: Arc<dyn KvBackend>,
-    data: Result<Vec<u8>, String>,
+    /// Serialized state, its chain's last seq and last digest seq.
+    data: Result<(Vec<u8>, u64, u64), String>,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
 }
@@ -323,16 +354,21 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     #[tracing::instrument(level = "info", skip_all)]
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let data = self.data.clone().map_err(io::Error::other)?;
+        let (state_json, last_seq, last_digest_seq) =
+            self.data.clone().map_err(io::Error::other)?;
         let meta = SnapshotMeta {
             last_log_id: self.last_applied,
             last_membership: self.last_membership.clone(),
         };
-        let ops = snapshot_ops(&meta, &data)?;
         let kv = self.kv.clone();
-        tokio::task::spawn_blocking(move || kv.commit(ops))
-            .await
-            .map_err(io::Error::other)??;
+        let meta2 = meta.clone();
+        let data = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+            let data = audit::encode_snapshot(kv.as_ref(), &state_json, last_seq, last_digest_seq)?;
+            kv.commit(snapshot_ops(&meta2, &data)?)?;
+            Ok(data)
+        })
+        .await
+        .map_err(io::Error::other)??;
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "built snapshot");
         Ok(Snapshot {
             meta,
