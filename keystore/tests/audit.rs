@@ -273,6 +273,7 @@ fn read_only_follows_cloudtrail_for_kms() {
         "DeriveSharedSecret",
         "ListPrincipals",
         "GetPrincipal",
+        "LookupEvents",
     ] {
         assert!(read_only(op), "{op} is a read");
     }

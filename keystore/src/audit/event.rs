@@ -333,7 +333,8 @@ pub fn read_only(operation: &str) -> bool {
         "VerifyMac",
         "DeriveSharedSecret",
     ];
-    ["Describe", "List", "Get"]
+    // `Lookup`: KeyraftAudit.LookupEvents, read-only as CloudTrail marks its own lookups.
+    ["Describe", "List", "Get", "Lookup"]
         .iter()
         .any(|p| operation.starts_with(p) && operation.len() > p.len())
         || CRYPTO.contains(&operation)

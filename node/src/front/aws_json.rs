@@ -5,6 +5,7 @@
 //!  -> GET /healthz, /readyz
 //!  -> POST /  X-Amz-Target: TrentService.<Op> -> Operation   (else UnknownOperationException)
 //!             X-Amz-Target: KeyraftIam.<Op>   -> IamOperation (identity management, iam.rs)
+//!             X-Amz-Target: KeyraftAudit.<Op> -> AuditOperation (LookupEvents, audit_lookup.rs)
 //!     Content-Type application/x-amz-json-1.1, body <= 1 MiB
 //!     SigV4: Authorization header -> access key (cache) -> secret (unwrapped) -> verify
 //!     Kms::dispatch(caller, op, body)   (authorize -> handler, inside Kms; dispatch_iam for IAM)
@@ -34,8 +35,8 @@ use super::audit::{identity_of, CallInfo};
 use super::authz::Caller;
 use super::errors::KmsError;
 use super::operation::Operation;
-use super::ops::IamOperation;
 use super::ops::Kms;
+use super::ops::{AuditOperation, IamOperation};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -250,7 +251,11 @@ where
         .unwrap_or("");
     let op = Operation::from_target(target);
     let iam_op = IamOperation::from_target(target);
-    let op_name = op.map(Operation::name).or(iam_op.map(IamOperation::name));
+    let audit_op = AuditOperation::from_target(target);
+    let op_name = op
+        .map(Operation::name)
+        .or(iam_op.map(IamOperation::name))
+        .or(audit_op.map(AuditOperation::name));
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -271,13 +276,14 @@ where
         op = op
             .map(Operation::name)
             .or(iam_op.map(IamOperation::name))
+            .or(audit_op.map(AuditOperation::name))
             .unwrap_or("unknown"),
         request_id = %request_id,
         key_id = tracing::field::Empty,
     );
     let result = async {
         let mut seen = Seen::default();
-        let r = api_call(kms, op, iam_op, req, &mut seen).await;
+        let r = api_call(kms, op, iam_op, audit_op, req, &mut seen).await;
         // Every call whose caller is known gets exactly one event, allowed or denied,
         // succeeded or failed; it is committed before the answer (sync mode).
         let r = match (op_name, seen.identity.take()) {
@@ -346,12 +352,15 @@ enum Route {
     Kms(Operation),
     /// `KeyraftIam.<Op>`.
     Iam(IamOperation),
+    /// `KeyraftAudit.<Op>`.
+    Audit(AuditOperation),
 }
 
 async fn api_call<B>(
     kms: &Kms,
     op: Option<Operation>,
     iam_op: Option<IamOperation>,
+    audit_op: Option<AuditOperation>,
     req: Request<B>,
     seen: &mut Seen,
 ) -> Result<Vec<u8>, KmsError>
@@ -362,10 +371,11 @@ where
     if req.method() != Method::POST || req.uri().path() != "/" {
         return Err(KmsError::UnknownOperation(String::new()));
     }
-    let route = match (op, iam_op) {
-        (Some(op), _) => Route::Kms(op),
-        (None, Some(iam_op)) => Route::Iam(iam_op),
-        (None, None) => {
+    let route = match (op, iam_op, audit_op) {
+        (Some(op), _, _) => Route::Kms(op),
+        (None, Some(iam_op), _) => Route::Iam(iam_op),
+        (None, None, Some(audit_op)) => Route::Audit(audit_op),
+        (None, None, None) => {
             let target = req
                 .headers()
                 .get("x-amz-target")
@@ -430,6 +440,7 @@ where
     match route {
         Route::Kms(op) => kms.dispatch(&caller, op, &body).await,
         Route::Iam(op) => kms.dispatch_iam(&caller, op, &body).await,
+        Route::Audit(op) => kms.dispatch_audit(&caller, op, &body).await,
     }
 }
 

@@ -45,6 +45,10 @@ mod grants;
 // a child module for the same reason.
 #[path = "iam.rs"]
 mod iam;
+// KeyraftAudit.LookupEvents: CloudTrail-style lookup over the audit chain.
+#[path = "audit_lookup.rs"]
+mod audit_lookup;
+pub use self::audit_lookup::AuditOperation;
 pub use self::iam::*;
 pub use self::{asymmetric::*, rotation::*};
 
