@@ -3,14 +3,12 @@
 //! types. Public keys from GetPublicKey are used offline with keystore's public-key
 //! functions (the Python suite checks the same against OpenSSL via `cryptography`).
 
-mod common;
-
+use crate::common::{error_code, port_base_for, DevRegion};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
     DataKeyPairSpec, EncryptionAlgorithmSpec, KeyAgreementAlgorithmSpec, KeySpec, KeyUsageType,
     MacAlgorithmSpec, MessageType, SigningAlgorithmSpec,
 };
-use common::{error_code, port_base_for, DevRegion};
 use keystore::spec::{self, AwsKeySpec};
 
 async fn create(kms: &aws_sdk_kms::Client, spec: KeySpec, usage: KeyUsageType) -> String {

@@ -3,13 +3,11 @@
 //! keys, identity policies taking effect and being revoked, account isolation, and issued
 //! client certificates.
 
-mod common;
-
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::common::{error_code, port_base_for, DevRegion};
 use client::{Client, ClientBuilder};
-use common::{error_code, port_base_for, DevRegion};
 
 const ALLOW_CREATE_KEY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:CreateKey","Resource":"*"}]}"#;
 

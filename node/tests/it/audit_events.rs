@@ -3,17 +3,15 @@
 //! fields, and no plaintext, data key, shared secret, access-key secret or private key of any
 //! call appears in any audit record or in any file the region writes.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::common::{error_code, port_base_for, DevRegion};
 use aws_sdk_kms::operation::RequestId as _;
 use aws_sdk_kms::primitives::Blob;
 use base64::Engine as _;
 use client::{Client, ClientBuilder};
-use common::{error_code, port_base_for, DevRegion};
 use keystore::audit::AuditEvent;
 
 const ADMIN: &str = "arn:aws:iam::111122223333:role/Admin";

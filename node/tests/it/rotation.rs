@@ -3,14 +3,12 @@
 //! schedule, once per period, also across a leader change; every ciphertext keeps
 //! decrypting and new ones use the newest material.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::common::{port_base_for, DevRegion};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::RotationType;
-use common::{port_base_for, DevRegion};
 
 const DAY_MS: i64 = 86_400_000;
 

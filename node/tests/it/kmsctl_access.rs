@@ -2,12 +2,10 @@
 //! policies and create/list/retire/revoke grants the way the AWS CLI does them, with grant
 //! tokens passed to the crypto commands (`--grant-tokens t1,t2`).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{port_base_for, DevRegion};
+use crate::common::{port_base_for, DevRegion};
 use serde_json::Value;
 
 const APP_ARN: &str = "arn:aws:iam::111122223333:role/App";

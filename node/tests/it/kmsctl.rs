@@ -2,12 +2,10 @@
 //! the way the README and AWS CLI habits suggest: blobs through `fileb://`, `--query ... --output
 //! text` piped through `base64 -d`, AWS error text on stderr and AWS CLI exit codes.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{port_base_for, DevRegion};
+use crate::common::{port_base_for, DevRegion};
 use serde_json::Value;
 
 /// `kmsctl`, built next to `keyraft` by `cargo build --workspace` (as `scripts/test` does).

@@ -1,13 +1,11 @@
 //! Each role as its own process, configured the way an operator would: storage nodes from TOML
 //! files, the front from a TOML file with one setting overridden by a `KEYRAFT_*` variable.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{port_base_for, DevRegion};
 use aws_sdk_kms::primitives::Blob;
-use common::{port_base_for, DevRegion};
 
 struct Killed(Vec<Child>);
 

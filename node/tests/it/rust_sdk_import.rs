@@ -10,13 +10,11 @@
 //! after the Python step. tests/python/test_import.py covers wrapping by an independent
 //! implementation (`cryptography`) over the JSON API, which these adapters share.
 
-mod common;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::common::{port_base_for, DevRegion};
 use aws_sdk_kms::primitives::Blob;
 use client::{proto, Client, ClientBuilder};
-use common::{port_base_for, DevRegion};
 use keystore::rsa_encrypt::encrypt_with_public_key;
 use keystore::spec::{AwsKeySpec, EncryptionAlgorithm};
 

@@ -3,14 +3,12 @@
 //! AWS JSON API), RSA encryption, HMAC, ECDH between two keyraft keys, data key pairs, public
 //! keys, and on-demand rotation that leaves old ciphertexts decryptable.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{port_base_for, DevRegion};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
 use client::{Client, ClientBuilder};
-use common::{port_base_for, DevRegion};
 
 /// The admin identity, configured the way `kmsctl --env-file` does it.
 fn admin(region: &DevRegion) -> Client {

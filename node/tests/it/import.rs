@@ -4,15 +4,13 @@
 //! `ValidTo` (key back to PendingImport); the same material imports again and old
 //! ciphertexts decrypt.
 
-mod common;
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::common::{error_code, port_base_for, DevRegion};
 use aws_sdk_kms::primitives::{Blob, DateTime};
 use aws_sdk_kms::types::{
     AlgorithmSpec, ExpirationModelType, KeyState, OriginType, WrappingKeySpec,
 };
-use common::{error_code, port_base_for, DevRegion};
 use keystore::import::{wrap_for_import, WrappingAlgorithm};
 
 const HOUR_MS: i64 = 3_600_000;

@@ -2,14 +2,12 @@
 //! region: key management, cryptography with encryption contexts, batches, the principal taken
 //! from the client certificate, interoperability with the AWS JSON API, and endpoint failover.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::common::{error_code, port_base_for, DevRegion};
 use aws_sdk_kms::primitives::Blob;
 use client::{Client, ClientBuilder, RetryPolicy};
-use common::{error_code, port_base_for, DevRegion};
 use rcgen::ExtendedKeyUsagePurpose;
 
 /// The admin identity, configured the way `kmsctl --env-file` does it.

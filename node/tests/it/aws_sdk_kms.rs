@@ -1,11 +1,9 @@
 //! The AWS SDK for Rust (aws-sdk-kms, nobody here wrote it) against a real three-node dev
 //! region: SigV4, the JSON 1.1 protocol, shapes and error types as AWS clients expect them.
 
-mod common;
-
+use crate::common::{error_code, port_base_for, DevRegion};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeyState, Tag};
-use common::{error_code, port_base_for, DevRegion};
 
 fn tag(k: &str, v: &str) -> Tag {
     Tag::builder().tag_key(k).tag_value(v).build().unwrap()

@@ -4,13 +4,11 @@
 //! RevokeGrant, grant tokens) as the region's admin (`role/Admin`) and app (`role/App`)
 //! identities, whose principals come from their client certificates.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::common::{port_base_for, DevRegion};
 use client::{Client, ClientBuilder};
-use common::{port_base_for, DevRegion};
 
 const ADMIN_ARN: &str = "arn:aws:iam::111122223333:role/Admin";
 const APP_ARN: &str = "arn:aws:iam::111122223333:role/App";

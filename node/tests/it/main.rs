@@ -1,0 +1,17 @@
+//! All node integration tests in one binary: one link instead of fourteen, shared dev-region helpers in `common`.
+
+mod audit_events;
+mod aws_sdk_kms;
+mod common;
+mod front_basic;
+mod iam;
+mod import;
+mod key_types;
+mod kmsctl;
+mod kmsctl_access;
+mod rotation;
+mod rust_sdk;
+mod rust_sdk_access;
+mod rust_sdk_import;
+mod rust_sdk_key_types;
+mod separate_roles;
