@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         proto_dir.join("kms/v1/kms.proto"),
         proto_dir.join("kms/v1/iam.proto"),
+        proto_dir.join("kms/v1/audit.proto"),
     ];
     // The protos live outside this package, so cargo would not notice them change on their own.
     for proto in &protos {

@@ -15,7 +15,8 @@
 //!   <message>`, exit code 254 (255 when no front answered, 252 for bad arguments).
 //!
 //! `kmsctl iam <subcommand>` manages identities (principals, access keys, identity policies,
-//! client certificates) with the same conventions.
+//! client certificates) with the same conventions. `kmsctl audit lookup|export|verify` reads,
+//! exports and verifies the audit trail (`cli_audit.rs`).
 //!
 //! Configuration precedence: flags, then `--env-file` (the `export K=V` file written by
 //! `keyraft dev`), then the `KMS_*` environment.
@@ -36,6 +37,12 @@ use crate::{Client, ClientBuilder, Error};
 // `kmsctl iam ...`: a child module, so it shares the argument parsing and output helpers.
 #[path = "cli_iam.rs"]
 mod iam;
+// `kmsctl audit ...`: lookup, export and offline verification of the audit trail.
+#[path = "cli_audit.rs"]
+mod audit;
+// `kmsctl compliance report`.
+#[path = "cli_compliance.rs"]
+mod compliance_cli;
 
 /// Exit code for a service error, as the AWS CLI.
 pub const EXIT_SERVICE_ERROR: i32 = 254;
@@ -78,6 +85,8 @@ pub enum OutputFormat {
     Json,
     /// Strings raw, everything else as JSON; most useful with `--query`.
     Text,
+    /// A table where the command has one (`audit lookup`, `audit verify`); JSON otherwise.
+    Table,
 }
 
 #[derive(Debug, Args)]
@@ -439,6 +448,12 @@ enum Command {
         #[arg(long)]
         key_id: String,
     },
+    /// Show when a key was last used for a successful cryptographic operation.
+    GetKeyLastUsage {
+        /// Key id or key ARN (not an alias).
+        #[arg(long)]
+        key_id: String,
+    },
     /// Rotate a key now (completes in the background).
     RotateKeyOnDemand {
         /// Key id or key ARN.
@@ -637,6 +652,12 @@ enum Command {
     /// Identity management: principals, access keys, identity policies, client certificates.
     #[command(subcommand)]
     Iam(iam::IamCommand),
+    /// The audit trail: lookup, export, offline verification.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Compliance checks over the caller's account's keys and audit trail.
+    #[command(subcommand)]
+    Compliance(compliance_cli::ComplianceCommand),
 }
 
 #[derive(Debug, Args)]
@@ -902,6 +923,16 @@ where
             let _ = writeln!(err, "\n{e}\n");
             EXIT_USAGE
         }
+        Err(Failure::Local { message, code }) => {
+            let _ = writeln!(err, "\n{message}\n");
+            code
+        }
+        Err(Failure::Findings { value, code }) => {
+            if let Ok(text) = render(&value, &cli.global) {
+                let _ = writeln!(out, "{text}");
+            }
+            code
+        }
         Err(Failure::Sdk(e)) => match &e {
             Error::Service {
                 error_type,
@@ -932,6 +963,17 @@ where
 enum Failure {
     Param(ParamError),
     Sdk(Error),
+    /// A check or local I/O failed (`audit verify`, `audit export`): the message on stderr,
+    /// this exit code.
+    Local {
+        message: String,
+        code: i32,
+    },
+    /// A result printed like a success, then this exit code (`compliance report` findings).
+    Findings {
+        value: Value,
+        code: i32,
+    },
 }
 
 impl From<ParamError> for Failure {
@@ -1019,6 +1061,7 @@ impl Command {
             Command::EnableKeyRotation { .. } => "EnableKeyRotation",
             Command::DisableKeyRotation { .. } => "DisableKeyRotation",
             Command::GetKeyRotationStatus { .. } => "GetKeyRotationStatus",
+            Command::GetKeyLastUsage { .. } => "GetKeyLastUsage",
             Command::RotateKeyOnDemand { .. } => "RotateKeyOnDemand",
             Command::ListKeyRotations { .. } => "ListKeyRotations",
             Command::GetParametersForImport { .. } => "GetParametersForImport",
@@ -1033,6 +1076,8 @@ impl Command {
             Command::RetireGrant { .. } => "RetireGrant",
             Command::RevokeGrant { .. } => "RevokeGrant",
             Command::Iam(cmd) => cmd.operation(),
+            Command::Audit(cmd) => cmd.operation(),
+            Command::Compliance(cmd) => cmd.operation(),
         }
     }
 }
@@ -1540,6 +1585,30 @@ async fn execute(kms: &Client, g: &GlobalArgs, cmd: Command) -> Result<Option<Va
             kms.disable_key_rotation().key_id(key_id).send().await?;
             return Ok(None);
         }
+        Command::GetKeyLastUsage { key_id } => {
+            let r = kms.get_key_last_usage().key_id(key_id).send().await?;
+            let mut m = Map::new();
+            m.insert("KeyId".into(), json!(r.key_id));
+            if let Some(u) = r.key_last_usage {
+                m.insert(
+                    "KeyLastUsage".into(),
+                    json!({
+                        "Operation": u.operation,
+                        "Timestamp": iso8601(u.timestamp),
+                        "CloudTrailEventId": u.cloud_trail_event_id,
+                        "KmsRequestId": u.kms_request_id,
+                    }),
+                );
+            }
+            if let Some(d) = r.tracking_start_date {
+                m.insert("TrackingStartDate".into(), json!(iso8601(d)));
+            }
+            m.insert(
+                "KeyCreationDate".into(),
+                json!(iso8601(r.key_creation_date)),
+            );
+            Value::Object(m)
+        }
         Command::GetKeyRotationStatus { key_id } => {
             let r = kms.get_key_rotation_status().key_id(key_id).send().await?;
             let mut m = Map::new();
@@ -1791,6 +1860,8 @@ async fn execute(kms: &Client, g: &GlobalArgs, cmd: Command) -> Result<Option<Va
             return Ok(None);
         }
         Command::Iam(cmd) => return iam::execute(kms, g, cmd).await,
+        Command::Audit(cmd) => return audit::execute(kms, g, cmd).await,
+        Command::Compliance(cmd) => return compliance_cli::execute(kms, g, cmd).await,
     };
     Ok(Some(v))
 }
@@ -2082,7 +2153,7 @@ fn render(value: &Value, g: &GlobalArgs) -> Result<String, String> {
         }
     };
     Ok(match (g.output, selected) {
-        (OutputFormat::Text, Value::String(s)) => s.clone(),
+        (OutputFormat::Text | OutputFormat::Table, Value::String(s)) => s.clone(),
         (OutputFormat::Text, Value::Null) => "None".into(),
         (OutputFormat::Text, v) if !v.is_object() && !v.is_array() => v.to_string(),
         (_, v) => serde_json::to_string_pretty(v).unwrap_or_default(),

@@ -8,6 +8,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::config::{normalize_endpoint, ClientBuilder};
 use crate::error::Error;
+use crate::proto::audit_client::AuditClient;
 use crate::proto::iam_client::IamClient;
 use crate::proto::kms_client::KmsClient;
 use crate::retry::RetryPolicy;
@@ -185,6 +186,31 @@ impl Client {
             req,
             |front| {
                 IamClient::new(front.channel.clone())
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE)
+            },
+            |_, client, req| rpc(client, req),
+        )
+        .await
+    }
+
+    /// [`Client::call`] for the `Audit` service: same failover and retries.
+    pub(crate) async fn call_audit<Req, Resp, F, Fut>(
+        &self,
+        op: &'static str,
+        req: Req,
+        rpc: F,
+    ) -> Result<Resp, Error>
+    where
+        Req: Clone,
+        F: Fn(AuditClient<Channel>, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        self.call_on(
+            op,
+            req,
+            |front| {
+                AuditClient::new(front.channel.clone())
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE)
             },

@@ -49,6 +49,8 @@
 //!   |          else full-jitter backoff (retry), up to max_attempts
 //! ops      client.encrypt().key_id(..).send() — one fluent builder per operation (macro)
 //! iam      client.create_principal().principal_name("role/Ci").send() — identity management
+//! audit    client.lookup_events() / get_audit_records() / get_audit_digests() /
+//!          mark_audit_exported() — the audit trail (`Audit` service)
 //! error    Error { Service{__type}, Transport, Config }, is_retryable()
 //! retry    RetryPolicy: full-jitter exponential backoff
 //! proto    generated from proto/kms/v1 (client side only)
@@ -56,20 +58,27 @@
 //! ```
 //!
 //! Not yet here: the envelope-encryption helper (`client::envelope`). It needs local AEAD,
-//! and crypto crates are allowed only in `keystore`, which this crate must not depend on.
+//! and crypto crates are allowed only in the domain crates (`keystore` and its audit core).
+//!
+//! `kmsctl audit verify` depends on `keyraft-audit` (the leaf crate `keystore` re-exports as
+//! `keystore::audit`) for one thing: the chain's verifier (SHA-256 chain, Ed25519 digests).
+//! Verifying with the very code that defines the chain keeps a second implementation from
+//! drifting; the SDK itself does no other crypto and never depends on `keystore`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod cli;
 mod client;
+pub mod compliance;
 pub mod config;
 mod error;
 pub mod iam;
 mod ops;
 pub mod retry;
 
-/// Messages and the raw tonic clients generated from `proto/kms/v1/kms.proto` and
-/// `proto/kms/v1/iam.proto` (package `keyraft.kms.v1`). Requests and responses of [`Client`] are these types.
+/// Messages and the raw tonic clients generated from `proto/kms/v1/kms.proto`,
+/// `proto/kms/v1/iam.proto` and `proto/kms/v1/audit.proto` (package `keyraft.kms.v1`). Requests and responses of [`Client`] are these types.
 #[allow(missing_docs, clippy::all)]
 pub mod proto {
     tonic::include_proto!("keyraft.kms.v1");

@@ -564,6 +564,13 @@ operations! {
         string grant_id;
         bool dry_run;
     }
+
+    /// When a key was last used for a successful cryptographic operation; key id or key ARN
+    /// only (`GetKeyLastUsage`).
+    get_key_last_usage => GetKeyLastUsageFluentBuilder, "GetKeyLastUsage",
+        GetKeyLastUsageRequest -> GetKeyLastUsageResponse {
+        string key_id;
+    }
 }
 
 impl CreateGrantFluentBuilder {

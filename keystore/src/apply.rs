@@ -42,6 +42,14 @@ pub fn apply(
     }
     changes.sort();
     changes.dedup();
+    // A deleted key's last usage goes with it.
+    for change in &changes {
+        if let Change::Key(key_id) = change {
+            if !state.keys.contains_key(key_id) && state.key_last_usage.remove(key_id).is_some() {
+                state.key_last_usage_touched.insert(key_id.clone());
+            }
+        }
+    }
     if let (Ok(_), Some((event_name, key))) = (&result, service_event) {
         // Only an action that took effect is an event; a repeat (another leader's proposal,
         // a rotation that is no longer due) changes nothing and records nothing.
@@ -102,6 +110,8 @@ pub fn service_event_id(event_name: &str, key_id: &str, now: EpochMillis) -> Str
     )
 }
 
+/// Most records one PruneAudit deletes (bounds the commit that deletes them).
+pub const MAX_PRUNE_BATCH: u64 = 10_000;
 /// Most events one AppendAudit carries (a front's group commit is far smaller).
 pub const MAX_AUDIT_BATCH: usize = 4096;
 /// Largest audit event text (bytes); redaction keeps events far below it.
@@ -450,7 +460,7 @@ fn apply_command(
             Ok(CommandOutput::Done)
         }
 
-        Command::AppendAudit { events } => {
+        Command::AppendAudit { events, usage } => {
             if events.is_empty() || events.len() > MAX_AUDIT_BATCH {
                 return Err(DomainError::Validation(format!(
                     "An audit batch holds 1 to {MAX_AUDIT_BATCH} events."
@@ -462,10 +472,16 @@ fn apply_command(
                     big.len()
                 )));
             }
+            if let Some(batch) = usage {
+                validate_usage_marks(events.len(), &batch.marks)?;
+            }
             let first_seq = state.audit.head.next_seq;
             for event in events {
                 let record = state.audit.head.append(event.clone());
                 state.audit.appended_records.push(record);
+            }
+            if let Some(batch) = usage {
+                record_usage(state, now, batch);
             }
             Ok(CommandOutput::AuditAppended {
                 first_seq,
@@ -496,6 +512,56 @@ fn apply_command(
             }
             audit.last_digest = Some(digest.clone());
             audit.appended_digests.push(digest.clone());
+            Ok(CommandOutput::Done)
+        }
+
+        Command::MarkAuditExported { through_seq } => {
+            let audit = &mut state.audit;
+            if *through_seq > audit.head.last_seq() {
+                return Err(DomainError::Validation(format!(
+                    "Cannot mark audit records through seq {through_seq} exported: the chain \
+                     ends at seq {}.",
+                    audit.head.last_seq()
+                )));
+            }
+            let signed = audit.last_digest.as_ref().map_or(0, |d| d.to_seq);
+            if *through_seq > signed {
+                return Err(DomainError::Validation(format!(
+                    "Cannot mark audit records through seq {through_seq} exported: signed \
+                     digests cover only seqs up to {signed}."
+                )));
+            }
+            if *through_seq > audit.exported_through {
+                audit.exported_through = *through_seq;
+                audit.retention_moved = true;
+            }
+            Ok(CommandOutput::Done)
+        }
+
+        Command::PruneAudit { through_seq } => {
+            let audit = &mut state.audit;
+            let signed = audit.last_digest.as_ref().map_or(0, |d| d.to_seq);
+            let limit = audit.exported_through.min(signed);
+            if *through_seq > limit {
+                return Err(DomainError::Conflict(format!(
+                    "Cannot prune audit records through seq {through_seq}: only seqs up to \
+                     {limit} are exported and covered by a signed digest."
+                )));
+            }
+            if through_seq.saturating_sub(audit.pruned_through) > MAX_PRUNE_BATCH {
+                return Err(DomainError::Validation(format!(
+                    "One PruneAudit deletes at most {MAX_PRUNE_BATCH} records."
+                )));
+            }
+            if *through_seq > audit.pruned_through {
+                let from = match audit.pruned_pending {
+                    Some((from, _)) => from,
+                    None => audit.pruned_through + 1,
+                };
+                audit.pruned_pending = Some((from, *through_seq));
+                audit.pruned_through = *through_seq;
+                audit.retention_moved = true;
+            }
             Ok(CommandOutput::Done)
         }
 
@@ -586,6 +652,56 @@ fn apply_command(
             }
             changes.push(Change::Grant(key_id.clone(), grant_id.clone()));
             Ok(CommandOutput::Done)
+        }
+    }
+}
+
+/// Checks an AppendAudit's usage marks before anything is appended: at most two per event
+/// (ReEncrypt marks two keys), ids of sane length.
+fn validate_usage_marks(
+    events: usize,
+    marks: &[crate::usage::KeyUsageMark],
+) -> Result<(), DomainError> {
+    use crate::usage::MAX_MARK_ID_LEN;
+    if marks.len() > events.saturating_mul(2) {
+        return Err(DomainError::Validation(format!(
+            "An audit batch of {events} events carries at most {} usage marks.",
+            events.saturating_mul(2)
+        )));
+    }
+    let bad = marks.iter().any(|m| {
+        m.key_id.is_empty()
+            || m.key_id.len() > crate::ciphertext::MAX_KEY_ID_LEN
+            || m.event_id.len() > MAX_MARK_ID_LEN
+            || m.request_id.len() > MAX_MARK_ID_LEN
+    });
+    if bad {
+        return Err(DomainError::Validation(
+            "A usage mark names no key or carries an overlong id.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Keeps the newest mark per existing key (by `at`; a tie goes to the later mark, so every
+/// replica agrees), and starts the region's tracking at the first batch that carries marks.
+fn record_usage(state: &mut State, now: EpochMillis, batch: &crate::usage::UsageBatch) {
+    if state.audit.usage_tracking_start.is_none() {
+        state.audit.usage_tracking_start = Some(batch.tracked_since.min(now));
+    }
+    for mark in &batch.marks {
+        if !state.keys.contains_key(&mark.key_id) {
+            continue;
+        }
+        let newer = state
+            .key_last_usage
+            .get(&mark.key_id)
+            .is_none_or(|old| mark.at >= old.at);
+        if newer {
+            state
+                .key_last_usage
+                .insert(mark.key_id.clone(), mark.clone());
+            state.key_last_usage_touched.insert(mark.key_id.clone());
         }
     }
 }

@@ -249,11 +249,30 @@ pub enum Command {
     AppendAudit {
         /// Event texts, hashed exactly as given.
         events: Vec<String>,
+        /// The key-usage marks of `events` (GetKeyLastUsage, see `crate::usage`). `None` in
+        /// entries written before usage tracking existed, so replaying them never starts
+        /// tracking.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<crate::usage::UsageBatch>,
     },
     /// The leader's periodic signed digest of the chain.
     AppendDigest {
         /// The digest (must follow the newest one).
         digest: crate::audit::DigestRecord,
+    },
+    /// An export wrote every record up to `through_seq` to durable files: those records may
+    /// now be pruned (retention). Refused beyond the chain head or beyond the newest signed
+    /// digest; at or below the current mark it is a no-op (it never moves back).
+    MarkAuditExported {
+        /// Last exported seq (inclusive).
+        through_seq: u64,
+    },
+    /// Issued by the Raft leader's digest task when a retention period is set: delete the
+    /// records up to `through_seq` from storage. Refused beyond what was exported or covered
+    /// by a signed digest; at or below the current mark it is a no-op. Digests stay.
+    PruneAudit {
+        /// Last pruned seq (inclusive).
+        through_seq: u64,
     },
 }
 
@@ -315,7 +334,10 @@ impl Command {
                 vec![Change::Grant(key_id.clone(), grant_id.clone())]
             }
             // The audit chain is no cached entity.
-            Command::AppendAudit { .. } | Command::AppendDigest { .. } => vec![],
+            Command::AppendAudit { .. }
+            | Command::AppendDigest { .. }
+            | Command::MarkAuditExported { .. }
+            | Command::PruneAudit { .. } => vec![],
         }
     }
 }
@@ -455,6 +477,13 @@ pub enum Query {
         /// The principal they authenticate as.
         principal_arn: String,
     },
+    /// How far the audit chain has been exported and pruned (retention).
+    AuditRetention,
+    /// The newest successful cryptographic use of one key (GetKeyLastUsage).
+    GetKeyLastUsage {
+        /// Key id.
+        key_id: String,
+    },
 }
 
 /// Answers to [`Query`].
@@ -502,4 +531,18 @@ pub enum QueryOutput {
     },
     /// ListAccessKeys.
     AccessKeys(Vec<AccessKeyRecord>),
+    /// AuditRetention.
+    AuditRetention {
+        /// Every record with seq <= this has been exported (`MarkAuditExported`); 0 = none.
+        exported_through: u64,
+        /// Every record with seq <= this has been pruned from storage (`PruneAudit`); 0 = none.
+        pruned_through: u64,
+    },
+    /// GetKeyLastUsage.
+    KeyLastUsage {
+        /// The newest mark of the key (`None`: not used since tracking started).
+        last_usage: Option<crate::usage::KeyUsageMark>,
+        /// When the region started tracking (`None`: not yet).
+        tracking_start: Option<EpochMillis>,
+    },
 }

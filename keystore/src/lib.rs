@@ -18,6 +18,7 @@
 //! - `grant`: grants (`GrantRecord`, AWS's CreateGrant rules, what a grant allows, who may
 //!   retire it) and opaque grant tokens.
 //! - `state`: AWS's table of which key state allows which `Operation`.
+//! - `usage`: key last usage (GetKeyLastUsage): the marks fronts attach to audit batches.
 //! - `crypto`: secret types (`DomainKey`, `KeyMaterial`, `Secret`), wrapping under the domain
 //!   key, hashes and MACs.
 //! - `context`: encryption context and its canonical bytes.
@@ -49,7 +50,7 @@
 #![warn(missing_docs)]
 
 pub mod apply;
-pub mod audit;
+pub use keyraft_audit as audit;
 pub mod ciphertext;
 pub mod command;
 pub mod context;
@@ -72,6 +73,7 @@ pub mod sign;
 pub mod sigv4;
 pub mod spec;
 pub mod state;
+pub mod usage;
 
 pub use apply::apply;
 pub use query::query;

@@ -211,6 +211,30 @@ pub struct State {
     /// write beside the entities, in the same commit.
     #[serde(default)]
     pub audit: AuditLog,
+    /// The newest successful cryptographic use of each key (GetKeyLastUsage), by key id. Only
+    /// keys that exist and were used since tracking started have an entry.
+    #[serde(default)]
+    pub key_last_usage: BTreeMap<String, crate::usage::KeyUsageMark>,
+    /// Key ids whose `key_last_usage` entry changed since storage last called
+    /// [`State::take_usage_touched`].
+    #[serde(skip)]
+    pub key_last_usage_touched: std::collections::BTreeSet<String>,
+}
+
+impl State {
+    /// SHA-256 (lowercase hex) of the state's canonical JSON (every map is ordered): equal on
+    /// every replica that applied the same entries. jepsen-lite compares it across nodes.
+    pub fn digest_hex(&self) -> String {
+        use sha2::Digest as _;
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(sha2::Sha256::digest(bytes))
+    }
+
+    /// Hands storage the key ids whose last-usage entry was set or removed since the last
+    /// call (it persists their current value in the same commit as the entities).
+    pub fn take_usage_touched(&mut self) -> std::collections::BTreeSet<String> {
+        std::mem::take(&mut self.key_last_usage_touched)
+    }
 }
 
 /// The region's audit chain as the state machine tracks it.
@@ -227,9 +251,38 @@ pub struct AuditLog {
     /// Digests appended and not yet taken by storage.
     #[serde(skip)]
     pub appended_digests: Vec<crate::audit::DigestRecord>,
+    /// Every record with seq <= this has been written to an export (`MarkAuditExported`);
+    /// 0 = nothing exported. Never decreases.
+    #[serde(default)]
+    pub exported_through: u64,
+    /// Every record with seq <= this has been deleted from storage (`PruneAudit`); 0 = none.
+    /// Never decreases, never passes `exported_through` or the newest digest's `to_seq`.
+    #[serde(default)]
+    pub pruned_through: u64,
+    /// When the region started tracking key usage (`now` of the first `AppendAudit` carrying
+    /// usage marks); `None` before that. See `crate::usage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_tracking_start: Option<EpochMillis>,
+    /// Seqs (inclusive) pruned by the last `apply` calls and not yet deleted by storage.
+    #[serde(skip)]
+    pub pruned_pending: Option<(u64, u64)>,
+    /// Whether `exported_through` / `pruned_through` moved since the last
+    /// [`AuditLog::take_retention`].
+    #[serde(skip)]
+    pub retention_moved: bool,
 }
 
 impl AuditLog {
+    /// Hands storage what retention commands changed since the last call: whether the
+    /// retention marks moved (persist this log), and the seqs (inclusive) to delete from the
+    /// audit table in the same commit.
+    pub fn take_retention(&mut self) -> (bool, Option<(u64, u64)>) {
+        (
+            std::mem::take(&mut self.retention_moved),
+            self.pruned_pending.take(),
+        )
+    }
+
     /// Hands the records and digests appended since the last call to storage (which persists
     /// them with the same commit as the entities and last-applied).
     pub fn take_appended(

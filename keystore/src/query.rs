@@ -185,6 +185,14 @@ pub fn query(state: &State, q: &Query) -> QueryOutput {
                 .cloned()
                 .collect(),
         ),
+        Query::AuditRetention => QueryOutput::AuditRetention {
+            exported_through: state.audit.exported_through,
+            pruned_through: state.audit.pruned_through,
+        },
+        Query::GetKeyLastUsage { key_id } => QueryOutput::KeyLastUsage {
+            last_usage: state.key_last_usage.get(key_id).cloned(),
+            tracking_start: state.audit.usage_tracking_start,
+        },
     }
 }
 

@@ -2976,7 +2976,10 @@ fn append(st: &mut State, events: Vec<String>) -> Result<CommandOutput, DomainEr
         st,
         &Proposal {
             now: NOW,
-            command: Command::AppendAudit { events },
+            command: Command::AppendAudit {
+                events,
+                usage: None,
+            },
         },
     )
     .0
@@ -3050,6 +3053,7 @@ fn append_audit_assigns_consecutive_seqs_across_batches_and_hands_records_to_sto
             now: NOW,
             command: Command::AppendAudit {
                 events: events(1, "c"),
+                usage: None,
             },
         },
     );

@@ -235,7 +235,7 @@ proptest! {
             resource_account: if variant.is_multiple_of(2) { OWNER } else { &account },
             context: &ctx,
             key_policy: Some(&key_policy),
-            identity_policies: &identity,
+            identity_policies: &identity.iter().collect::<Vec<_>>(),
             grant_allows,
         });
         // Every generated statement but the planted one is an Allow, so the reason is known.

@@ -172,6 +172,7 @@ fn run_case(case: &Map<String, Value>) -> Result<(), String> {
         let policy = key_policy
             .as_ref()
             .ok_or("lockout case needs a key_policy")?;
+        let identity: Vec<_> = identity.iter().collect();
         let got = passes_lockout_check(policy, &principal, resource, &resource_account, &identity);
         let want = match want {
             "Passes" => true,
@@ -192,7 +193,7 @@ fn run_case(case: &Map<String, Value>) -> Result<(), String> {
         resource_account: &resource_account,
         context: &context,
         key_policy: key_policy.as_ref(),
-        identity_policies: &identity,
+        identity_policies: &identity.iter().collect::<Vec<_>>(),
         grant_allows,
     });
     let got = format_decision(decision);

@@ -88,6 +88,10 @@ pub struct NodeArgs {
     /// How often the leader signs a digest of the audit chain, in milliseconds (default 60000).
     #[arg(long, env = "KEYRAFT_AUDIT_DIGEST_INTERVAL_MS")]
     pub audit_digest_interval_ms: Option<u64>,
+    /// Keep audit records this many days, then prune them, but only once they were exported
+    /// and are covered by a signed digest (default: keep forever). Digests are never pruned.
+    #[arg(long, env = "KEYRAFT_AUDIT_RETENTION_DAYS")]
+    pub audit_retention_days: Option<u32>,
     /// TLS files (a `[tls]` table in TOML: `ca`, `cert`, `key`).
     #[command(flatten)]
     #[serde(default)]
@@ -105,6 +109,8 @@ pub struct NodeParams {
     pub audit_key: Option<PathBuf>,
     /// How often the leader signs a digest.
     pub audit_digest_interval: Duration,
+    /// Audit retention (`None`: keep forever).
+    pub audit_retention: Option<Duration>,
 }
 
 impl NodeArgs {
@@ -144,6 +150,10 @@ impl NodeArgs {
         if interval_ms == 0 {
             bail!("audit-digest-interval-ms must be greater than 0");
         }
+        let retention_days = self.audit_retention_days.or(file.audit_retention_days);
+        if retention_days == Some(0) {
+            bail!("audit-retention-days must be greater than 0 (omit it to keep records forever)");
+        }
         let storage = raft::StorageNodeConfig {
             node_id,
             listen,
@@ -168,6 +178,8 @@ impl NodeArgs {
             region,
             audit_key: self.audit_key.or(file.audit_key),
             audit_digest_interval: Duration::from_millis(interval_ms),
+            audit_retention: retention_days
+                .map(|days| Duration::from_secs(u64::from(days) * 86_400)),
         })
     }
 }
@@ -431,6 +443,58 @@ mod tests {
             ..args()
         };
         assert!(bad_region.validate().is_err());
+    }
+
+    #[test]
+    fn audit_retention_is_off_by_default_and_read_in_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "node_id = 1\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\naudit_retention_days = 30\n[tls]\nca = \"ca\"\ncert = \"c\"\nkey = \"k\"\n",
+        )
+        .unwrap();
+        let args = || NodeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let params = args().validate().unwrap();
+        assert_eq!(
+            params.audit_retention,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        let flagged = NodeArgs {
+            audit_retention_days: Some(7),
+            ..args()
+        };
+        assert_eq!(
+            flagged.validate().unwrap().audit_retention,
+            Some(Duration::from_secs(7 * 86_400)),
+            "the flag overrides the file"
+        );
+        let zero = NodeArgs {
+            audit_retention_days: Some(0),
+            ..args()
+        };
+        assert!(
+            zero.validate().is_err(),
+            "zero days is refused, not 'prune at once'"
+        );
+        let plain = dir.path().join("plain.toml");
+        std::fs::write(
+            &plain,
+            "node_id = 1\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\n[tls]\nca = \"ca\"\ncert = \"c\"\nkey = \"k\"\n",
+        )
+        .unwrap();
+        let plain = NodeArgs {
+            config: Some(plain),
+            ..Default::default()
+        };
+        assert_eq!(
+            plain.validate().unwrap().audit_retention,
+            None,
+            "keep forever"
+        );
     }
 
     #[test]

@@ -77,6 +77,15 @@ pub struct DevArgs {
         default_value_t = 60_000
     )]
     pub audit_digest_interval_ms: u64,
+    /// Audit retention in days for every storage node (default: keep forever); records are
+    /// pruned only once exported and covered by a signed digest.
+    #[arg(long, env = "KEYRAFT_DEV_AUDIT_RETENTION_DAYS")]
+    pub audit_retention_days: Option<u32>,
+    /// Each storage node on its own loopback address (node N on 127.0.0.(N+1)), outgoing
+    /// connections included, so packet filters can cut the links between two nodes
+    /// (jepsen-lite's partitions). The front stays on 127.0.0.1.
+    #[arg(long, env = "KEYRAFT_DEV_NODE_IPS")]
+    pub node_ips: bool,
 }
 
 /// Dev credentials persisted across restarts (mode 0600).
@@ -159,19 +168,30 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
         bail!("--audit-digest-interval-ms must be greater than 0");
     }
 
-    let node_addr = |id: u64| format!("127.0.0.1:{}", args.port_base as u64 + 10 + id);
+    let node_ip = |id: u64| {
+        if args.node_ips {
+            format!("127.0.0.{}", id + 1)
+        } else {
+            "127.0.0.1".to_string()
+        }
+    };
+    let node_addr = |id: u64| format!("{}:{}", node_ip(id), args.port_base as u64 + 10 + id);
     let peers: Vec<String> = (1..=args.nodes)
         .map(|id| format!("{id}={}", node_addr(id)))
         .collect();
     let mut children = Vec::new();
     for id in 1..=args.nodes {
         let config = dir.join(format!("node-{id}.toml"));
-        let danger = match &args.danger_clock_offset_file {
+        // Optional settings, one TOML line each.
+        let mut extra = match &args.danger_clock_offset_file {
             Some(path) => format!("danger_clock_offset_file = \"{}\"\n", path.display()),
             None => String::new(),
         };
+        if let Some(days) = args.audit_retention_days {
+            extra.push_str(&format!("audit_retention_days = {days}\n"));
+        }
         let toml = format!(
-            "node_id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{data}\"\nstorage = \"{storage}\"\npeers = {peers:?}\nregion = \"{region}\"\naudit_key = \"{audit_key}\"\naudit_digest_interval_ms = {interval}\n{danger}\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
+            "node_id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{data}\"\nstorage = \"{storage}\"\npeers = {peers:?}\nregion = \"{region}\"\naudit_key = \"{audit_key}\"\naudit_digest_interval_ms = {interval}\n{extra}\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
             region = args.region,
             audit_key = dir.join(AUDIT_KEY_FILE).display(),
             interval = args.audit_digest_interval_ms,
@@ -316,8 +336,9 @@ fn stop_stale_children(dir: &Path) {
 /// Version of the dev PKI layout, kept in `DIR/pki-version`. 2: internal certificates carry
 /// a role URI SAN (`raft::tls::ROLE_STORAGE` / `ROLE_FRONT`), which storage nodes require.
 /// 3: the CA key is kept (`ca.key`, for IssueClientCertificate) and the second account's root
-/// has a certificate (`other-root.pem`).
-const PKI_VERSION: u32 = 3;
+/// has a certificate (`other-root.pem`). 4: internal certificates also name 127.0.0.2–10
+/// (`--node-ips`).
+const PKI_VERSION: u32 = 4;
 
 /// Files a complete PKI of [`PKI_VERSION`] has.
 const PKI_FILES: &[&str] = &[
@@ -355,7 +376,9 @@ fn ensure_pki(dir: &Path) -> anyhow::Result<()> {
     let ca = DevCa::generate("keyraft dev CA")?;
     fs::write(dir.join("ca.pem"), ca.cert_pem())?;
     write_private(&dir.join("ca.key"), ca.key_pem().as_bytes())?;
-    let hosts = ["localhost", "127.0.0.1", "::1"];
+    let node_ips: Vec<String> = (2..=10).map(|i| format!("127.0.0.{i}")).collect();
+    let mut hosts = vec!["localhost", "127.0.0.1", "::1"];
+    hosts.extend(node_ips.iter().map(String::as_str));
     write_pair(
         dir,
         "storage",

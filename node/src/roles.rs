@@ -89,6 +89,7 @@ pub async fn run_storage_node(
         signing_key,
         region: params.region.clone(),
         digest_interval: params.audit_digest_interval,
+        retention: params.audit_retention,
     };
     raft::run_storage_node_with_audit(params.storage, audit, shutdown).await?;
     Ok(())

@@ -17,7 +17,7 @@ use crate::pb::{
     WatchRequest,
 };
 use crate::tls::{Tls, TlsFiles, MAX_MESSAGE, ROLE_FRONT, ROLE_STORAGE};
-use crate::types::Response;
+use crate::types::{RequestId, Response};
 
 /// How long `propose`/`query` keep retrying "no leader / node down" before giving up, unless
 /// [`ClientOptions::retry_budget`] says otherwise.
@@ -50,6 +50,10 @@ pub struct NodeStatus {
     pub state: String,
     /// Index of the last log entry purged after a snapshot.
     pub last_purged: Option<u64>,
+    /// SHA-256 (hex) of its state machine, taken at `state_applied`.
+    pub state_hash: String,
+    /// The applied index of `state_hash` (absent if entries were applied while it was taken).
+    pub state_applied: Option<u64>,
 }
 
 /// Errors of the store API.
@@ -176,19 +180,41 @@ impl StoreClient {
     /// `StoreError::Domain` when the domain refused it; `StoreError::Unavailable` when no node
     /// could get it committed within the retry budget (default ~10 s; no leader yet, nodes down).
     ///
-    /// Retries after an ambiguous failure (a connection lost mid-call, a timeout) may apply a
-    /// command twice; commands are designed so that a repeat is refused (`AlreadyExists`) or is a
-    /// no-op, never a second effect.
+    /// Exactly once: the call gets one fresh [`RequestId`], sent with every retry (and kept by
+    /// followers forwarding to the leader). Retries after an ambiguous failure (a connection
+    /// lost after sending, a timeout, a failed forward) can put several copies in the log, but
+    /// the state machine applies only the first and answers every later copy with the first
+    /// one's result: a retried `CreateKey` creates one key and returns it, a retried
+    /// `UpdateKeyDescription` cannot re-apply after someone else's later update. Ids are
+    /// remembered for 5 minutes of leader time (`store::dedup`), far longer than the retry
+    /// budget. `Unavailable` still means "may or may not have been applied".
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn propose(&self, command: Command) -> Result<CommandOutput, StoreError> {
+        self.propose_with_id(RequestId::random(), command).await
+    }
+
+    /// [`StoreClient::propose`] under a request id the caller chose, for callers that retry
+    /// one logical operation across several calls (after `Unavailable`, say): every call with
+    /// the same `id` and command is applied at most once and returns the first application's
+    /// result, provided all calls happen within the deduplication window (5 minutes). An id
+    /// must never be reused for a different command; use [`RequestId::random`].
+    #[tracing::instrument(level = "debug", skip_all, fields(request_id = %id))]
+    pub async fn propose_with_id(
+        &self,
+        id: RequestId,
+        command: Command,
+    ) -> Result<CommandOutput, StoreError> {
         let body = serde_json::to_vec(&command).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let request_id = id.to_bytes();
         let reply = self
             .retrying(|mut c| {
                 let command = body.clone();
+                let request_id = request_id.clone();
                 async move {
                     c.propose(ProposeRequest {
                         command,
                         forwarded: false,
+                        request_id,
                     })
                     .await
                 }
@@ -312,6 +338,8 @@ impl StoreClient {
                         last_applied: r.last_applied,
                         state: r.state,
                         last_purged: r.last_purged,
+                        state_hash: r.state_hash,
+                        state_applied: r.state_applied,
                     })
                 }
                 Ok(Err(s)) => Err(StoreError::Unavailable(format!(

@@ -2,9 +2,10 @@
 //!
 //! # Layout
 //!
-//! - [`types`]: the openraft type config (`D` = leader-stamped [`keystore::command::Proposal`],
-//!   `R` = `Result<CommandOutput, DomainError>`, `u64` ids, `BasicNode { addr: "host:port" }`).
-//! - [`store`]: [`store::KvBackend`] (six tables, atomic durable commits) with a redb
+//! - [`types`]: the openraft type config (`D` = leader-stamped [`keystore::command::Proposal`]
+//!   plus the proposer's [`RequestId`], `R` = `Result<CommandOutput, DomainError>`, `u64` ids,
+//!   `BasicNode { addr: "host:port" }`).
+//! - [`store`]: [`store::KvBackend`] (seven tables, atomic durable commits) with a redb
 //!   (default) and a sled backend; the Raft [`store::LogStore`] and the
 //!   [`store::StateMachineStore`] on top (see docs/storage.md).
 //! - `network`: openraft's RPCs as unary tonic calls, mTLS both ways (`proto/cluster/v1/raft.proto`).
@@ -19,11 +20,13 @@
 //! # Data flow
 //!
 //! ```text
-//! front --StoreClient.propose(Command)--> any node --(follower forwards)--> leader
-//!   leader: Proposal { now, command } -> Raft log (fsync on a quorum) -> commit
-//!   every node: StateMachineStore::apply -> keystore::apply::apply(&mut State, proposal)
+//! front --StoreClient.propose(Command) [one RequestId, kept across retries]--> any node
+//!   --(follower forwards, same id)--> leader
+//!   leader: Proposal { now, command } + request id -> Raft log (fsync on a quorum) -> commit
+//!   every node: StateMachineStore::apply: id already in the dedup table? -> its old Response
+//!               else keystore::apply::apply(&mut State, proposal), remember id -> Response
 //!               -> one durable commit: touched entities + audit records/digests + chain
-//!                  head + last_applied + membership
+//!                  head + request-id rows + last_applied + membership
 //!               -> reply to the proposer; WatchEvent::Changed(change) to watchers
 //! leader, every audit digest interval: sign_digest(audit key, chain head) -> AppendDigest
 //! front --StoreClient.audit_records/audit_digests/audit_head--> read index -> audit tables
@@ -56,6 +59,7 @@ pub use node::{
 };
 pub use store::Backend;
 pub use tls::TlsFiles;
+pub use types::RequestId;
 
 /// Errors of running a storage node.
 #[derive(Debug, thiserror::Error)]

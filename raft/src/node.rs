@@ -62,6 +62,9 @@ pub struct AuditSettings {
     pub region: String,
     /// How often the leader signs a digest when the chain head has moved (default 60 s).
     pub digest_interval: Duration,
+    /// Audit retention: when set, the leader's digest task prunes records older than this
+    /// that were exported and are covered by a signed digest. `None` (default): keep forever.
+    pub retention: Option<Duration>,
 }
 
 impl Default for AuditSettings {
@@ -70,6 +73,7 @@ impl Default for AuditSettings {
             signing_key: None,
             region: DEFAULT_REGION.to_owned(),
             digest_interval: DEFAULT_DIGEST_INTERVAL,
+            retention: None,
         }
     }
 }
@@ -172,7 +176,10 @@ async fn run(
             "the audit digest interval must be positive".into(),
         ));
     }
-    let tls = Tls::load(&cfg.tls)?;
+    let mut tls = Tls::load(&cfg.tls)?;
+    if let Ok(addr) = listener.local_addr() {
+        tls = tls.with_local_ip(addr.ip());
+    }
     // Peers refuse Raft RPCs (and forwarded store calls) from a certificate without the storage
     // role: say so now rather than run a member nobody will talk to.
     if !tls.has_role(ROLE_STORAGE) {
@@ -453,7 +460,87 @@ async fn digest_loop(ctx: Arc<StoreCtx>, key: AuditKey, audit: AuditSettings) {
         tick.tick().await;
         if ctx.raft.is_leader() {
             propose_digest(&ctx, &key, &audit).await;
+            if let Some(retention) = audit.retention {
+                prune_expired(&ctx, retention).await;
+            }
         }
+    }
+}
+
+/// Leader-only, after each digest tick when a retention period is set: proposes
+/// `PruneAudit` for the longest prefix after `pruned_through` that was exported, is covered by
+/// a signed digest, and whose events are older than `retention` (at most
+/// `keystore::apply::MAX_PRUNE_BATCH` records per tick). `apply` re-checks the export and
+/// digest bounds, so a stale leader can never prune what was not exported.
+async fn prune_expired(ctx: &StoreCtx, retention: Duration) {
+    use keystore::apply::MAX_PRUNE_BATCH;
+    use keystore::audit::{retention::prunable_through, AuditRecord};
+
+    let (first, limit) = {
+        let Ok(state) = ctx.state.read() else { return };
+        let log = &state.audit;
+        let signed = log.last_digest.as_ref().map_or(0, |d| d.to_seq);
+        let limit = log
+            .exported_through
+            .min(signed)
+            .min(log.pruned_through.saturating_add(MAX_PRUNE_BATCH));
+        (log.pruned_through.saturating_add(1), limit)
+    };
+    if first > limit {
+        return;
+    }
+    let cutoff = ctx
+        .clock
+        .now_ms()
+        .saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+    let kv = ctx.kv.clone();
+    let scan = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        let mut through = first - 1;
+        while through < limit {
+            let want = u32::try_from(limit - through)
+                .unwrap_or(u32::MAX)
+                .min(crate::store::MAX_AUDIT_PAGE);
+            let page = crate::store::audit::read_page(
+                kv.as_ref(),
+                crate::store::Table::Audit,
+                through + 1,
+                want,
+            )?;
+            let records = page
+                .iter()
+                .map(|raw| crate::store::from_json::<AuditRecord>(raw))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let next = prunable_through(&records, through + 1, limit, cutoff);
+            let done = next < through + u64::from(want);
+            through = next;
+            if done {
+                break;
+            }
+        }
+        Ok(through)
+    })
+    .await;
+    let through = match scan {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return tracing::warn!(error = %e, "reading audit records to prune"),
+        Err(e) => return tracing::warn!(error = %e, "audit prune scan task"),
+    };
+    if through < first {
+        return;
+    }
+    match ctx
+        .propose_local(Command::PruneAudit {
+            through_seq: through,
+        })
+        .await
+    {
+        Ok(Ok(reply)) => match serde_json::from_slice::<crate::types::Response>(&reply) {
+            Ok(Ok(_)) => tracing::info!(through_seq = through, "pruned exported audit records"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "audit prune refused; retrying next tick"),
+            Err(e) => tracing::warn!(error = %e, "malformed apply result"),
+        },
+        Ok(Err(_)) => tracing::debug!("no longer leader; pruning left to the new leader"),
+        Err(e) => tracing::warn!(error = %e, "audit prune proposal failed"),
     }
 }
 

@@ -31,7 +31,7 @@ use crate::pb::{
 use crate::store::{audit, KvBackend, Table};
 use crate::tls::MAX_MESSAGE;
 use crate::types::{
-    command_kind, Raft, Request as LogRequest, Snapshot, SnapshotMeta, TypeConfig, Vote,
+    command_kind, Raft, Request as LogRequest, RequestId, Snapshot, SnapshotMeta, TypeConfig, Vote,
 };
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T, Status> {
@@ -147,16 +147,32 @@ impl StoreCtx {
     }
 
     /// Proposes `command` through Raft (as leader) and returns the encoded apply result.
+    /// Without a request id: for the leader's own idempotent proposals (scheduler, digests).
     pub(crate) async fn propose_local(
         &self,
         command: Command,
+    ) -> Result<Result<Vec<u8>, ForwardToLeader<TypeConfig>>, Status> {
+        self.propose_with_id(command, None).await
+    }
+
+    /// [`StoreCtx::propose_local`] for a logical proposal with id `request_id`: the state
+    /// machine applies it once however many copies reach the log, and answers each copy with
+    /// the first one's result.
+    pub(crate) async fn propose_with_id(
+        &self,
+        command: Command,
+        request_id: Option<RequestId>,
     ) -> Result<Result<Vec<u8>, ForwardToLeader<TypeConfig>>, Status> {
         let kind = command_kind(&command);
         let proposal = Proposal {
             now: self.clock.now_ms(),
             command,
         };
-        match self.raft.client_write(LogRequest(proposal)).await {
+        let request = LogRequest {
+            proposal,
+            request_id,
+        };
+        match self.raft.client_write(request).await {
             Ok(resp) => Ok(Ok(encode(&resp.data)?)),
             Err(OpenRaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Ok(Err(f)),
             Err(OpenRaftError::APIError(e)) => {
@@ -205,6 +221,17 @@ impl StoreCtx {
         limit: u32,
     ) -> Result<Vec<Vec<u8>>, Status> {
         let kv = self.kv.clone();
+        // Pruned records are gone: a page asked from a pruned seq starts after them.
+        let from = if table == Table::Audit {
+            let pruned = self
+                .state
+                .read()
+                .map(|s| s.audit.pruned_through)
+                .unwrap_or(0);
+            from.max(pruned.saturating_add(1))
+        } else {
+            from
+        };
         tokio::task::spawn_blocking(move || audit::read_page(kv.as_ref(), table, from, limit))
             .await
             .map_err(|e| Status::internal(format!("audit read task: {e}")))?
@@ -224,16 +251,21 @@ impl StoreService for StoreSvc {
     async fn propose(&self, req: Request<ProposeRequest>) -> Result<Response<StoreReply>, Status> {
         let req = req.into_inner();
         let command: Command = decode("Command", &req.command)?;
-        match self.ctx.propose_local(command).await? {
+        let request_id =
+            RequestId::from_bytes(&req.request_id).map_err(Status::invalid_argument)?;
+        match self.ctx.propose_with_id(command, request_id).await? {
             Ok(result) => Ok(Response::new(StoreReply { result })),
             Err(_) if req.forwarded => Err(Status::unavailable(
                 "forwarded to a node that is not the leader",
             )),
             Err(f) => {
                 let mut leader = self.ctx.leader_client(&f)?;
+                // Keep the request id: this forward and any retry of the same call are one
+                // logical proposal, applied once.
                 let fwd = ProposeRequest {
                     command: req.command,
                     forwarded: true,
+                    request_id: req.request_id,
                 };
                 leader.propose(fwd).await.map_err(|s| {
                     Status::unavailable(format!("forwarding to leader: {}", s.message()))
@@ -350,7 +382,19 @@ impl StoreService for StoreSvc {
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
         use openraft::async_runtime::WatchReceiver;
         let m = self.ctx.raft.metrics().borrow_watched().clone();
+        // The hash is meaningful at an index only if no entry was applied while it was taken
+        // (compared by jepsen-lite once the cluster is quiet).
+        let state_hash = match self.ctx.state.read() {
+            Ok(state) => state.digest_hex(),
+            Err(_) => String::new(),
+        };
+        let after = self.ctx.raft.metrics().borrow_watched().last_applied;
+        let state_applied = (after == m.last_applied)
+            .then(|| after.map(|l| l.index))
+            .flatten();
         Ok(Response::new(StatusReply {
+            state_hash,
+            state_applied,
             node_id: m.id,
             leader_id: m.current_leader,
             term: m.current_term,

@@ -130,6 +130,10 @@ pub(crate) struct Tls {
     identity: Identity,
     /// URI SANs of this party's own certificate.
     own_uris: Vec<String>,
+    /// Source address of outgoing connections (a storage node's listen address), so that
+    /// peers see each node at its own address — packet filters between 127.0.0.x addresses
+    /// (jepsen-lite's partitions) then cut exactly the links they name.
+    local_ip: Option<std::net::IpAddr>,
 }
 
 /// The largest gRPC message accepted: a snapshot carries the whole state in one message.
@@ -149,7 +153,14 @@ impl Tls {
             ca,
             identity,
             own_uris,
+            local_ip: None,
         })
+    }
+
+    /// Outgoing connections bind to `ip` (unless it is unspecified, `0.0.0.0` / `::`).
+    pub(crate) fn with_local_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.local_ip = (!ip.is_unspecified()).then_some(ip);
+        self
     }
 
     /// Whether this party's own certificate carries `role` as a URI SAN.
@@ -176,6 +187,7 @@ impl Tls {
             .tls_config(tls)
             .map_err(|e| RaftError::Tls(format!("client TLS for {addr}: {e}")))?
             .connect_timeout(Duration::from_secs(2))
+            .local_address(self.local_ip)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));

@@ -6,19 +6,141 @@ use keystore::command::{CommandOutput, Proposal};
 use keystore::error::DomainError;
 use serde::{Deserialize, Serialize};
 
-/// What sits in a normal Raft log entry: a leader-stamped [`Proposal`].
+/// What sits in a normal Raft log entry: a leader-stamped [`Proposal`] and, when the proposer
+/// sent one, the [`RequestId`] of the logical proposal it belongs to.
 ///
-/// A newtype because openraft requires `Display` for log data, and because openraft logs
-/// entries: both `Debug` and `Display` print only the command's kind, never its payload
+/// The id lets the state machine apply each logical proposal once, however often the proposer
+/// retried it (see `store::dedup`). On disk and on the wire this is the proposal's own JSON
+/// (`{"now":..,"command":..}`) plus `"request_id"` when there is one, so entries written before
+/// ids existed read back as `request_id: None` and a request without an id is byte-for-byte
+/// the old format.
+///
+/// A struct of its own because openraft requires `Display` for log data, and because openraft
+/// logs entries: both `Debug` and `Display` print only the command's kind, never its payload
 /// (records carry wrapped material; fine on disk, noise in logs).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Request(pub Proposal);
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "RequestRepr")]
+pub struct Request {
+    /// The leader-stamped command.
+    pub proposal: Proposal,
+    /// The logical proposal this entry belongs to; `None` for proposals made without one (the
+    /// leader's scheduler, entries written by older binaries).
+    pub request_id: Option<RequestId>,
+}
+
+impl From<Proposal> for Request {
+    fn from(proposal: Proposal) -> Self {
+        Request {
+            proposal,
+            request_id: None,
+        }
+    }
+}
 
 impl Request {
     /// The command's variant name, e.g. `CreateKey`.
     pub fn kind(&self) -> &'static str {
-        command_kind(&self.0.command)
+        command_kind(&self.proposal.command)
+    }
+}
+
+/// The serialized form of [`Request`]: the proposal's fields, inline, plus the optional id.
+#[derive(Deserialize)]
+struct RequestRepr {
+    now: keystore::model::EpochMillis,
+    command: keystore::command::Command,
+    #[serde(default)]
+    request_id: Option<RequestId>,
+}
+
+impl From<RequestRepr> for Request {
+    fn from(r: RequestRepr) -> Self {
+        Request {
+            proposal: Proposal {
+                now: r.now,
+                command: r.command,
+            },
+            request_id: r.request_id,
+        }
+    }
+}
+
+impl Serialize for Request {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let n = if self.request_id.is_some() { 3 } else { 2 };
+        let mut st = s.serialize_struct("Request", n)?;
+        st.serialize_field("now", &self.proposal.now)?;
+        st.serialize_field("command", &self.proposal.command)?;
+        if let Some(id) = &self.request_id {
+            st.serialize_field("request_id", id)?;
+        }
+        st.end()
+    }
+}
+
+/// The id of one logical proposal: 128 random bits, made once per
+/// [`crate::StoreClient::propose`] call and kept across its retries and across follower
+/// forwarding. Serialized as 32 lowercase hex digits; on the gRPC wire as 16 big-endian bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u128);
+
+impl RequestId {
+    /// A fresh random id (from `keystore`'s CSPRNG: 2^-64 collision odds only after ~2^32 ids
+    /// inside one deduplication window).
+    pub fn random() -> Self {
+        let bytes = keystore::crypto::random_secret(16);
+        let mut b = [0u8; 16];
+        b.copy_from_slice(bytes.expose_secret());
+        RequestId(u128::from_be_bytes(b))
+    }
+
+    /// The gRPC form: 16 big-endian bytes.
+    pub fn to_bytes(self) -> Vec<u8> {
+        self.0.to_be_bytes().to_vec()
+    }
+
+    /// Parses the gRPC form: empty = no id, 16 bytes = an id, anything else is an error.
+    pub fn from_bytes(b: &[u8]) -> Result<Option<Self>, String> {
+        match b.len() {
+            0 => Ok(None),
+            16 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(b);
+                Ok(Some(RequestId(u128::from_be_bytes(a))))
+            }
+            n => Err(format!("request id must be 16 bytes, got {n}")),
+        }
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.len() != 32 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(serde::de::Error::custom("request id must be 32 hex digits"));
+        }
+        u128::from_str_radix(&s, 16)
+            .map(RequestId)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -58,12 +180,14 @@ pub fn command_kind(c: &keystore::command::Command) -> &'static str {
         C::DeleteAccessKey { .. } => "DeleteAccessKey",
         C::AppendAudit { .. } => "AppendAudit",
         C::AppendDigest { .. } => "AppendDigest",
+        C::MarkAuditExported { .. } => "MarkAuditExported",
+        C::PruneAudit { .. } => "PruneAudit",
     }
 }
 
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Request({}@{})", self.kind(), self.0.now)
+        write!(f, "Request({}@{})", self.kind(), self.proposal.now)
     }
 }
 
@@ -106,35 +230,72 @@ mod tests {
     use keystore::command::{Command, Proposal};
     use keystore::model::IdentityRecord;
 
-    use super::Request;
+    use super::{Request, RequestId};
 
     #[test]
     fn request_debug_and_display_show_only_the_command_kind() {
-        let r = Request(Proposal {
-            now: 42,
-            command: Command::PutIdentity {
-                identity: IdentityRecord {
-                    arn: "arn:aws:iam::111122223333:role/Secretive".into(),
-                    account_id: "111122223333".into(),
-                    admin: true,
-                    ..Default::default()
+        let r = Request {
+            proposal: Proposal {
+                now: 42,
+                command: Command::PutIdentity {
+                    identity: IdentityRecord {
+                        arn: "arn:aws:iam::111122223333:role/Secretive".into(),
+                        account_id: "111122223333".into(),
+                        admin: true,
+                        ..Default::default()
+                    },
                 },
             },
-        });
+            request_id: Some(RequestId(7)),
+        };
         for s in [format!("{r:?}"), format!("{r}")] {
             assert_eq!(s, "Request(PutIdentity@42)");
         }
     }
 
     #[test]
-    fn request_serializes_exactly_like_a_proposal() {
+    fn request_without_an_id_serializes_exactly_like_a_proposal() {
         let p = Proposal {
             now: 1,
             command: Command::CancelKeyDeletion { key_id: "k".into() },
         };
         assert_eq!(
-            serde_json::to_string(&Request(p.clone())).unwrap(),
+            serde_json::to_string(&Request::from(p.clone())).unwrap(),
             serde_json::to_string(&p).unwrap()
         );
+    }
+
+    #[test]
+    fn entries_written_before_request_ids_read_back_without_one() {
+        let p = Proposal {
+            now: 1,
+            command: Command::CancelKeyDeletion { key_id: "k".into() },
+        };
+        let old = serde_json::to_vec(&p).unwrap();
+        let r: Request = serde_json::from_slice(&old).unwrap();
+        assert_eq!(r, Request::from(p));
+    }
+
+    #[test]
+    fn request_id_round_trips_through_json_and_grpc_bytes() {
+        let id = RequestId(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        let r = Request {
+            proposal: Proposal {
+                now: 3,
+                command: Command::CancelKeyDeletion { key_id: "k".into() },
+            },
+            request_id: Some(id),
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            json.ends_with(r#","request_id":"0123456789abcdef0011223344556677"}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), r);
+        assert_eq!(RequestId::from_bytes(&id.to_bytes()), Ok(Some(id)));
+        assert_eq!(RequestId::from_bytes(&[]), Ok(None));
+        assert!(RequestId::from_bytes(&[1, 2, 3]).is_err());
+        assert!(serde_json::from_str::<RequestId>(r#""xyz""#).is_err());
+        assert_ne!(RequestId::random(), RequestId::random());
     }
 }

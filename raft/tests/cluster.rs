@@ -432,6 +432,7 @@ async fn storage_nodes_admit_callers_by_certificate_role() {
                 .propose(ProposeRequest {
                     command: serde_json::to_vec(&identity(name)).unwrap(),
                     forwarded: false,
+                    request_id: Vec::new(),
                 })
                 .await;
             assert_admitted(&what("Propose"), propose, *store_ok, any);
@@ -756,6 +757,7 @@ fn audit_settings(interval: Duration) -> AuditSettings {
         ))),
         region: "us-east-1".into(),
         digest_interval: interval,
+        retention: None,
     }
 }
 
@@ -768,6 +770,7 @@ fn audit_batch(tag: &str, n: usize) -> Command {
         events: (0..n)
             .map(|i| format!("{{\"eventName\":\"{tag}\",\"i\":{i}}}"))
             .collect(),
+        usage: None,
     }
 }
 
@@ -974,5 +977,218 @@ async fn a_leader_seals_the_chain_with_a_digest_when_it_shuts_down_cleanly() {
     let d = digest_at_head(&all).await;
     assert_eq!((d.digest_seq, d.from_seq, d.to_seq), (1, 1, 3));
     assert_verifies(&all_records(&all).await, &all_digests(&all).await);
+    cluster.stop_all().await;
+}
+
+// ---- retention: the leader prunes exported, signed, expired records on every node ----
+
+fn timed_batch(tag: &str, n: usize, at_ms: u64) -> Command {
+    let time = keystore::audit::format_event_time(at_ms);
+    Command::AppendAudit {
+        events: (0..n)
+            .map(|i| format!("{{\"eventTime\":\"{time}\",\"eventName\":\"{tag}\",\"i\":{i}}}"))
+            .collect(),
+        usage: None,
+    }
+}
+
+async fn retention_marks(client: &StoreClient) -> (u64, u64) {
+    match client.query(Query::AuditRetention).await.unwrap() {
+        QueryOutput::AuditRetention {
+            exported_through,
+            pruned_through,
+        } => (exported_through, pruned_through),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_leader_prunes_exported_expired_records_everywhere_and_it_survives_restart() {
+    let mut settings = audit_settings(Duration::from_millis(200));
+    settings.retention = Some(Duration::from_secs(3600));
+    let mut cluster = Cluster::start_with_audit(Backend::Redb, settings).await;
+    let all = cluster.client(&[1, 2, 3]).await;
+    cluster.leader(&all).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // Seqs 1..=10 are days old, 11..=15 from now: only the first ten may ever go.
+    all.propose(timed_batch("Old", 5, now - 3 * 86_400_000))
+        .await
+        .unwrap();
+    all.propose(timed_batch("Old", 5, now - 2 * 86_400_000))
+        .await
+        .unwrap();
+    all.propose(timed_batch("Young", 5, now)).await.unwrap();
+    digest_at_head(&all).await;
+
+    // Not exported: many digest ticks later, nothing is pruned.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(retention_marks(&all).await, (0, 0));
+    assert_eq!(all.audit_records(1, 100).await.unwrap().len(), 15);
+
+    all.propose(Command::MarkAuditExported { through_seq: 15 })
+        .await
+        .unwrap();
+    let mut pruned = (0, 0);
+    for _ in 0..100 {
+        pruned = retention_marks(&all).await;
+        if pruned.1 > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pruned, (15, 10), "expired records go, young ones stay");
+    // A read from a pruned seq starts after the pruned prefix.
+    let seqs = |records: Vec<keystore::audit::AuditRecord>| {
+        records.into_iter().map(|r| r.seq).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        seqs(all.audit_records(1, 100).await.unwrap()),
+        (11..=15).collect::<Vec<_>>()
+    );
+    let digests = all_digests(&all).await;
+    applied_everywhere(&cluster).await;
+    cluster.stop_all().await;
+    let expected: Vec<Vec<u8>> = (11..=15u64).map(|s| s.to_be_bytes().to_vec()).collect();
+    for id in 1..=3 {
+        let (records, stored_digests) = audit_tables(&cluster, id);
+        let keys: Vec<Vec<u8>> = records.into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, expected, "node {id} pruned the same records");
+        assert_eq!(
+            stored_digests.len(),
+            digests.len(),
+            "digests are never pruned"
+        );
+    }
+
+    // A full restart: still pruned, and the chain goes on from the head.
+    for id in 1..=3 {
+        cluster.restart_node(id).await;
+    }
+    assert_eq!(retention_marks(&all).await, (15, 10));
+    assert_eq!(
+        seqs(all.audit_records(3, 100).await.unwrap()),
+        (11..=15).collect::<Vec<_>>()
+    );
+    let out = all.propose(timed_batch("After", 1, now)).await.unwrap();
+    assert_eq!(
+        out,
+        CommandOutput::AuditAppended {
+            first_seq: 16,
+            last_seq: 16
+        }
+    );
+    cluster.stop_all().await;
+}
+
+// ---- exactly-once: copies of one logical proposal (same request id) apply once ----
+
+fn enabled_key(key_id: &str) -> KeyRecord {
+    KeyRecord {
+        state: KeyState::Enabled,
+        deletion_date: None,
+        pending_deletion_window_days: None,
+        ..pending_deletion_key(key_id)
+    }
+}
+
+async fn account_keys(client: &StoreClient) -> Vec<KeyRecord> {
+    match client
+        .query(Query::ListKeys {
+            account_id: "111122223333".into(),
+            limit: 1000,
+            marker: None,
+        })
+        .await
+        .unwrap()
+    {
+        QueryOutput::Keys { keys, .. } => keys,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_proposal_repeated_under_one_request_id_applies_once_and_every_copy_gets_its_result() {
+    let mut cluster = Cluster::start(Backend::Redb).await;
+    let client = cluster.client(&[1, 2, 3]).await;
+    let leader = cluster.leader(&client).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let via_leader = cluster.client(&[leader]).await;
+    let via_follower = cluster.client(&[follower]).await;
+    let key_id = "0000aaaa-12ab-34cd-56ef-1234567890ab";
+    let create = Command::CreateKey {
+        record: enabled_key(key_id),
+    };
+
+    // The same logical CreateKey sent twice, as a retry after a lost reply would: once through
+    // a follower (forwarded with its id), once to the leader directly. Without the id the
+    // second copy would be refused with AlreadyExists although the key was created.
+    let id = raft::RequestId::random();
+    let first = via_follower
+        .propose_with_id(id, create.clone())
+        .await
+        .unwrap();
+    let second = via_leader
+        .propose_with_id(id, create.clone())
+        .await
+        .unwrap();
+    assert_eq!(first, second);
+    assert!(matches!(&first, CommandOutput::Key(k) if k.key_id == key_id));
+    // The same again, concurrently and at the gRPC level: identical reply bytes.
+    let raw_propose = |node: u64| {
+        let files = cluster.pki.front();
+        let addr = cluster.peers[&node].clone();
+        let command = serde_json::to_vec(&create).unwrap();
+        let request_id = id.to_bytes();
+        async move {
+            let mut c = StoreServiceClient::new(raw_channel(&addr, &files).await);
+            c.propose(ProposeRequest {
+                command,
+                forwarded: false,
+                request_id,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+        }
+    };
+    let (a, b) = tokio::join!(raw_propose(leader), raw_propose(follower));
+    assert_eq!(a, b);
+    let reply: Result<CommandOutput, DomainError> = serde_json::from_slice(&a).unwrap();
+    assert_eq!(reply.unwrap(), first);
+    assert_eq!(account_keys(&client).await.len(), 1, "one key exists");
+
+    // "x", then another client's "y", then a late retry of "x": the retry is answered with
+    // what "x" returned and does not overwrite "y".
+    let set = |d: &str| Command::UpdateKeyDescription {
+        key_id: key_id.into(),
+        description: d.into(),
+    };
+    let x = raft::RequestId::random();
+    let set_x = via_follower.propose_with_id(x, set("x")).await.unwrap();
+    client.propose(set("y")).await.unwrap();
+    let retry = via_leader.propose_with_id(x, set("x")).await.unwrap();
+    assert_eq!(retry, set_x);
+    let described = |keys: Vec<KeyRecord>| keys[0].description.clone();
+    assert_eq!(described(account_keys(&client).await), "y");
+
+    // After a full restart every node rebuilt its table from disk: still one application.
+    applied_everywhere(&cluster).await;
+    cluster.stop_all().await;
+    for id in 1..=3 {
+        cluster.restart_node(id).await;
+    }
+    let retry = client.propose_with_id(x, set("x")).await.unwrap();
+    assert_eq!(retry, set_x);
+    assert_eq!(
+        client.propose_with_id(id, create.clone()).await.unwrap(),
+        first
+    );
+    let keys = account_keys(&client).await;
+    assert_eq!(keys.len(), 1);
+    assert_eq!(described(keys), "y");
     cluster.stop_all().await;
 }

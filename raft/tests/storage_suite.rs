@@ -47,7 +47,7 @@ fn log_id(term: u64, index: u64) -> LogId {
 }
 
 fn put_identity(arn: &str) -> Request {
-    Request(Proposal {
+    Request::from(Proposal {
         now: 1,
         command: Command::PutIdentity {
             identity: IdentityRecord {
@@ -291,7 +291,7 @@ fn grant(grant_id: &str) -> keystore::grant::GrantRecord {
 }
 
 fn request(now: u64, command: Command) -> Request {
-    Request(Proposal { now, command })
+    Request::from(Proposal { now, command })
 }
 
 /// Key, alias and two grants applied at log indexes 1..=4.
@@ -455,10 +455,11 @@ mod audit {
     }
 
     fn append_audit(events: &[&str]) -> Request {
-        Request(Proposal {
+        Request::from(Proposal {
             now: 1,
             command: Command::AppendAudit {
                 events: events.iter().map(|e| e.to_string()).collect(),
+                usage: None,
             },
         })
     }
@@ -476,7 +477,7 @@ mod audit {
             &state.audit.head,
             5,
         );
-        Request(Proposal {
+        Request::from(Proposal {
             now: 5,
             command: Command::AppendDigest {
                 digest: sign_digest(&key(), body),

@@ -181,3 +181,46 @@ def test_no_plaintext_in_events(region, activity):
         token = out.get("NextToken")
         if not token:
             break
+
+
+# ---- GetKeyLastUsage (answered from the audit batches' usage marks) ----
+
+
+def test_get_key_last_usage_reports_the_newest_successful_crypto_call(region):
+    kms = region.client()
+    key = kms.create_key(Description="last usage")["KeyMetadata"]
+    fresh = kms.get_key_last_usage(KeyId=key["KeyId"])
+    assert fresh["KeyId"] == key["KeyId"]
+    assert "KeyLastUsage" not in fresh
+    assert fresh["KeyCreationDate"] == key["CreationDate"]
+    # Tracking began with the region, before this key: tracked since its creation.
+    assert fresh["TrackingStartDate"] == fresh["KeyCreationDate"]
+
+    enc = kms.encrypt(KeyId=key["Arn"], Plaintext=PLAINTEXT)
+    used = kms.get_key_last_usage(KeyId=key["Arn"])["KeyLastUsage"]
+    assert used["Operation"] == "Encrypt"
+    assert used["KmsRequestId"] == enc["ResponseMetadata"]["RequestId"]
+    assert used["Timestamp"] >= key["CreationDate"].replace(microsecond=0)
+    # The CloudTrailEventId names the Encrypt's own audit event.
+    events = ok(
+        region,
+        {"LookupAttributes": [{"AttributeKey": "EventId", "AttributeValue": used["CloudTrailEventId"]}]},
+    )["Events"]
+    assert [e["EventName"] for e in events] == ["Encrypt"]
+
+    # A failed decrypt changes nothing; a successful one does.
+    with pytest.raises(botocore.exceptions.ClientError):
+        kms.decrypt(CiphertextBlob=enc["CiphertextBlob"], EncryptionContext={"wrong": "ctx"})
+    assert kms.get_key_last_usage(KeyId=key["KeyId"])["KeyLastUsage"] == used
+    kms.decrypt(CiphertextBlob=enc["CiphertextBlob"])
+    after = kms.get_key_last_usage(KeyId=key["KeyId"])["KeyLastUsage"]
+    assert after["Operation"] == "Decrypt"
+
+
+def test_get_key_last_usage_refuses_aliases(region):
+    kms = region.client()
+    key = kms.create_key()["KeyMetadata"]
+    kms.create_alias(AliasName="alias/last-usage-py", TargetKeyId=key["KeyId"])
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        kms.get_key_last_usage(KeyId="alias/last-usage-py")
+    assert err.value.response["Error"]["Code"] == "NotFoundException"

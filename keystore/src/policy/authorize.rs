@@ -24,7 +24,7 @@ pub struct AuthzInput<'a> {
     /// The key's policy; `None` for account-level actions (CreateKey, ListKeys, ...).
     pub key_policy: Option<&'a Policy>,
     /// The caller's attached identity policies (ignored for service principals).
-    pub identity_policies: &'a [Policy],
+    pub identity_policies: &'a [&'a Policy],
     /// Whether some grant on the key allows the action (computed by the caller).
     pub grant_allows: bool,
 }
@@ -88,7 +88,7 @@ pub fn authorize(input: &AuthzInput<'_>) -> AuthzDecision {
         .map(|p| p.evaluate(&req))
         .unwrap_or_default();
     // Services act under the key policy alone; they have no IAM identity.
-    let identity_policies: &[Policy] = match input.principal {
+    let identity_policies: &[&Policy] = match input.principal {
         Principal::Service { .. } => &[],
         Principal::Aws { .. } => input.identity_policies,
     };
@@ -172,7 +172,7 @@ pub fn passes_lockout_check(
     caller: &Principal,
     key_arn: &str,
     key_account: &str,
-    identity_policies: &[Policy],
+    identity_policies: &[&Policy],
 ) -> bool {
     authorize(&AuthzInput {
         principal: caller,

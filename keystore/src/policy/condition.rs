@@ -240,6 +240,11 @@ fn typed_values(kind: Kind, strings: &[String], where_: &str) -> Result<Values, 
 }
 
 impl Condition {
+    /// The condition key, as written.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Whether the condition holds for `ctx`.
     pub(crate) fn holds(&self, ctx: &ConditionContext) -> bool {
         // An empty multi-valued key is indistinguishable from an absent one for every

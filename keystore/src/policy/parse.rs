@@ -80,6 +80,16 @@ const STATEMENT_ELEMENTS: &[&str] = &[
 ];
 
 impl Policy {
+    /// Whether any statement has a condition on `key` (case-insensitive, as condition keys
+    /// are): lets callers gather costly context values (e.g. `kms:ResourceAliases`) only for
+    /// policies that read them.
+    pub fn uses_condition_key(&self, key: &str) -> bool {
+        self.statements
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.key().eq_ignore_ascii_case(key))
+    }
+
     /// Parses and validates a policy document of the given kind.
     pub fn parse(json: &str, kind: PolicyKind) -> Result<Policy, PolicyError> {
         check_size(json, kind)?;

@@ -36,6 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use keystore::audit::{read_only, AuditEvent, IdentityType, TlsDetails, UserIdentity};
 use keystore::command::{Command, CommandOutput};
+use keystore::usage::{KeyUsageMark, TrackedOperation, UsageBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -113,6 +114,8 @@ pub struct AuditFailure(pub String);
 
 struct Pending {
     event: String,
+    /// Last-usage marks of the event (successful tracked crypto operations only).
+    usage: Vec<KeyUsageMark>,
     done: Option<oneshot::Sender<Result<u64, AuditFailure>>>,
 }
 
@@ -271,6 +274,52 @@ pub fn build_event(
     event
 }
 
+/// The last-usage marks of a successful call (GetKeyLastUsage): one per key a tracked
+/// cryptographic operation used, named by the response (`KeyId`, and `SourceKeyId` for
+/// ReEncrypt). A failed call (including a signature or MAC that did not verify, which is an
+/// error) is never passed here.
+pub fn usage_marks(
+    operation: &str,
+    request_id: &str,
+    event_id: &str,
+    at: u64,
+    response: &Value,
+) -> Vec<KeyUsageMark> {
+    let Some(op) = TrackedOperation::from_event_name(operation) else {
+        return Vec::new();
+    };
+    // A Verify / VerifyMac answer always says valid (invalid is an error); check anyway.
+    if response.get("SignatureValid") == Some(&Value::Bool(false))
+        || response.get("MacValid") == Some(&Value::Bool(false))
+    {
+        return Vec::new();
+    }
+    let mut marks: Vec<KeyUsageMark> = Vec::new();
+    for member in ["SourceKeyId", "KeyId"] {
+        let Some(named) = response.get(member).and_then(Value::as_str) else {
+            continue;
+        };
+        let key_id = match keystore::ids::parse_kms_arn(named) {
+            Some((_, _, resource)) => match resource.strip_prefix("key/") {
+                Some(id) => id.to_string(),
+                None => continue,
+            },
+            None => named.to_string(),
+        };
+        if key_id.is_empty() || marks.iter().any(|m| m.key_id == key_id) {
+            continue;
+        }
+        marks.push(KeyUsageMark {
+            key_id,
+            operation: op,
+            event_id: event_id.to_string(),
+            request_id: request_id.to_string(),
+            at,
+        });
+    }
+    marks
+}
+
 /// The error a call answers with when its event could not be recorded (sync mode).
 pub fn not_recorded(operation: &str, succeeded: bool, why: &AuditFailure) -> KmsError {
     let changed = if succeeded && !read_only(operation) {
@@ -293,6 +342,8 @@ pub struct AuditSink {
     // can be built outside one.
     rx: Mutex<Option<mpsc::Receiver<Pending>>>,
     counters: Arc<Counters>,
+    /// When this sink started attaching key-usage marks (GetKeyLastUsage's tracking start).
+    tracked_since: u64,
 }
 
 impl AuditSink {
@@ -305,6 +356,7 @@ impl AuditSink {
             tx,
             rx: Mutex::new(Some(rx)),
             counters: Arc::default(),
+            tracked_since: now_millis(),
         }
     }
 
@@ -335,6 +387,7 @@ impl AuditSink {
                 self.store.clone(),
                 self.settings.clone(),
                 self.counters.clone(),
+                self.tracked_since,
             ));
         }
     }
@@ -348,21 +401,44 @@ impl AuditSink {
         outcome: Result<&Value, &KmsError>,
     ) -> Result<(), KmsError> {
         let operation = call.operation.to_string();
-        let event = build_event(region, call, outcome).to_json();
-        self.record(event).await.map_err(|why| match outcome {
-            // The call already failed because the store is unreachable, which is also why
-            // its event could not be written: AWS's retryable error says more than ours.
-            Err(e @ KmsError::DependencyTimeout(_)) => e.clone(),
-            _ => not_recorded(&operation, outcome.is_ok(), &why),
-        })
+        let request_id = call.request_id.to_string();
+        let at = now_millis();
+        let event = build_event(region, call, outcome);
+        let usage = outcome
+            .ok()
+            .map(|response| usage_marks(&operation, &request_id, &event.event_id, at, response))
+            .unwrap_or_default();
+        let event = event.to_json();
+        self.record_with_usage(event, usage)
+            .await
+            .map_err(|why| match outcome {
+                // The call already failed because the store is unreachable, which is also why
+                // its event could not be written: AWS's retryable error says more than ours.
+                Err(e @ KmsError::DependencyTimeout(_)) => e.clone(),
+                _ => not_recorded(&operation, outcome.is_ok(), &why),
+            })
     }
 
     /// Appends one event text (see [`AuditSink::record_call`]).
     pub async fn record(&self, event: String) -> Result<(), AuditFailure> {
+        self.record_with_usage(event, Vec::new()).await
+    }
+
+    /// Appends one event text with the key-usage marks it stands for.
+    async fn record_with_usage(
+        &self,
+        event: String,
+        usage: Vec<KeyUsageMark>,
+    ) -> Result<(), AuditFailure> {
         self.start();
         match self.settings.mode {
             AuditMode::Async => {
-                if self.tx.try_send(Pending { event, done: None }).is_err() {
+                let pending = Pending {
+                    event,
+                    usage,
+                    done: None,
+                };
+                if self.tx.try_send(pending).is_err() {
                     self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         "audit queue full or closed: an event was dropped (audit = async)"
@@ -377,6 +453,7 @@ impl AuditSink {
                     self.tx
                         .send(Pending {
                             event,
+                            usage,
                             done: Some(done),
                         })
                         .await
@@ -408,6 +485,7 @@ async fn commit_loop(
     store: raft::StoreClient,
     settings: AuditSettings,
     counters: Arc<Counters>,
+    tracked_since: u64,
 ) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let max = settings.batch_max.max(1);
@@ -436,7 +514,7 @@ async fn commit_loop(
         let counters = counters.clone();
         let timeout = settings.timeout;
         tokio::spawn(async move {
-            commit(&store, batch, timeout, &counters).await;
+            commit(&store, batch, timeout, &counters, tracked_since).await;
             drop(permit);
         });
     }
@@ -448,11 +526,26 @@ async fn commit(
     batch: Vec<Pending>,
     timeout: Duration,
     counters: &Counters,
+    tracked_since: u64,
 ) {
     let n = batch.len() as u64;
-    let (events, waiters): (Vec<String>, Vec<_>) =
-        batch.into_iter().map(|p| (p.event, p.done)).unzip();
-    let r = tokio::time::timeout(timeout, store.propose(Command::AppendAudit { events })).await;
+    let mut usage = Vec::new();
+    let (events, waiters): (Vec<String>, Vec<_>) = batch
+        .into_iter()
+        .map(|p| {
+            usage.extend(p.usage);
+            (p.event, p.done)
+        })
+        .unzip();
+    let usage = Some(UsageBatch {
+        tracked_since,
+        marks: usage,
+    });
+    let r = tokio::time::timeout(
+        timeout,
+        store.propose(Command::AppendAudit { events, usage }),
+    )
+    .await;
     let outcome = match r {
         Ok(Ok(CommandOutput::AuditAppended { first_seq, .. })) => Ok(first_seq),
         Ok(Ok(_)) => Err(AuditFailure("unexpected reply from the store".into())),

@@ -1,5 +1,6 @@
 //! `KeyraftAudit.LookupEvents`: CloudTrail's LookupEvents over the region's audit chain
-//! (`X-Amz-Target: KeyraftAudit.LookupEvents` on the JSON endpoint).
+//! (`X-Amz-Target: KeyraftAudit.LookupEvents` on the JSON endpoint), and the routing of every
+//! `KeyraftAudit.<Op>` (the region-wide chain operations live in `audit_export.rs`).
 //!
 //! # Layout
 //!
@@ -33,6 +34,12 @@ pub const MAX_SCAN_PER_CALL: u64 = 10_000;
 pub enum AuditOperation {
     /// LookupEvents.
     LookupEvents,
+    /// GetAuditRecords (region-wide; `audit_export.rs`).
+    GetAuditRecords,
+    /// GetAuditDigests (region-wide; `audit_export.rs`).
+    GetAuditDigests,
+    /// MarkAuditExported (region-wide; `audit_export.rs`).
+    MarkAuditExported,
 }
 
 impl AuditOperation {
@@ -40,7 +47,12 @@ impl AuditOperation {
     pub const TARGET_PREFIX: &'static str = "KeyraftAudit.";
 
     /// Every operation.
-    pub const ALL: [AuditOperation; 1] = [AuditOperation::LookupEvents];
+    pub const ALL: [AuditOperation; 4] = [
+        AuditOperation::LookupEvents,
+        AuditOperation::GetAuditRecords,
+        AuditOperation::GetAuditDigests,
+        AuditOperation::MarkAuditExported,
+    ];
 
     /// `KeyraftAudit.<Operation>` -> the operation.
     pub fn from_target(target: &str) -> Option<AuditOperation> {
@@ -57,12 +69,15 @@ impl AuditOperation {
     pub fn action(self) -> &'static str {
         match self {
             AuditOperation::LookupEvents => "audit:LookupEvents",
+            AuditOperation::GetAuditRecords => "audit:GetAuditRecords",
+            AuditOperation::GetAuditDigests => "audit:GetAuditDigests",
+            AuditOperation::MarkAuditExported => "audit:MarkAuditExported",
         }
     }
 }
 
 /// `LookupEventsRequest`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct LookupEventsRequest {
     /// Oldest event time (epoch seconds, inclusive).
@@ -78,7 +93,7 @@ pub struct LookupEventsRequest {
 }
 
 /// `LookupAttribute`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct LookupAttribute {
     /// EventName, ResourceName, Username, EventId, ReadOnly or ErrorCode.
@@ -287,6 +302,17 @@ impl Kms {
             AuditOperation::LookupEvents => {
                 to_body(&self.lookup_events(caller, parse_request(body)?).await?)
             }
+            AuditOperation::GetAuditRecords => {
+                to_body(&self.get_audit_records(caller, parse_request(body)?).await?)
+            }
+            AuditOperation::GetAuditDigests => {
+                to_body(&self.get_audit_digests(caller, parse_request(body)?).await?)
+            }
+            AuditOperation::MarkAuditExported => to_body(
+                &self
+                    .mark_audit_exported(caller, parse_request(body)?)
+                    .await?,
+            ),
         }
     }
 
@@ -448,5 +474,9 @@ mod tests {
             Some(AuditOperation::LookupEvents)
         );
         assert_eq!(AuditOperation::from_target("KeyraftIam.LookupEvents"), None);
+        for op in AuditOperation::ALL {
+            let target = format!("KeyraftAudit.{}", op.name());
+            assert_eq!(AuditOperation::from_target(&target), Some(op));
+        }
     }
 }

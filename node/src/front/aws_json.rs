@@ -5,7 +5,9 @@
 //!  -> GET /healthz, /readyz
 //!  -> POST /  X-Amz-Target: TrentService.<Op> -> Operation   (else UnknownOperationException)
 //!             X-Amz-Target: KeyraftIam.<Op>   -> IamOperation (identity management, iam.rs)
-//!             X-Amz-Target: KeyraftAudit.<Op> -> AuditOperation (LookupEvents, audit_lookup.rs)
+//!             X-Amz-Target: KeyraftAudit.<Op> -> AuditOperation (LookupEvents, audit_lookup.rs;
+//!                                                GetAuditRecords/-Digests, MarkAuditExported,
+//!                                                audit_export.rs)
 //!     Content-Type application/x-amz-json-1.1, body <= 1 MiB
 //!     SigV4: Authorization header -> access key (cache) -> secret (unwrapped) -> verify
 //!     Kms::dispatch(caller, op, body)   (authorize -> handler, inside Kms; dispatch_iam for IAM)

@@ -51,6 +51,11 @@ use pb::kms_server::{Kms as KmsService, KmsServer};
 mod iam;
 pub use self::iam::GrpcIam;
 
+// The audit service (`proto/kms/v1/audit.proto`): a child module for the same reason.
+#[path = "grpc_audit.rs"]
+mod audit_service;
+pub use self::audit_service::GrpcAudit;
+
 /// The metadata key carrying the AWS error `__type` on every failed call.
 pub const ERROR_TYPE_METADATA_KEY: &str = "x-kms-error-type";
 
@@ -137,7 +142,8 @@ pub async fn serve_grpc(
         .tls_config(tls)
         .context("gRPC TLS configuration")?
         .add_service(service(kms.clone()))
-        .add_service(iam::service(kms))
+        .add_service(iam::service(kms.clone()))
+        .add_service(audit_service::service(kms))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .context("serving gRPC")
@@ -538,6 +544,8 @@ kms_service! {
             => convert::list_retirable_grants, convert::list_grants_out;
         retire_grant "RetireGrant"(RetireGrantRequest -> RetireGrantResponse) => convert::retire_grant, convert::empty;
         revoke_grant "RevokeGrant"(RevokeGrantRequest -> RevokeGrantResponse) => convert::revoke_grant, convert::empty;
+        get_key_last_usage "GetKeyLastUsage"(GetKeyLastUsageRequest -> GetKeyLastUsageResponse)
+            => convert::get_key_last_usage, convert::get_key_last_usage_out;
     }
     other {
     // The import shapes live in a private child module of `ops` (not re-exported), so this
@@ -1302,6 +1310,26 @@ mod convert {
             rotation_period_in_days: days(r.rotation_period_in_days),
             next_rotation_date: r.next_rotation_date,
             on_demand_rotation_start_date: r.on_demand_rotation_start_date,
+        }
+    }
+
+    pub fn get_key_last_usage(r: pb::GetKeyLastUsageRequest) -> o::GetKeyLastUsageRequest {
+        o::GetKeyLastUsageRequest {
+            key_id: text(r.key_id),
+        }
+    }
+
+    pub fn get_key_last_usage_out(r: o::GetKeyLastUsageResponse) -> pb::GetKeyLastUsageResponse {
+        pb::GetKeyLastUsageResponse {
+            key_id: r.key_id.unwrap_or_default(),
+            key_last_usage: r.key_last_usage.map(|u| pb::KeyLastUsageData {
+                operation: u.operation.unwrap_or_default(),
+                timestamp: u.timestamp.unwrap_or_default(),
+                cloud_trail_event_id: u.cloud_trail_event_id.unwrap_or_default(),
+                kms_request_id: u.kms_request_id.unwrap_or_default(),
+            }),
+            tracking_start_date: r.tracking_start_date,
+            key_creation_date: r.key_creation_date.unwrap_or_default(),
         }
     }
 

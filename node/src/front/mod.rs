@@ -7,12 +7,15 @@
 //! aws_json.rs   HTTPS listener: X-Amz-Target -> Operation, SigV4, JSON errors, health
 //! grpc.rs       gRPC adapter over the same Kms (mTLS)
 //! grpc_iam.rs   (child of grpc) the gRPC Iam service over the identity operations
+//! grpc_audit.rs (child of grpc) the gRPC Audit service over the audit operations
 //! ops.rs        Kms: one async method per operation (validate -> resolve -> authorize -> act)
 //! rotation.rs   (child of ops) key rotation operations + the next-material preparer task
 //! import.rs     (child of ops) BYOK: GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial
 //! iam.rs        (child of ops) identities: principals, access keys, identity policies,
 //!               client certificates (KeyraftIam.* on the JSON endpoint)
 //! audit.rs      one audit event per call, group committed before the answer (fail closed)
+//! audit_lookup.rs  (child of ops) KeyraftAudit.LookupEvents and the KeyraftAudit.<Op> routing
+//! audit_export.rs  (child of ops) the raw chain and digests for the region's operators
 //! authz.rs      the single authorization decision
 //! cache.rs      key/alias/identity/access-key cache fed by the store's watch stream
 //! shapes.rs     AWS request/response shapes (serde)

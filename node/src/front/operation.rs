@@ -79,6 +79,8 @@ operations!(
     ListRetirableGrants,
     RetireGrant,
     RevokeGrant,
+    // GetKeyLastUsage, from the audit trail (front/last_usage.rs).
+    GetKeyLastUsage,
 );
 
 /// Every operation of the AWS KMS API (botocore's model), served or not. A known but

@@ -48,8 +48,20 @@ mod iam;
 // KeyraftAudit.LookupEvents: CloudTrail-style lookup over the audit chain.
 #[path = "audit_lookup.rs"]
 mod audit_lookup;
-pub use self::audit_lookup::AuditOperation;
+pub use self::audit_lookup::{
+    AuditOperation, LookupAttribute, LookupEvent, LookupEventsRequest, LookupEventsResponse,
+    LookupResource,
+};
+// KeyraftAudit.GetAuditRecords / GetAuditDigests / MarkAuditExported: the raw chain for the
+// region's operators.
+#[path = "audit_export.rs"]
+mod audit_export;
+pub use self::audit_export::*;
+// GetKeyLastUsage, answered from the audit batches' usage marks.
+#[path = "last_usage.rs"]
+mod last_usage;
 pub use self::iam::*;
+pub use self::last_usage::*;
 pub use self::{asymmetric::*, rotation::*};
 
 /// Largest plaintext Encrypt accepts (bytes).
@@ -554,6 +566,8 @@ impl Kms {
                     "term": s.term,
                     "lastApplied": s.last_applied,
                     "state": s.state,
+                    "stateHash": s.state_hash,
+                    "stateApplied": s.state_applied,
                 }),
                 Err(e) => serde_json::json!({ "endpoint": endpoint, "error": e.to_string() }),
             })
@@ -716,6 +730,11 @@ impl Kms {
             | O::ListRetirableGrants
             | O::RetireGrant
             | O::RevokeGrant => self.dispatch_grants(caller, op, body).await,
+            O::GetKeyLastUsage => to_body(
+                &self
+                    .get_key_last_usage(caller, parse_request(body)?)
+                    .await?,
+            ),
         }
     }
 
@@ -749,14 +768,22 @@ impl Kms {
             },
             None => None,
         };
-        let (identity_policies, identity_documents) = self.identity_policies(caller).await?;
+        let identity_policies = self.identity_policies(caller).await?;
+        let identity_policies: Vec<&keystore::policy::Policy> =
+            identity_policies.iter().map(|p| &**p).collect();
         let principal = caller.principal();
         let mut context = authz::condition_context(caller, key, &facts, now_millis());
         if let Some(key) = key {
             // Listing a key's aliases costs a store read, so only when a policy asks.
-            let mentions = |doc: &str| doc.to_ascii_lowercase().contains("kms:resourcealiases");
-            if mentions(&key.policy) || identity_documents.iter().any(|d| mentions(d)) {
-                context.set_multi("kms:ResourceAliases", self.aliases_of(key).await?);
+            const ALIASES: &str = "kms:ResourceAliases";
+            if key_policy
+                .as_ref()
+                .is_some_and(|p| p.uses_condition_key(ALIASES))
+                || identity_policies
+                    .iter()
+                    .any(|p| p.uses_condition_key(ALIASES))
+            {
+                context.set_multi(ALIASES, self.aliases_of(key).await?);
             }
         }
         let decision = keystore::policy::authorize(&AuthzInput {
@@ -795,31 +822,32 @@ impl Kms {
     async fn identity_policies(
         &self,
         caller: &Caller,
-    ) -> Result<(Vec<keystore::policy::Policy>, Vec<String>), KmsError> {
+    ) -> Result<Vec<Arc<keystore::policy::Policy>>, KmsError> {
         use keystore::policy::PolicyKind;
         if caller.is_root() || caller.service_principal.is_some() {
-            return Ok((vec![], vec![]));
+            return Ok(vec![]);
         }
         let Some(identity) = self
             .cache
             .identity(&self.store, &caller.principal_arn)
             .await?
         else {
-            return Ok((vec![], vec![]));
+            return Ok(vec![]);
         };
         if identity.account_id != caller.account_id {
-            return Ok((vec![], vec![]));
+            return Ok(vec![]);
         }
         let mut out = Vec::with_capacity(identity.policies.len() + 1);
         if identity.admin {
-            out.push((*authz::administrator_access()).clone());
+            out.push(authz::administrator_access());
         }
-        for document in identity.policies.values() {
-            if let Some(p) = self.policies.get(document, PolicyKind::Identity) {
-                out.push((*p).clone());
-            }
-        }
-        Ok((out, identity.policies.into_values().collect()))
+        out.extend(
+            identity
+                .policies
+                .values()
+                .filter_map(|document| self.policies.get(document, PolicyKind::Identity)),
+        );
+        Ok(out)
     }
 
     /// The aliases pointing at `key` (`kms:ResourceAliases`), at most the first 100.
@@ -1245,7 +1273,8 @@ impl Kms {
         let policy = Policy::parse(document, PolicyKind::Key)
             .map_err(|e| KmsError::MalformedPolicyDocument(e.to_string()))?;
         if !bypass_lockout_check {
-            let (identity_policies, _) = self.identity_policies(caller).await?;
+            let identity_policies = self.identity_policies(caller).await?;
+            let identity_policies: Vec<&Policy> = identity_policies.iter().map(|p| &**p).collect();
             if !keystore::policy::passes_lockout_check(
                 &policy,
                 &caller.principal(),
@@ -1254,7 +1283,7 @@ impl Kms {
                 &identity_policies,
             ) {
                 return Err(KmsError::MalformedPolicyDocument(
-                    "The new key policy will not allow you to update the key policy in the                      future."
+                    "The new key policy will not allow you to update the key policy in the future."
                         .into(),
                 ));
             }

@@ -759,3 +759,118 @@ async fn kmsctl_imports_key_material_like_the_aws_cli() {
     assert_eq!(code, 254, "{stderr}");
     assert!(stderr.contains("KMSInvalidStateException"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kmsctl_compliance_report_names_the_keys_and_principals_a_weekly_job_looks_for() {
+    let region = DevRegion::start(port_base_for(140));
+    let admin = region.admin_client();
+    let app = region.app_client();
+    let new_key = |description: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let md = admin
+                .create_key()
+                .description(description)
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap();
+            (md.key_id().to_string(), md.arn().unwrap().to_string())
+        }
+    };
+    let (rotating, rotating_arn) = new_key("rotating").await;
+    let (unrotated, _) = new_key("never rotated").await;
+    let (doomed, _) = new_key("doomed").await;
+    admin
+        .enable_key_rotation()
+        .key_id(&rotating)
+        .send()
+        .await
+        .unwrap();
+    admin
+        .schedule_key_deletion()
+        .key_id(&doomed)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    admin
+        .encrypt()
+        .key_id(&rotating)
+        .plaintext(aws_sdk_kms::primitives::Blob::new("used"))
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let denied = app
+            .encrypt()
+            .key_id(&rotating)
+            .plaintext(aws_sdk_kms::primitives::Blob::new("nope"))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(crate::common::error_code(&denied), "AccessDeniedException");
+    }
+
+    let kmsctl = Kmsctl::new(&region);
+    // Findings: printed all the same, exit code 3 for the scheduled job.
+    let out = kmsctl.run(&["compliance", "report"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["keyId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&report["keysWithoutRotation"]), vec![unrotated.clone()]);
+    assert_eq!(ids(&report["keysPendingDeletion"]), vec![doomed.clone()]);
+    assert!(ids(&report["unusedKeys"]).is_empty(), "{report}");
+    assert_eq!(
+        report["deniedCallsByPrincipal"]["arn:aws:iam::111122223333:role/App"],
+        2
+    );
+    let by_key = &report["callsByKey"][&rotating_arn];
+    assert!(by_key["calls"].as_u64().unwrap() >= 4, "{report}");
+    assert_eq!(by_key["denied"], 2);
+
+    // With a zero-day threshold every enabled key counts as unused, the used one included.
+    let out = kmsctl.run(&["compliance", "report", "--unused-days", "0"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let unused = ids(&report["unusedKeys"]);
+    assert!(
+        unused.contains(&unrotated) && unused.contains(&rotating),
+        "{report}"
+    );
+    assert!(
+        !unused.contains(&doomed),
+        "pending deletion is its own finding"
+    );
+
+    let out = kmsctl.run(&["--output", "table", "compliance", "report"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("Customer keys without automatic rotation: 1"),
+        "{text}"
+    );
+    assert!(text.contains("Keys pending deletion: 1"), "{text}");
+    assert!(text.contains("Verdict: findings above"), "{text}");
+
+    // A bad period is a usage error, like the AWS CLI's.
+    let (code, stderr) = kmsctl.fails(&[
+        "compliance",
+        "report",
+        "--start-time",
+        "2030-01-02T00:00:00Z",
+        "--end-time",
+        "2030-01-01T00:00:00Z",
+    ]);
+    assert_eq!(code, 252, "{stderr}");
+}

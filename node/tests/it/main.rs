@@ -1,5 +1,7 @@
 //! All node integration tests in one binary: one link instead of fourteen, shared dev-region helpers in `common`.
 
+mod audit_cli;
+mod audit_durability;
 mod audit_events;
 mod aws_sdk_kms;
 mod common;
@@ -9,6 +11,7 @@ mod import;
 mod key_types;
 mod kmsctl;
 mod kmsctl_access;
+mod last_usage;
 mod rotation;
 mod rust_sdk;
 mod rust_sdk_access;

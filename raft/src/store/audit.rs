@@ -8,16 +8,21 @@
 //!
 //! # Snapshot format
 //!
-//! A snapshot is one JSON document. Format 2 (written since the audit tables exist):
+//! A snapshot is one JSON document. Format 3 (written since request ids exist):
 //!
 //! ```text
-//! {"format":2,"state":<State>,"audit_records":[<AuditRecord>,..],"audit_digests":[<DigestRecord>,..]}
+//! {"format":3,"state":<State>,"audit_records":[<AuditRecord>,..],"audit_digests":[<DigestRecord>,..],
+//!  "requests":[<dedup::Row>,..]}
 //! ```
 //!
-//! Records and digests are spliced in as the exact bytes stored in the tables. Format 1 (older
-//! nodes) is the bare `State`; it is still read, with empty audit tables. Building a snapshot
-//! holds the whole chain in memory (and stores one more copy in `sm_meta`), so its cost grows
-//! with the audit log; see docs/storage.md. Streaming it is a later step.
+//! Records and digests are spliced in as the exact bytes stored in the tables; `requests` is
+//! the deduplication table as of the snapshot (see `dedup`). Format 2 (the same without
+//! `requests`) is still read, with an empty request-id table; so is format 1 (older nodes: the
+//! bare `State`), with empty audit tables too. Older binaries refuse format 3 rather than
+//! silently dropping the request ids (which would let them apply a duplicate the others skip).
+//! Building a snapshot holds the whole chain in memory (and stores one more copy in
+//! `sm_meta`), so its cost grows with the audit log; see docs/storage.md. Streaming it is a
+//! later step.
 
 use std::io;
 
@@ -34,7 +39,9 @@ pub(crate) const AUDIT_LOG: &[u8] = b"audit_log";
 /// Most records or digests one read returns.
 pub const MAX_AUDIT_PAGE: u32 = 1000;
 
-const SNAPSHOT_FORMAT: u32 = 2;
+const SNAPSHOT_FORMAT: u32 = 3;
+/// The format before the request-id table; still read.
+const SNAPSHOT_FORMAT_2: u32 = 2;
 const FORMAT_2_PREFIX: &[u8] = b"{\"format\":";
 
 /// The ops that persist what one apply appended to the chain.
@@ -54,6 +61,13 @@ pub(crate) fn append_ops(
         ));
     }
     Ok(())
+}
+
+/// The ops that delete pruned records `from..=through` (retention). One `Delete` per seq
+/// rather than a range: a record appended earlier in the same commit is deleted too, on
+/// every backend. `apply` bounds a prune to `keystore::apply::MAX_PRUNE_BATCH` records.
+pub(crate) fn prune_ops(from: u64, through: u64, ops: &mut Vec<Op>) {
+    ops.extend((from..=through).map(|seq| Op::Delete(Table::Audit, seq_key(seq))));
 }
 
 /// The op that persists the chain head and newest digest.
@@ -95,6 +109,10 @@ fn check_consistent(
 ) -> io::Result<()> {
     let head_of_records = match last_record {
         Some(r) => ChainHead::after(r).ok_or_else(|| invalid("audit record with a bad hash"))?,
+        // Every record pruned: nothing left to compare the head with.
+        None if log.pruned_through > 0 && log.pruned_through >= log.head.last_seq() => {
+            log.head.clone()
+        }
         None => ChainHead::genesis(),
     };
     if head_of_records != log.head {
@@ -135,13 +153,15 @@ pub(crate) fn read_page(
         .collect())
 }
 
-/// Encodes a format-2 snapshot from the serialized state and the audit tables as stored, up to
-/// `last_seq` / `last_digest_seq` (the chain as of the state; later appends are left out).
+/// Encodes a format-3 snapshot from the serialized state, the audit tables as stored, up to
+/// `last_seq` / `last_digest_seq` (the chain as of the state; later appends are left out), and
+/// the serialized request-id rows (a JSON array) as of the state.
 pub(crate) fn encode_snapshot(
     kv: &dyn KvBackend,
     state_json: &[u8],
     last_seq: u64,
     last_digest_seq: u64,
+    requests_json: &[u8],
 ) -> io::Result<Vec<u8>> {
     let upto = |n: u64| n.checked_add(1).map(seq_key);
     let records = kv.range(Table::Audit, &seq_key(0), upto(last_seq).as_deref())?;
@@ -151,6 +171,7 @@ pub(crate) fn encode_snapshot(
         upto(last_digest_seq).as_deref(),
     )?;
     let size = state_json.len()
+        + requests_json.len()
         + records.iter().map(|(_, v)| v.len() + 1).sum::<usize>()
         + digests.iter().map(|(_, v)| v.len() + 1).sum::<usize>()
         + 64;
@@ -169,6 +190,8 @@ pub(crate) fn encode_snapshot(
         }
         out.push(b']');
     }
+    out.extend_from_slice(b",\"requests\":");
+    out.extend_from_slice(requests_json);
     out.push(b'}');
     Ok(out)
 }
@@ -182,6 +205,9 @@ pub(crate) struct SnapshotData {
     pub(crate) audit_records: Vec<AuditRecord>,
     #[serde(default)]
     pub(crate) audit_digests: Vec<DigestRecord>,
+    /// The request-id table (format 3; empty in older formats).
+    #[serde(default)]
+    pub(crate) requests: Vec<super::dedup::Row>,
 }
 
 /// Decodes a snapshot of either format and checks that its audit tables end where its state's
@@ -189,7 +215,7 @@ pub(crate) struct SnapshotData {
 pub(crate) fn decode_snapshot(bytes: &[u8]) -> io::Result<SnapshotData> {
     let data = if bytes.starts_with(FORMAT_2_PREFIX) {
         let data: SnapshotData = from_json(bytes)?;
-        if data.format != SNAPSHOT_FORMAT {
+        if data.format != SNAPSHOT_FORMAT && data.format != SNAPSHOT_FORMAT_2 {
             return Err(invalid(&format!("unknown snapshot format {}", data.format)));
         }
         data
@@ -199,6 +225,7 @@ pub(crate) fn decode_snapshot(bytes: &[u8]) -> io::Result<SnapshotData> {
             state: from_json(bytes)?,
             audit_records: Vec::new(),
             audit_digests: Vec::new(),
+            requests: Vec::new(),
         }
     };
     check_consistent(

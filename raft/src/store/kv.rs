@@ -1,4 +1,4 @@
-//! The storage trait both backends implement: six tables of byte keys and values, point and
+//! The storage trait both backends implement: seven tables of byte keys and values, point and
 //! range reads, and atomic, durable multi-table commits.
 
 use std::io;
@@ -19,17 +19,21 @@ pub enum Table {
     Audit,
     /// Signed digests of the chain: big-endian u64 digest_seq -> serde_json `DigestRecord`.
     AuditDigests,
+    /// The deduplication table: big-endian u64 log index -> serde_json `dedup::Row` (request
+    /// id, leader time, response) of the recently applied proposals that carried an id.
+    Requests,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Log,
         Table::RaftMeta,
         Table::Entities,
         Table::SmMeta,
         Table::Audit,
         Table::AuditDigests,
+        Table::Requests,
     ];
 
     /// The table's name on disk.
@@ -41,6 +45,7 @@ impl Table {
             Table::SmMeta => "sm_meta",
             Table::Audit => "audit",
             Table::AuditDigests => "audit_digests",
+            Table::Requests => "requests",
         }
     }
 

@@ -1,13 +1,14 @@
 //! Durable storage of a node: the Raft log, the vote and the state machine, on one embedded
 //! database behind the small [`KvBackend`] trait (sled or redb).
 //!
-//! Six tables: `log` (index as big-endian u64 -> serde_json `Entry`), `raft_meta` (`vote`,
+//! Seven tables: `log` (index as big-endian u64 -> serde_json `Entry`), `raft_meta` (`vote`,
 //! `last_purged`), `entities` (serde_json `Change` -> serde_json [`Entity`]), `sm_meta`
 //! (`last_applied`, `last_membership`, `audit_log`, `snapshot`), `audit` (seq -> serde_json
-//! `AuditRecord`) and `audit_digests` (digest seq -> serde_json `DigestRecord`). See
-//! docs/storage.md.
+//! `AuditRecord`), `audit_digests` (digest seq -> serde_json `DigestRecord`) and `requests`
+//! (log index -> the [`dedup`] row of a proposal with a request id). See docs/storage.md.
 
 pub(crate) mod audit;
+pub mod dedup;
 mod kv;
 mod log_store;
 mod redb_backend;

@@ -12,13 +12,14 @@ type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
 // Indexed by `Table::idx`; opening a database written before a table existed creates it
 // (empty), so older data directories open unchanged.
-const DEFS: [Def; 6] = [
+const DEFS: [Def; 7] = [
     TableDefinition::new("log"),
     TableDefinition::new("raft_meta"),
     TableDefinition::new("entities"),
     TableDefinition::new("sm_meta"),
     TableDefinition::new("audit"),
     TableDefinition::new("audit_digests"),
+    TableDefinition::new("requests"),
 ];
 
 fn def(t: Table) -> Def {

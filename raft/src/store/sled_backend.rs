@@ -11,7 +11,7 @@ use super::kv::{empty_range, KvBackend, Op, Table};
 /// A sled database with one tree per [`Table`].
 pub struct SledBackend {
     db: sled::Db,
-    trees: [sled::Tree; 6],
+    trees: [sled::Tree; 7],
 }
 
 /// How long `open` waits for a previous handle's file lock to be released.
@@ -51,6 +51,7 @@ impl SledBackend {
             // Trees added later are created (empty) when an older database is opened.
             open(Table::Audit)?,
             open(Table::AuditDigests)?,
+            open(Table::Requests)?,
         ];
         Ok(SledBackend { db, trees })
     }
@@ -130,10 +131,10 @@ impl KvBackend for SledBackend {
                 }
             }
         }
-        let [t0, t1, t2, t3, t4, t5] = &self.trees;
-        let all = (t0, t1, t2, t3, t4, t5);
-        let res: Result<(), TransactionError<()>> = all.transaction(|(a, b, c, d, e, f)| {
-            let trees = [a, b, c, d, e, f];
+        let [t0, t1, t2, t3, t4, t5, t6] = &self.trees;
+        let all = (t0, t1, t2, t3, t4, t5, t6);
+        let res: Result<(), TransactionError<()>> = all.transaction(|(a, b, c, d, e, f, g)| {
+            let trees = [a, b, c, d, e, f, g];
             for w in &writes {
                 match w {
                     Write::Put(t, k, v) => {

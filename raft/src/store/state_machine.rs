@@ -1,7 +1,9 @@
 //! The state machine: the authoritative in-memory `keystore::model::State`, persisted entity by
 //! entity. Each applied batch writes the current value of every touched entity, the audit
-//! records and digests its entries appended (with the chain head), last-applied and last
-//! membership in one durable commit.
+//! records and digests its entries appended (with the chain head), the request ids it applied
+//! or forgot (see `dedup`: an entry whose id was already applied is answered with the first
+//! copy's response and changes nothing), last-applied and last membership in one durable
+//! commit.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -11,16 +13,20 @@ use futures::{Stream, TryStreamExt};
 use keystore::command::Change;
 use keystore::grant::GrantRecord;
 use keystore::model::{AccessKeyRecord, AliasRecord, IdentityRecord, KeyRecord, State};
+use keystore::usage::KeyUsageMark;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::audit;
+use super::dedup::{Dedup, Row};
 use super::kv::{KvBackend, Op, Table};
 use super::{from_json, to_json};
 use crate::client::WatchEvent;
-use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::types::{
+    LogId, RequestId, Response, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
+};
 
 const LAST_APPLIED: &[u8] = b"last_applied";
 const LAST_MEMBERSHIP: &[u8] = b"last_membership";
@@ -40,6 +46,15 @@ pub enum Entity {
     AccessKey(AccessKeyRecord),
     /// A grant.
     Grant(GrantRecord),
+    /// A key's newest successful cryptographic use (GetKeyLastUsage), stored under
+    /// `{"KeyLastUsage":"<key id>"}`. Not a `Change`: watchers have nothing to invalidate.
+    KeyLastUsage(KeyUsageMark),
+}
+
+/// The `entities` key of a key's last-usage mark (beside the encoded `Change` keys).
+#[derive(Serialize)]
+enum UsageKey<'a> {
+    KeyLastUsage(&'a str),
 }
 
 impl Entity {
@@ -62,14 +77,17 @@ impl Entity {
         }
     }
 
-    fn key(&self) -> Change {
-        match self {
+    /// The `entities` key this entity is stored under.
+    fn storage_key(&self) -> io::Result<Vec<u8>> {
+        let change = match self {
             Entity::Key(k) => Change::Key(k.key_id.clone()),
             Entity::Alias(a) => Change::Alias(a.account_id.clone(), a.alias_name.clone()),
             Entity::Identity(i) => Change::Identity(i.arn.clone()),
             Entity::AccessKey(a) => Change::AccessKey(a.access_key_id.clone()),
             Entity::Grant(g) => Change::Grant(g.key_id.clone(), g.grant_id.clone()),
-        }
+            Entity::KeyLastUsage(m) => return to_json(&UsageKey::KeyLastUsage(&m.key_id)),
+        };
+        to_json(&change)
     }
 
     fn insert_into(self, state: &mut State) {
@@ -93,8 +111,27 @@ impl Entity {
                     .grants
                     .insert((g.key_id.clone(), g.grant_id.clone()), g);
             }
+            Entity::KeyLastUsage(m) => {
+                state.key_last_usage.insert(m.key_id.clone(), m);
+            }
         }
     }
+}
+
+/// The ops persisting the last-usage marks `apply` set or removed since the last call.
+fn usage_ops(state: &mut State, ops: &mut Vec<Op>) -> io::Result<()> {
+    for key_id in state.take_usage_touched() {
+        let key = to_json(&UsageKey::KeyLastUsage(&key_id))?;
+        match state.key_last_usage.get(&key_id) {
+            Some(m) => ops.push(Op::Put(
+                Table::Entities,
+                key,
+                to_json(&Entity::KeyLastUsage(m.clone()))?,
+            )),
+            None => ops.push(Op::Delete(Table::Entities, key)),
+        }
+    }
+    Ok(())
 }
 
 fn all_entities(state: &State) -> Vec<Entity> {
@@ -104,6 +141,13 @@ fn all_entities(state: &State) -> Vec<Entity> {
     v.extend(state.identities.values().cloned().map(Entity::Identity));
     v.extend(state.access_keys.values().cloned().map(Entity::AccessKey));
     v.extend(state.grants.values().cloned().map(Entity::Grant));
+    v.extend(
+        state
+            .key_last_usage
+            .values()
+            .cloned()
+            .map(Entity::KeyLastUsage),
+    );
     v
 }
 
@@ -122,6 +166,8 @@ pub struct StateMachineStore {
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     events: broadcast::Sender<WatchEvent>,
+    /// Recently applied request ids and their responses (exactly-once application).
+    dedup: Dedup,
 }
 
 impl StateMachineStore {
@@ -141,12 +187,14 @@ impl StateMachineStore {
             .transpose()?
             .unwrap_or_default();
         state.audit = audit::load_head(kv.as_ref())?;
+        let dedup = Dedup::load(kv.as_ref())?;
         Ok(StateMachineStore {
             kv,
             state: Arc::new(RwLock::new(state)),
             last_applied,
             last_membership,
             events,
+            dedup,
         })
     }
 
@@ -158,6 +206,16 @@ impl StateMachineStore {
     /// The database, for reading the audit tables after a read index.
     pub fn kv(&self) -> Arc<dyn KvBackend> {
         self.kv.clone()
+    }
+
+    /// The response remembered for request `id` (applied within the deduplication window).
+    pub fn remembered(&self, id: &RequestId) -> Option<Response> {
+        self.dedup.get(id).cloned()
+    }
+
+    /// The deduplication table's rows, in log-index order.
+    pub fn remembered_rows(&self) -> Vec<Row> {
+        self.dedup.rows().cloned().collect()
     }
 
     async fn commit(&self, ops: Vec<Op>) -> io::Result<()> {
@@ -210,17 +268,49 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let response = match entry.payload {
                     EntryPayload::Blank => Ok(keystore::command::CommandOutput::Done),
                     EntryPayload::Normal(req) => {
-                        let (res, changes) = keystore::apply::apply(&mut state, &req.0);
-                        touched.extend(changes.iter().cloned());
-                        changes_in_order.extend(changes);
-                        // Audit records go into the same commit as last-applied: a restart
-                        // never re-applies an entry whose records are already stored, and
-                        // never misses one.
-                        let (records, digests) = state.audit.take_appended();
-                        if !records.is_empty() || !digests.is_empty() {
-                            audit_moved = true;
-                            audit::append_ops(&records, &digests, &mut ops)?;
-                        }
+                        let now = req.proposal.now;
+                        let seen = req.request_id.and_then(|id| self.dedup.get(&id).cloned());
+                        let res = if let Some(first) = seen {
+                            // A retried copy of a proposal already applied: answer what the
+                            // first copy got, change nothing.
+                            tracing::debug!(
+                                kind = req.kind(),
+                                index = entry.log_id.index,
+                                "duplicate request id, not applied again"
+                            );
+                            first
+                        } else {
+                            let (res, changes) = keystore::apply::apply(&mut state, &req.proposal);
+                            touched.extend(changes.iter().cloned());
+                            changes_in_order.extend(changes);
+                            // Audit records go into the same commit as last-applied: a restart
+                            // never re-applies an entry whose records are already stored, and
+                            // never misses one.
+                            let (records, digests) = state.audit.take_appended();
+                            if !records.is_empty() || !digests.is_empty() {
+                                audit_moved = true;
+                                audit::append_ops(&records, &digests, &mut ops)?;
+                            }
+                            // Pruned records leave in that commit too (retention).
+                            let (retention_moved, pruned) = state.audit.take_retention();
+                            audit_moved |= retention_moved;
+                            if let Some((from, through)) = pruned {
+                                audit::prune_ops(from, through, &mut ops);
+                            }
+                            // Its request id joins the same commit, for the same reason: after a
+                            // crash the table is exactly the one as of last-applied.
+                            if let Some(request_id) = req.request_id {
+                                let row = Row {
+                                    index: entry.log_id.index,
+                                    request_id,
+                                    now,
+                                    response: res.clone(),
+                                };
+                                self.dedup.insert(row, &mut ops)?;
+                            }
+                            res
+                        };
+                        self.dedup.evict(now, &mut ops);
                         res
                     }
                     EntryPayload::Membership(m) => {
@@ -239,6 +329,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     None => ops.push(Op::Delete(Table::Entities, key)),
                 }
             }
+            usage_ops(&mut state, &mut ops)?;
             if audit_moved {
                 ops.push(audit::head_op(&state.audit)?);
             }
@@ -270,6 +361,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // with last_applied even if building runs while later entries are applied. The audit
         // tables are append-only, so noting where the chain ends is enough: the builder reads
         // records and digests up to there (all committed by now) off this worker.
+        // The request-id table is captured too: it must be exactly the one as of last_applied,
+        // or a node installing the snapshot would deduplicate differently from the others.
+        let requests = serde_json::to_vec(&self.remembered_rows()).map_err(|e| e.to_string());
         let data = match self.read_state() {
             Ok(s) => serde_json::to_vec(&*s)
                 .map(|json| {
@@ -279,6 +373,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
+        let data = data.and_then(|(json, seq, digest_seq)| {
+            requests.map(|requests| (json, seq, digest_seq, requests))
+        });
         SnapshotBuilder {
             kv: self.kv.clone(),
             data,
@@ -297,9 +394,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // Entities, audit tables, metadata and the snapshot itself: one commit.
         let mut ops = vec![Op::DeleteRange(Table::Entities, Vec::new(), None)];
         for e in all_entities(&data.state) {
-            ops.push(Op::Put(Table::Entities, to_json(&e.key())?, to_json(&e)?));
+            ops.push(Op::Put(Table::Entities, e.storage_key()?, to_json(&e)?));
         }
         audit::install_ops(&data, &mut ops)?;
+        let dedup = Dedup::from_rows(data.requests);
+        dedup.install_ops(&mut ops)?;
         ops.push(Op::Put(
             Table::SmMeta,
             LAST_APPLIED.to_vec(),
@@ -317,6 +416,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .state
             .write()
             .map_err(|_| io::Error::other("state lock poisoned"))? = data.state;
+        self.dedup = dedup;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         let _ = self.events.send(WatchEvent::Resync);
@@ -343,8 +443,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 /// that state's head), and persists it.
 pub struct SnapshotBuilder {
     kv: Arc<dyn KvBackend>,
-    /// Serialized state, its chain's last seq and last digest seq.
-    data: Result<(Vec<u8>, u64, u64), String>,
+    /// Serialized state, its chain's last seq and last digest seq, serialized request-id rows.
+    data: Result<(Vec<u8>, u64, u64, Vec<u8>), String>,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
 }
@@ -354,7 +454,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     #[tracing::instrument(level = "info", skip_all)]
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let (state_json, last_seq, last_digest_seq) =
+        let (state_json, last_seq, last_digest_seq, requests_json) =
             self.data.clone().map_err(io::Error::other)?;
         let meta = SnapshotMeta {
             last_log_id: self.last_applied,
@@ -363,7 +463,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let kv = self.kv.clone();
         let meta2 = meta.clone();
         let data = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
-            let data = audit::encode_snapshot(kv.as_ref(), &state_json, last_seq, last_digest_seq)?;
+            let data = audit::encode_snapshot(
+                kv.as_ref(),
+                &state_json,
+                last_seq,
+                last_digest_seq,
+                &requests_json,
+            )?;
             kv.commit(snapshot_ops(&meta2, &data)?)?;
             Ok(data)
         })

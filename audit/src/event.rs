@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::redact;
 use super::AuditError;
-use crate::model::EpochMillis;
+use crate::EpochMillis;
 
 /// `eventVersion` of every event keyraft writes.
 pub const EVENT_VERSION: &str = "1.08";

@@ -144,6 +144,7 @@ fn request_members(operation: &str) -> &'static [Member] {
         | "GetPublicKey"
         | "DisableKeyRotation"
         | "GetKeyRotationStatus"
+        | "GetKeyLastUsage"
         | "RotateKeyOnDemand"
         | "DeleteImportedKeyMaterial" => &[("KeyId", Scalar), ("KeyMaterialId", Scalar)],
         "ListKeys" | "ListPrincipals" => LIST,

@@ -33,7 +33,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::verify::{Failure, FailureKind};
 use super::{AuditError, ChainHead};
-use crate::model::EpochMillis;
+use crate::EpochMillis;
 
 /// Domain-separation label at the start of every digest's signed bytes.
 pub const DIGEST_SIGNATURE_LABEL: &[u8] = b"keyraft-audit-digest-v1";

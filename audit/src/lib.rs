@@ -1,6 +1,10 @@
-//! The tamper-evident audit trail (issue 5), pure core: CloudTrail-shaped events, the
-//! allow-list redaction that keeps secrets out of them, the per-region hash chain, signed
-//! digests, offline verification and the JSON Lines export format.
+//! keyraft's tamper-evident audit trail, pure core: CloudTrail-shaped events, the allow-list
+//! redaction that keeps secrets out of them, the per-region hash chain, signed digests,
+//! offline verification and the JSON Lines export format.
+//!
+//! A leaf crate of the domain: `keystore` re-exports it as `keystore::audit` (the state
+//! machine appends and signs with it), and the client SDK uses it alone for `kmsctl audit
+//! verify`, so verifying an export never needs the rest of the domain.
 //!
 //! Nothing here does I/O or reads a clock: times come in as epoch millis, ids come in from the
 //! caller, and the only randomness is [`AuditSigningKey::generate`]. The Raft state machine can
@@ -22,6 +26,7 @@
 //! - `verify`: [`verify`] / [`Verifier`]: replays the chain and the digests and names the first
 //!   record that fails, with a [`FailureKind`].
 //! - `jsonl`: [`to_jsonl`] / [`parse_jsonl`], the export format for records and digests.
+//! - `retention`: which exported, digest-covered prefix is old enough to prune.
 //!
 //! # Data flow
 //!
@@ -54,11 +59,18 @@
 //!   digest ending just before it (if present) must agree, and every later digest checks it
 //!   transitively.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+/// Milliseconds since the Unix epoch (the same type as `keystore::model::EpochMillis`).
+pub type EpochMillis = u64;
+
 mod chain;
 mod digest;
 mod event;
 mod jsonl;
 mod redact;
+pub mod retention;
 mod verify;
 
 pub use chain::{record_hash, AuditRecord, ChainHead, GENESIS_HASH, RECORD_HASH_LABEL};

@@ -1,0 +1,95 @@
+//! The results directory of one run: what the runner saves and what `check` reads back.
+//!
+//! ```text
+//! <dir>/history.jsonl   every event, one JSON object per line      (runner; required)
+//! <dir>/faults.jsonl    fault windows {start, end, name}           (runner; optional)
+//! <dir>/replicas.json   [{node, hash}] after the final phase       (runner; optional)
+//! <dir>/verdict.json    the checkers' verdict                      (check)
+//! <dir>/index.html      report with latency.svg, throughput.svg,   (check)
+//!                       outcomes.svg inline
+//! ```
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::check::{check_all, Options, ReplicaHash, Verdict};
+use crate::history::{load_jsonl, save_jsonl, FaultWindow, History};
+use crate::report;
+
+/// File names inside a results directory.
+pub mod files {
+    /// The history.
+    pub const HISTORY: &str = "history.jsonl";
+    /// Fault windows.
+    pub const FAULTS: &str = "faults.jsonl";
+    /// Replica state hashes.
+    pub const REPLICAS: &str = "replicas.json";
+    /// The verdict.
+    pub const VERDICT: &str = "verdict.json";
+    /// The HTML report.
+    pub const INDEX: &str = "index.html";
+}
+
+/// Everything a run recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Run {
+    /// The history.
+    pub history: History,
+    /// Fault windows injected by nemeses.
+    pub faults: Vec<FaultWindow>,
+    /// Replica hashes, if collected.
+    pub replicas: Option<Vec<ReplicaHash>>,
+}
+
+impl Run {
+    /// Saves the run's inputs (history, faults, replicas) into `dir`, creating it.
+    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        self.history.save(&dir.join(files::HISTORY))?;
+        save_jsonl(&dir.join(files::FAULTS), &self.faults)?;
+        if let Some(r) = &self.replicas {
+            std::fs::write(dir.join(files::REPLICAS), serde_json::to_vec_pretty(r)?)?;
+        }
+        Ok(())
+    }
+
+    /// Loads a run saved by [`Run::save`]; faults and replicas are optional.
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let history = History::load(&dir.join(files::HISTORY))?;
+        let faults_path = dir.join(files::FAULTS);
+        let faults = if faults_path.exists() {
+            load_jsonl(&faults_path)?
+        } else {
+            Vec::new()
+        };
+        let replicas_path = dir.join(files::REPLICAS);
+        let replicas = if replicas_path.exists() {
+            let bytes = std::fs::read(&replicas_path)?;
+            Some(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("parsing {}", replicas_path.display()))?,
+            )
+        } else {
+            None
+        };
+        Ok(Run {
+            history,
+            faults,
+            replicas,
+        })
+    }
+}
+
+/// Checks the run saved in `dir`, writes `verdict.json` and the report there, and returns
+/// the verdict.
+pub fn check_dir(dir: &Path, opts: &Options) -> anyhow::Result<Verdict> {
+    let run = Run::load(dir)?;
+    let verdict = check_all(&run.history, run.replicas.as_deref(), opts)?;
+    std::fs::write(
+        dir.join(files::VERDICT),
+        serde_json::to_vec_pretty(&verdict)?,
+    )?;
+    report::write(dir, &run.history, &run.faults, &verdict)?;
+    Ok(verdict)
+}

@@ -1,0 +1,822 @@
+//! The `run` subcommand: start a cluster, run workloads under a nemesis, heal, read
+//! everything back, check, report.
+//!
+//! ```text
+//! backend start ─> setup (register keys) ─> workers (client::Client, no retries) ──────────┐
+//!                                           nemesis thread: quiet, fault, hold, heal ...    │
+//!                                           progress line every 5 s                         │
+//! deadline: stop workers, stop nemesis (final heal) ─> wait for a leader ─> final phase ────┘
+//!   ─> convergence (state hashes at one stateApplied) ─> stop cluster
+//!   ─> results::Run::save + results::check_dir (verdict.json, index.html) + run.json
+//! ```
+//!
+//! Leader-kill recovery is measured by a probe writer, and from the workload's history for
+//! comparison (see [`Recovery`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use client::{ClientBuilder, RetryPolicy};
+use serde::Serialize;
+
+use crate::backend::{Backend, LocalBackend, LocalOptions};
+use crate::check::{Options, ReplicaHash, Validity, Verdict};
+use crate::history::{History, OpType, Recorder, F};
+use crate::nemesis::{self, Family, NemesisConfig, NemesisLog, NemesisState};
+use crate::results::{check_dir, Run};
+use crate::workload::{self, final_phase, Ctx, Workload};
+
+/// `jepsen-lite run` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Cluster backend (only `local`: processes on this machine).
+    #[arg(long, default_value = "local")]
+    pub backend: String,
+    /// Seconds of workload under faults (setup and the final phase come on top).
+    #[arg(long, default_value_t = 60)]
+    pub time: u64,
+    /// Faults: `all`, `none`, or a list of kill, pause, partition, clock, front-restart.
+    #[arg(long, default_value = "all")]
+    pub nemesis: String,
+    /// Workloads: `all`, or a list of register, create-and-use.
+    #[arg(long, default_value = "all")]
+    pub workload: String,
+    /// Concurrent client workers (split between the workloads).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Results directory (default `jepsen-results/<unix time>`); the cluster lives in
+    /// `<results>/cluster`.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// The `keyraft` binary (default: `keyraft` next to this binary).
+    #[arg(long, env = "KEYRAFT_BIN")]
+    pub keyraft_bin: Option<PathBuf>,
+    /// Seconds from one fault to the next.
+    #[arg(long, default_value_t = 10)]
+    pub interval: u64,
+    /// Seconds each fault is held.
+    #[arg(long, default_value_t = 5)]
+    pub hold: u64,
+    /// Per-call timeout in milliseconds; a call that times out is recorded as `info`.
+    #[arg(long, default_value_t = 3000)]
+    pub op_timeout_ms: u64,
+    /// Keys of the register workload.
+    #[arg(long, default_value_t = 5)]
+    pub keys: usize,
+    /// Largest leader-clock offset of the clock nemesis, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub clock_skew_ms: i64,
+    /// First port of the local cluster (default: a free range from 36000).
+    #[arg(long)]
+    pub port_base: Option<u16>,
+}
+
+/// A validated run configuration.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Results directory.
+    pub results: PathBuf,
+    /// The `keyraft` binary.
+    pub keyraft_bin: PathBuf,
+    /// Workload duration.
+    pub time: Duration,
+    /// Nemesis schedule.
+    pub nemesis: NemesisConfig,
+    /// Workloads.
+    pub workloads: Vec<Workload>,
+    /// Client workers.
+    pub concurrency: usize,
+    /// Per-call timeout.
+    pub op_timeout: Duration,
+    /// Register keys.
+    pub keys: usize,
+    /// Local cluster port base.
+    pub port_base: Option<u16>,
+    /// Print progress lines.
+    pub progress: bool,
+}
+
+impl RunOptions {
+    /// Defaults: 60 s, every fault, every workload, 8 workers.
+    pub fn new(results: impl Into<PathBuf>, keyraft_bin: impl Into<PathBuf>) -> Self {
+        RunOptions {
+            results: results.into(),
+            keyraft_bin: keyraft_bin.into(),
+            time: Duration::from_secs(60),
+            nemesis: NemesisConfig::default(),
+            workloads: Workload::ALL.to_vec(),
+            concurrency: 8,
+            op_timeout: Duration::from_secs(3),
+            keys: 5,
+            port_base: None,
+            progress: true,
+        }
+    }
+}
+
+impl RunArgs {
+    /// Checks the arguments and fills in defaults.
+    pub fn into_options(self) -> anyhow::Result<RunOptions> {
+        if self.backend != "local" {
+            bail!(
+                "backend {:?} is not available (only `local`; docker is not written yet)",
+                self.backend
+            );
+        }
+        if self.hold > self.interval {
+            bail!("--hold must not exceed --interval");
+        }
+        if self.concurrency == 0 || self.keys == 0 {
+            bail!("--concurrency and --keys must be at least 1");
+        }
+        let results = match self.results {
+            Some(r) => r,
+            None => PathBuf::from("jepsen-results").join(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+                    .to_string(),
+            ),
+        };
+        let keyraft_bin = match self.keyraft_bin {
+            Some(b) => b,
+            None => default_keyraft_bin()?,
+        };
+        Ok(RunOptions {
+            results,
+            keyraft_bin,
+            time: Duration::from_secs(self.time),
+            nemesis: NemesisConfig {
+                families: Family::parse_list(&self.nemesis)?,
+                interval: Duration::from_secs(self.interval),
+                hold: Duration::from_secs(self.hold),
+                clock_skew_ms: self.clock_skew_ms,
+            },
+            workloads: Workload::parse_list(&self.workload)?,
+            concurrency: self.concurrency,
+            op_timeout: Duration::from_millis(self.op_timeout_ms),
+            keys: self.keys,
+            port_base: self.port_base,
+            progress: true,
+        })
+    }
+}
+
+/// `keyraft` next to the running binary (or one level up, for test binaries in `deps/`).
+fn default_keyraft_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating jepsen-lite")?;
+    let mut dir = exe.parent();
+    while let Some(d) = dir {
+        let candidate = d.join("keyraft");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        if d.file_name().is_some_and(|n| n != "deps") {
+            break;
+        }
+        dir = d.parent();
+    }
+    bail!(
+        "no keyraft binary next to {} (build it with `cargo build -p keyraft-node`, or pass \
+         --keyraft-bin / KEYRAFT_BIN)",
+        exe.display()
+    )
+}
+
+/// Leader-kill recovery times.
+///
+/// The probe is the measure: from the kill, a fresh UpdateKeyDescription on a probe key (not
+/// part of the history) starts every 100 ms until one is acknowledged. The workload's own
+/// view (first acknowledged write invoked after the kill) is kept for comparison; it is
+/// pessimistic, since workers stuck in calls to the dead leader invoke nothing new until
+/// their calls time out.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Recovery {
+    /// Per kill of a known leader: milliseconds to the first acknowledged probe write
+    /// (`None`: none within 30 s, or the run ended first).
+    pub per_kill_ms: Vec<Option<u64>>,
+    /// Median of the probe times.
+    pub p50_ms: Option<u64>,
+    /// 99th percentile (nearest rank) of the probe times.
+    pub p99_ms: Option<u64>,
+    /// Per kill: milliseconds to the first acknowledged workload write invoked after it.
+    pub workload_per_kill_ms: Vec<Option<u64>>,
+}
+
+/// What a run measured, saved as `run.json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunStats {
+    /// Workload seconds actually run.
+    pub seconds: f64,
+    /// Calls by outcome during the workload (final phase excluded).
+    pub ok: usize,
+    /// Definitely failed calls.
+    pub fail: usize,
+    /// Calls of unknown outcome.
+    pub info: usize,
+    /// Acknowledged calls per second during the workload.
+    pub ok_per_sec: f64,
+    /// Acknowledged calls by operation.
+    pub ok_by_op: BTreeMap<String, usize>,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<String, usize>,
+    /// Faults or heals that failed.
+    pub nemesis_errors: Vec<String>,
+    /// Why partitions were skipped, if they were.
+    pub partitions_unavailable: Option<String>,
+    /// Leader-kill recovery.
+    pub recovery: Recovery,
+    /// The final reads.
+    pub final_phase: final_phase::FinalStats,
+    /// Replica hashes compared (empty if they never lined up).
+    pub replicas: Vec<ReplicaHash>,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The checkers' verdict.
+    pub verdict: Verdict,
+    /// Measurements.
+    pub stats: RunStats,
+    /// Where everything was written.
+    pub results: PathBuf,
+}
+
+/// Stops and joins the nemesis thread, also when the runner unwinds: its final heal must run
+/// and the backend (iptables chain, children) must be dropped before the process exits.
+struct NemesisHandle {
+    state: Arc<NemesisState>,
+    thread: Option<std::thread::JoinHandle<NemesisLog>>,
+}
+
+impl NemesisHandle {
+    fn finish(mut self) -> NemesisLog {
+        self.state.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take().expect("joined once");
+        tokio::task::block_in_place(|| thread.join()).unwrap_or_default()
+    }
+}
+
+impl Drop for NemesisHandle {
+    fn drop(&mut self) {
+        self.state.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The CLI entry point: runs, prints, and maps the verdict to an exit code (0 valid,
+/// 1 invalid, 2 unknown or error).
+pub fn main(args: RunArgs) -> ExitCode {
+    let result = args.into_options().and_then(|opts| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(run(opts))
+    });
+    match result {
+        Ok(out) => match out.verdict.validity {
+            Validity::Valid => ExitCode::SUCCESS,
+            Validity::Invalid => ExitCode::FAILURE,
+            Validity::Unknown => ExitCode::from(2),
+        },
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs one test. Needs a multi-threaded tokio runtime.
+pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
+    std::fs::create_dir_all(&opts.results)
+        .with_context(|| format!("creating {}", opts.results.display()))?;
+    let results = std::fs::canonicalize(&opts.results)?;
+    let say = |msg: String| {
+        if opts.progress {
+            println!("{msg}");
+        }
+    };
+
+    say(format!(
+        "jepsen-lite: starting a local region in {}",
+        results.join("cluster").display()
+    ));
+    let local = LocalOptions {
+        port_base: opts.port_base,
+        ..LocalOptions::new(results.join("cluster"), &opts.keyraft_bin)
+    };
+    let backend: Arc<dyn Backend> =
+        Arc::new(tokio::task::spawn_blocking(move || LocalBackend::start(&local)).await??);
+
+    let mut nemesis_cfg = opts.nemesis.clone();
+    let partitions_unavailable = backend.partitions_unavailable();
+    if let Some(why) = &partitions_unavailable {
+        if nemesis_cfg.families.contains(&Family::Partition) {
+            println!("jepsen-lite: partitions are UNAVAILABLE and skipped: {why}");
+            nemesis_cfg.families.retain(|f| *f != Family::Partition);
+        }
+    }
+
+    let recorder = Recorder::new();
+    let client = ClientBuilder::new()
+        .env_file(backend.env_file())?
+        .retry_policy(RetryPolicy::none())
+        .request_timeout(opts.op_timeout)
+        .connect_timeout(opts.op_timeout.min(Duration::from_secs(1)))
+        .build()?;
+    let ctx = Ctx::new(client, recorder.clone());
+    if opts.workloads.contains(&Workload::Register) {
+        workload::register::setup(&ctx, opts.keys, Duration::from_secs(60)).await?;
+    }
+    // The recovery probe writes to a key of its own, outside the history.
+    let probe_key = if nemesis_cfg.families.contains(&Family::Kill) {
+        let client = ctx.client.clone();
+        let id = workload::retry_until(Duration::from_secs(60), |_| {
+            let client = client.clone();
+            async move {
+                let out = client
+                    .create_key()
+                    .description("jepsen-lite recovery probe")
+                    .send()
+                    .await
+                    .ok()?;
+                Some(out.key_metadata.unwrap_or_default().key_id)
+            }
+        })
+        .await;
+        Some(id.context("creating the recovery probe key")?)
+    } else {
+        None
+    };
+
+    // Ctrl-C: stop workers, the nemesis and the final phase; the heal and the cleanup (the
+    // backend's drop: children, iptables chain) still run.
+    let nemesis_state = Arc::new(NemesisState::default());
+    {
+        let (ctx, state) = (ctx.clone(), nemesis_state.clone());
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("jepsen-lite: interrupted; healing and cleaning up");
+                ctx.interrupted.store(true, Ordering::Relaxed);
+                ctx.stop.store(true, Ordering::Relaxed);
+                state.stop.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+
+    say(format!(
+        "jepsen-lite: running {} for {}s, {} workers, nemesis {}",
+        opts.workloads
+            .iter()
+            .map(|w| w.name())
+            .collect::<Vec<_>>()
+            .join("+"),
+        opts.time.as_secs(),
+        opts.concurrency,
+        if nemesis_cfg.families.is_empty() {
+            "none".to_owned()
+        } else {
+            nemesis_cfg
+                .families
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    ));
+    let started = Instant::now();
+    let workload_start_ns = recorder.now();
+    let nemesis = {
+        let (backend, recorder, state, cfg) = (
+            backend.clone(),
+            recorder.clone(),
+            nemesis_state.clone(),
+            nemesis_cfg.clone(),
+        );
+        NemesisHandle {
+            state: nemesis_state.clone(),
+            thread: Some(std::thread::spawn(move || {
+                nemesis::run(&*backend, &cfg, &recorder, &state)
+            })),
+        }
+    };
+
+    let probe_out = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let probe = probe_key.map(|key| {
+        tokio::spawn(probe_recovery(
+            ctx.client.clone(),
+            key,
+            recorder.clone(),
+            nemesis_state.clone(),
+            probe_out.clone(),
+        ))
+    });
+
+    let mut workers = tokio::task::JoinSet::new();
+    for i in 0..opts.concurrency {
+        let kind = opts.workloads[i % opts.workloads.len()];
+        let ctx = ctx.clone();
+        workers.spawn(async move {
+            let mut rng = workload::rng();
+            let mut process = ctx.new_process();
+            while !ctx.stopped() {
+                let crashed = match kind {
+                    Workload::Register => workload::register::step(&ctx, process, &mut rng).await,
+                    Workload::CreateAndUse => {
+                        workload::create_use::step(&ctx, process, &mut rng).await
+                    }
+                };
+                if crashed {
+                    process = ctx.new_process();
+                }
+            }
+        });
+    }
+    let progress = opts.progress.then(|| {
+        let (recorder, state, ctx) = (recorder.clone(), nemesis_state.clone(), ctx.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            tick.tick().await;
+            while !ctx.stopped() {
+                tick.tick().await;
+                let h = recorder.snapshot();
+                let (ok, fail, info) = outcome_counts(&h, 0);
+                let secs = started.elapsed().as_secs_f64();
+                println!(
+                    "[{secs:5.0}s] {ok} ok, {fail} fail, {info} info ({:.1} ok/s) | fault: {}",
+                    ok as f64 / secs.max(0.001),
+                    state.current().unwrap_or_else(|| "-".into())
+                );
+            }
+        })
+    });
+
+    let deadline = started + opts.time;
+    while Instant::now() < deadline && !ctx.stopped() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ctx.stop.store(true, Ordering::Relaxed);
+    while workers.join_next().await.is_some() {}
+    if let Some(p) = progress {
+        p.abort();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let workload_end_ns = recorder.now();
+    say("jepsen-lite: workload done; healing".into());
+    let nemesis_log = nemesis.finish();
+    if let Some(probe) = probe {
+        // A kill late in the run is still being probed: give it time to see the recovery.
+        let until = Instant::now() + Duration::from_secs(35);
+        while workload::lock(&probe_out).len() < nemesis_log.leader_kills.len()
+            && Instant::now() < until
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        probe.abort();
+    }
+
+    let mut stats = RunStats {
+        seconds,
+        partitions_unavailable,
+        faults: nemesis_log.counts.clone(),
+        nemesis_errors: nemesis_log.errors.clone(),
+        ..RunStats::default()
+    };
+    let mut replicas = None;
+    if !ctx.interrupted() {
+        {
+            let (backend, ctx) = (backend.clone(), ctx.clone());
+            let ready = tokio::task::spawn_blocking(move || {
+                wait_for_leader(&*backend, Duration::from_secs(60), &ctx.interrupted)
+            })
+            .await?;
+            if let Err(e) = ready {
+                println!("jepsen-lite: cluster not healthy after healing: {e:#}");
+            }
+        }
+        say("jepsen-lite: final reads".into());
+        stats.final_phase = final_phase::run(&ctx, Duration::from_secs(120)).await;
+        say("jepsen-lite: waiting for the replicas to converge".into());
+        let (backend, ctx) = (backend.clone(), ctx.clone());
+        let hashes = tokio::task::spawn_blocking(move || {
+            converged_hashes(&*backend, Duration::from_secs(60), &ctx.interrupted)
+        })
+        .await?;
+        match hashes {
+            Some(h) => {
+                stats.replicas = h.clone();
+                replicas = Some(h);
+            }
+            None => {
+                println!(
+                    "jepsen-lite: replicas never reported one stateApplied; convergence unknown"
+                );
+                replicas = Some(Vec::new());
+            }
+        }
+    }
+    let interrupted = ctx.interrupted();
+    // Stop the cluster (children killed, iptables chain deleted) before checking.
+    drop(ctx);
+    drop(nemesis_state);
+    tokio::task::spawn_blocking(move || drop(backend)).await?;
+
+    let history = recorder.snapshot();
+    let (ok, fail, info) = outcome_counts_between(&history, workload_start_ns, workload_end_ns);
+    stats.ok = ok;
+    stats.fail = fail;
+    stats.info = info;
+    stats.ok_per_sec = ok as f64 / seconds.max(0.001);
+    stats.ok_by_op = ok_by_op(&history, workload_start_ns, workload_end_ns);
+    let probed = workload::lock(&probe_out).clone();
+    stats.recovery = recovery(&history, &nemesis_log, probed);
+
+    let run = Run {
+        history,
+        faults: nemesis_log.faults.clone(),
+        replicas,
+    };
+    run.save(&results)?;
+    std::fs::write(results.join("run.json"), serde_json::to_vec_pretty(&stats)?)?;
+    if interrupted {
+        bail!(
+            "interrupted; the history so far is in {} (jepsen-lite check can still read it)",
+            results.display()
+        );
+    }
+    let verdict = tokio::task::spawn_blocking({
+        let results = results.clone();
+        move || check_dir(&results, &Options::default())
+    })
+    .await??;
+
+    print_summary(&stats, &verdict, &results);
+    Ok(RunOutcome {
+        verdict,
+        stats,
+        results,
+    })
+}
+
+fn print_summary(stats: &RunStats, verdict: &Verdict, results: &Path) {
+    let faults: Vec<String> = stats
+        .faults
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    println!(
+        "jepsen-lite: {:.0}s, {} ok / {} fail / {} info, {:.1} ok/s; faults: {}",
+        stats.seconds,
+        stats.ok,
+        stats.fail,
+        stats.info,
+        stats.ok_per_sec,
+        if faults.is_empty() {
+            "none".to_owned()
+        } else {
+            faults.join(" ")
+        }
+    );
+    let ms = |v: Option<u64>| v.map_or("-".to_owned(), |v| format!("{v} ms"));
+    let list = |v: &[Option<u64>]| v.iter().map(|v| ms(*v)).collect::<Vec<_>>().join(", ");
+    if !stats.recovery.workload_per_kill_ms.is_empty() {
+        println!(
+            "jepsen-lite: leader-kill to first acknowledged write: p50 {} p99 {} (probe, {} \
+             kills: {}; first workload write invoked after the kill: {})",
+            ms(stats.recovery.p50_ms),
+            ms(stats.recovery.p99_ms),
+            stats.recovery.workload_per_kill_ms.len(),
+            list(&stats.recovery.per_kill_ms),
+            list(&stats.recovery.workload_per_kill_ms),
+        );
+    }
+    for e in &stats.nemesis_errors {
+        println!("jepsen-lite: nemesis error: {e}");
+    }
+    for c in &verdict.checks {
+        for a in &c.anomalies {
+            println!("  {} - {}", c.checker, a.message);
+        }
+        for n in &c.notes {
+            println!("  {} ? {n}", c.checker);
+        }
+    }
+    println!(
+        "verdict: {} -> {}",
+        verdict.summary(),
+        results.join("index.html").display()
+    );
+}
+
+/// Waits until some node leads and every node knows it.
+fn wait_for_leader(
+    backend: &dyn Backend,
+    within: Duration,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if interrupted.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        let s = backend.status(Duration::from_secs(4));
+        if let Ok(s) = &s {
+            if s.leader_id.is_some()
+                && s.nodes
+                    .iter()
+                    .all(|n| n.error.is_none() && n.leader_id == s.leader_id)
+            {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!("last status: {s:?}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Polls `/status` until every node reports a hash at the same `stateApplied`.
+fn converged_hashes(
+    backend: &dyn Backend,
+    within: Duration,
+    interrupted: &AtomicBool,
+) -> Option<Vec<ReplicaHash>> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline && !interrupted.load(Ordering::Relaxed) {
+        if let Ok(s) = backend.status(Duration::from_secs(4)) {
+            if let Some(h) = s.comparable_hashes() {
+                if h.len() == backend.nodes().len() {
+                    return Some(
+                        h.into_iter()
+                            .map(|(node, hash)| ReplicaHash {
+                                node: format!("n{node}"),
+                                hash,
+                            })
+                            .collect(),
+                    );
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    None
+}
+
+fn outcome_counts(h: &History, from: u64) -> (usize, usize, usize) {
+    outcome_counts_between(h, from, u64::MAX)
+}
+
+fn outcome_counts_between(h: &History, from: u64, to: u64) -> (usize, usize, usize) {
+    let (mut ok, mut fail, mut info) = (0, 0, 0);
+    for op in h.ops.iter().filter(|o| o.time >= from && o.time <= to) {
+        match op.op_type {
+            OpType::Ok => ok += 1,
+            OpType::Fail => fail += 1,
+            OpType::Info => info += 1,
+            OpType::Invoke => {}
+        }
+    }
+    (ok, fail, info)
+}
+
+fn ok_by_op(h: &History, from: u64, to: u64) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for op in h
+        .ops
+        .iter()
+        .filter(|o| o.op_type == OpType::Ok && o.time >= from && o.time <= to)
+    {
+        let name = serde_json::to_value(op.f)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *out.entry(name).or_default() += 1;
+    }
+    out
+}
+
+/// Nearest-rank percentile of measured values.
+fn percentile(values: &[Option<u64>], p: usize) -> Option<u64> {
+    let mut measured: Vec<u64> = values.iter().flatten().copied().collect();
+    measured.sort_unstable();
+    (!measured.is_empty()).then(|| measured[(measured.len() * p).div_ceil(100).max(1) - 1])
+}
+
+/// The recovery probe: for each leader kill the nemesis reports, writes to `key` every 100 ms
+/// until one is acknowledged; pushes milliseconds from the kill (or `None`) to `out`.
+async fn probe_recovery(
+    client: client::Client,
+    key: String,
+    recorder: Recorder,
+    state: Arc<NemesisState>,
+    out: Arc<std::sync::Mutex<Vec<Option<u64>>>>,
+) {
+    let mut seen = 0;
+    loop {
+        let kills = state.leader_kills();
+        let Some(&at) = kills.get(seen) else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        seen += 1;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let give_up = Instant::now() + Duration::from_secs(30);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let found = loop {
+            tokio::select! {
+                Some(done) = rx.recv() => break Some((done - at) / 1_000_000),
+                _ = tick.tick() => {
+                    if Instant::now() > give_up {
+                        break None;
+                    }
+                    let (client, key, recorder, tx) =
+                        (client.clone(), key.clone(), recorder.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let d = format!("probe-{}", recorder.now());
+                        let w = client.update_key_description().key_id(key).description(d);
+                        if w.send().await.is_ok() {
+                            let _ = tx.send(recorder.now());
+                        }
+                    });
+                }
+            }
+        };
+        workload::lock(&out).push(found);
+    }
+}
+
+/// For each leader kill: time to the first acknowledged workload write invoked after it.
+fn recovery(h: &History, log: &NemesisLog, probe: Vec<Option<u64>>) -> Recovery {
+    let Ok(calls) = h.calls() else {
+        return Recovery::default();
+    };
+    let writes: Vec<(u64, u64)> = calls
+        .iter()
+        .filter(|c| c.outcome() == OpType::Ok)
+        .filter(|c| c.invoke.f.is_register_write() || c.invoke.f == F::CreateKey)
+        .filter_map(|c| Some((c.invoke.time, c.complete?.time)))
+        .collect();
+    let workload_per_kill_ms: Vec<Option<u64>> = log
+        .leader_kills
+        .iter()
+        .map(|k| {
+            writes
+                .iter()
+                .filter(|(invoked, _)| *invoked >= k.at)
+                .map(|(_, done)| (done - k.at) / 1_000_000)
+                .min()
+        })
+        .collect();
+    Recovery {
+        p50_ms: percentile(&probe, 50),
+        p99_ms: percentile(&probe, 99),
+        per_kill_ms: probe,
+        workload_per_kill_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Recorder, Value};
+    use crate::nemesis::LeaderKill;
+
+    #[test]
+    fn recovery_is_the_first_acknowledged_write_invoked_after_the_kill() {
+        let r = Recorder::new();
+        let before = r.invoke(1, F::Enable, Some("k"), Value::None);
+        std::thread::sleep(Duration::from_millis(2));
+        let at = r.now();
+        let read = r.invoke(2, F::Describe, Some("k"), Value::None);
+        let w = r.invoke(3, F::Disable, Some("k"), Value::None);
+        r.ok(before, Value::None);
+        std::thread::sleep(Duration::from_millis(3));
+        r.ok(read, Value::Meta(None));
+        r.ok(w, Value::None);
+        let h = r.snapshot();
+        let log = NemesisLog {
+            leader_kills: vec![LeaderKill { at, node: 1 }],
+            ..NemesisLog::default()
+        };
+        let rec = recovery(&h, &log, vec![Some(40), None, Some(10), Some(30), Some(20)]);
+        let ms = rec.workload_per_kill_ms[0].expect("a write succeeded after the kill");
+        let disable_done = h.ops.last().unwrap().time;
+        assert_eq!(ms, (disable_done - at) / 1_000_000);
+        assert_eq!(
+            rec.p50_ms,
+            Some(20),
+            "nearest rank over the measured probes"
+        );
+        assert_eq!(rec.p99_ms, Some(40));
+    }
+}

@@ -1,0 +1,228 @@
+//! `jepsen-lite self-test`: the checkers against histories with known answers.
+//!
+//! Each case simulates a run (see [`sim`](crate::sim)), optionally with one planted anomaly,
+//! checks it, and passes when exactly the expected verdict comes out: planted anomalies must
+//! be flagged with their kind, valid histories must be judged valid (not merely "not
+//! invalid").
+
+use std::time::Instant;
+
+use crate::check::{check_all, AnomalyKind, Options, Validity, Verdict};
+use crate::sim::{simulate, Plant, SimConfig};
+
+/// One self-test case.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Name printed in the verdict line.
+    pub name: &'static str,
+    /// Simulation parameters.
+    pub config: SimConfig,
+    /// Anomaly to plant, if any.
+    pub plant: Option<Plant>,
+    /// Kinds that must be flagged (empty: the history must be valid).
+    pub expect: Vec<AnomalyKind>,
+}
+
+/// Outcome of one case.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// Case name.
+    pub name: &'static str,
+    /// Whether the verdict was the expected one.
+    pub passed: bool,
+    /// One line: PASS/FAIL, the case, the verdict and the time taken.
+    pub line: String,
+    /// The full verdict.
+    pub verdict: Option<Verdict>,
+}
+
+/// The standard cases: every plantable anomaly, plus valid histories under heavy
+/// concurrency, many timeouts, deletions and a 20,000-call run over 50 keys.
+pub fn cases() -> Vec<Case> {
+    let base = SimConfig {
+        seed: 7,
+        processes: 16,
+        keys: 8,
+        calls: 3_000,
+        info_rate: 0.05,
+        deletes: true,
+    };
+    let planted = |name, plant, expect: Vec<AnomalyKind>| Case {
+        name,
+        config: base.clone(),
+        plant: Some(plant),
+        expect,
+    };
+    use AnomalyKind::*;
+    vec![
+        Case {
+            name: "valid: heavy concurrency (48 processes, 6 keys)",
+            config: SimConfig {
+                seed: 11,
+                processes: 48,
+                keys: 6,
+                calls: 4_000,
+                ..base.clone()
+            },
+            plant: None,
+            expect: vec![],
+        },
+        Case {
+            name: "valid: many timeouts (30% info)",
+            config: SimConfig {
+                seed: 12,
+                processes: 20,
+                keys: 5,
+                calls: 2_000,
+                info_rate: 0.3,
+                ..base.clone()
+            },
+            plant: None,
+            expect: vec![],
+        },
+        Case {
+            name: "valid: no deletions",
+            config: SimConfig {
+                seed: 13,
+                deletes: false,
+                ..base.clone()
+            },
+            plant: None,
+            expect: vec![],
+        },
+        Case {
+            name: "valid: 20,000 calls over 50 keys",
+            config: SimConfig {
+                seed: 14,
+                processes: 32,
+                keys: 50,
+                calls: 20_000,
+                info_rate: 0.05,
+                deletes: true,
+            },
+            plant: None,
+            expect: vec![],
+        },
+        planted("stale read", Plant::StaleRead, vec![NonLinearizable]),
+        planted("lost write", Plant::LostWrite, vec![NonLinearizable]),
+        planted(
+            "lost create",
+            Plant::LostCreate,
+            vec![LostCreate, NonLinearizable],
+        ),
+        planted(
+            "write resurrected after delete",
+            Plant::Resurrection,
+            vec![Resurrected, NonLinearizable],
+        ),
+        planted(
+            "non-decryptable ciphertext",
+            Plant::Undecryptable,
+            vec![Undecryptable],
+        ),
+        planted(
+            "ciphertext decrypts to another plaintext",
+            Plant::WrongPlaintext,
+            vec![WrongPlaintext],
+        ),
+        planted(
+            "divergent replica hash",
+            Plant::DivergentReplica,
+            vec![DivergentReplicas],
+        ),
+        Case {
+            name: "stale read amid 30% timeouts",
+            config: SimConfig {
+                seed: 15,
+                info_rate: 0.3,
+                ..base.clone()
+            },
+            plant: Some(Plant::StaleRead),
+            expect: vec![NonLinearizable],
+        },
+    ]
+}
+
+/// Runs one case.
+pub fn run_case(case: &Case, opts: &Options) -> CaseResult {
+    let started = Instant::now();
+    let sim = simulate(&case.config, case.plant.as_slice());
+    let verdict = match check_all(&sim.history, Some(&sim.replicas), opts) {
+        Ok(v) => v,
+        Err(e) => {
+            return CaseResult {
+                name: case.name,
+                passed: false,
+                line: format!("FAIL {}: malformed history: {e:#}", case.name),
+                verdict: None,
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    let (passed, why) = if case.expect.is_empty() {
+        (
+            verdict.validity == Validity::Valid,
+            format!("expected valid, got {}", verdict.summary()),
+        )
+    } else {
+        let missing: Vec<_> = case.expect.iter().filter(|k| !verdict.has(**k)).collect();
+        (
+            verdict.validity == Validity::Invalid && missing.is_empty(),
+            match verdict.anomalies().find(|a| case.expect.contains(&a.kind)) {
+                Some(a) if missing.is_empty() => format!("flagged: {}", a.message),
+                _ => format!(
+                    "expected {:?} flagged, got {}",
+                    case.expect,
+                    verdict.summary()
+                ),
+            },
+        )
+    };
+    let line = format!(
+        "{} {} [{} events, {:.2}s]: {}",
+        if passed { "PASS" } else { "FAIL" },
+        case.name,
+        sim.history.len(),
+        elapsed.as_secs_f64(),
+        if passed && case.expect.is_empty() {
+            verdict.summary()
+        } else {
+            why
+        }
+    );
+    CaseResult {
+        name: case.name,
+        passed,
+        line,
+        verdict: Some(verdict),
+    }
+}
+
+/// Runs every case, printing one line each; returns whether all passed.
+pub fn run(opts: &Options, mut out: impl std::io::Write) -> std::io::Result<bool> {
+    let mut all = true;
+    let mut n = 0;
+    for case in cases() {
+        let r = run_case(&case, opts);
+        writeln!(out, "{}", truncate(&r.line, 400))?;
+        all &= r.passed;
+        n += 1;
+    }
+    writeln!(
+        out,
+        "self-test: {} ({n} cases)",
+        if all { "all passed" } else { "FAILED" }
+    )?;
+    Ok(all)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
