@@ -6,97 +6,13 @@
 //! chain is for the region's administrators only, on gRPC and on the JSON endpoint; gRPC
 //! LookupEvents through the Rust SDK.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{port_base_for, DevRegion};
+use crate::common::{port_base_for, DevRegion, Kmsctl};
 use aws_sdk_kms::primitives::Blob;
-use client::{Client, ClientBuilder};
+use client::Client;
 use serde_json::Value;
-
-/// `kmsctl`, built next to `keyraft` by `cargo build --workspace`.
-fn kmsctl_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_keyraft")).with_file_name("kmsctl");
-    assert!(
-        bin.exists(),
-        "{} is missing: build the whole workspace first (`cargo build --workspace`)",
-        bin.display()
-    );
-    bin
-}
-
-/// kmsctl configured by the region's env file only (no `KMS_*` from the test's environment).
-struct Kmsctl {
-    bin: PathBuf,
-    env_file: PathBuf,
-}
-
-impl Kmsctl {
-    fn new(region: &DevRegion) -> Kmsctl {
-        Kmsctl {
-            bin: kmsctl_bin(),
-            env_file: region.dir.join("env"),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(&self.bin);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("KMS_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.arg("--env-file").arg(&self.env_file);
-        cmd.args(args).output().expect("running kmsctl")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kmsctl {args:?} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
-    }
-
-    /// Runs a command that must fail; returns (exit code, stderr).
-    fn fails(&self, args: &[&str]) -> (i32, String) {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "kmsctl {args:?} should have failed; stdout: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        (
-            out.status.code().expect("exited, not killed"),
-            String::from_utf8(out.stderr).unwrap(),
-        )
-    }
-}
-
-fn grpc_admin(region: &DevRegion) -> Client {
-    ClientBuilder::new()
-        .env_file(region.dir.join("env"))
-        .unwrap()
-        .build()
-        .unwrap()
-}
-
-fn grpc_app(region: &DevRegion) -> Client {
-    Client::builder()
-        .endpoints(client::config::split_endpoints(
-            &region.var("KMS_GRPC_ENDPOINT"),
-        ))
-        .ca_bundle_file(region.var("KMS_CA_BUNDLE"))
-        .client_cert_file(region.var("KMS_ALT_CLIENT_CERT"))
-        .client_key_file(region.var("KMS_ALT_CLIENT_KEY"))
-        .build()
-        .unwrap()
-}
 
 /// The current head seq, once a signed digest covers it.
 async fn head_covered_by_a_digest(kms: &Client) -> u64 {
@@ -178,7 +94,7 @@ fn verify_tampered(
     tamper(&mut records, &mut digests);
     write_lines(&dir.path().join(&records_name), &records);
     write_lines(&dir.path().join(&digests_name), &digests);
-    kmsctl.fails(&["audit", "verify", "--dir", dir.path().to_str().unwrap()])
+    kmsctl.fails_ignoring_stdout(&["audit", "verify", "--dir", dir.path().to_str().unwrap()])
 }
 
 /// The failure names record `seq`, as one of `kinds`.
@@ -196,7 +112,7 @@ fn assert_names(outcome: (i32, String), seq: u64, kinds: &[&str]) {
 async fn kmsctl_exports_verifies_and_names_every_kind_of_tampering() {
     let region = DevRegion::start_with(port_base_for(110), &["--audit-digest-interval-ms", "200"]);
     let kmsctl = Kmsctl::new(&region);
-    let admin = grpc_admin(&region);
+    let admin = region.grpc_admin();
     activity(&region).await;
     let head = head_covered_by_a_digest(&admin).await;
     assert!(head >= 6, "enough records to tamper with: {head}");
@@ -254,7 +170,7 @@ async fn kmsctl_exports_verifies_and_names_every_kind_of_tampering() {
     // A mid-chain export verifies on its own; marking it exported needs everything before it.
     let out2 = tempfile::tempdir().unwrap();
     let dir2 = out2.path().to_str().unwrap();
-    let (code, stderr) = kmsctl.fails(&[
+    let (code, stderr) = kmsctl.fails_ignoring_stdout(&[
         "audit",
         "export",
         "--out",
@@ -337,7 +253,7 @@ async fn kmsctl_exports_verifies_and_names_every_kind_of_tampering() {
     );
 
     // A non-admin cannot export, and is told so; the attempt is itself audited.
-    let (code, stderr) = kmsctl.fails(&[
+    let (code, stderr) = kmsctl.fails_ignoring_stdout(&[
         "--client-cert",
         &region.var("KMS_ALT_CLIENT_CERT"),
         "--client-key",
@@ -456,7 +372,7 @@ async fn audit_lookup_filters_and_the_raw_chain_is_for_administrators_only() {
     assert_eq!(table.lines().count(), 3, "{table}");
 
     // gRPC LookupEvents through the Rust SDK.
-    let admin = grpc_admin(&region);
+    let admin = region.grpc_admin();
     let page = admin
         .lookup_events()
         .lookup_attribute("EventName", "Encrypt")
@@ -482,7 +398,7 @@ async fn audit_lookup_filters_and_the_raw_chain_is_for_administrators_only() {
     assert_eq!(bad.error_type(), "ValidationException");
 
     // The raw chain: App is refused on gRPC and on the JSON endpoint; the admin is not.
-    let app = grpc_app(&region);
+    let app = region.grpc_app();
     let e = app.get_audit_records().send().await.unwrap_err();
     assert_eq!(e.error_type(), "AccessDeniedException");
     let e = app.get_audit_digests().send().await.unwrap_err();

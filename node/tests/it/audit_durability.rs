@@ -16,7 +16,7 @@ use crate::common::{error_code, port_base_for, DevRegion};
 use aws_sdk_kms::operation::RequestId as _;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
-use client::{Client, ClientBuilder, RetryPolicy};
+use client::{Client, RetryPolicy};
 use futures::StreamExt as _;
 use keystore::audit::AuditEvent;
 
@@ -120,19 +120,13 @@ impl Clients {
                 &region.var("KMS_ALT_SECRET_ACCESS_KEY"),
                 none(),
             ),
-            grpc_admin: ClientBuilder::new()
-                .env_file(region.dir.join("env"))
-                .unwrap()
+            grpc_admin: region
+                .grpc_admin_builder()
                 .retry_policy(RetryPolicy::none())
                 .build()
                 .unwrap(),
-            grpc_app: Client::builder()
-                .endpoints(client::config::split_endpoints(
-                    &region.var("KMS_GRPC_ENDPOINT"),
-                ))
-                .ca_bundle_file(region.var("KMS_CA_BUNDLE"))
-                .client_cert_file(region.var("KMS_ALT_CLIENT_CERT"))
-                .client_key_file(region.var("KMS_ALT_CLIENT_KEY"))
+            grpc_app: region
+                .grpc_app_builder()
                 .retry_policy(RetryPolicy::none())
                 .build()
                 .unwrap(),
@@ -240,47 +234,16 @@ impl Clients {
     }
 }
 
-/// Every audit event of the region from `from_seq` on, in chain order, read from the storage
-/// nodes with the front's identity.
-async fn events_from(region: &DevRegion, port_base: u16, from_seq: u64) -> Vec<AuditEvent> {
-    let tls = raft::TlsFiles {
-        ca: region.dir.join("ca.pem"),
-        cert: region.dir.join("front.pem"),
-        key: region.dir.join("front.key"),
-    };
-    let endpoints = (1..=3)
-        .map(|n| format!("127.0.0.1:{}", port_base + 10 + n))
-        .collect();
-    let store = raft::StoreClient::connect(endpoints, &tls).await.unwrap();
-    let mut out = Vec::new();
-    let mut from = from_seq;
-    loop {
-        let page = store.audit_records(from, 1000).await.unwrap();
-        let n = page.len();
-        for r in page {
-            assert_eq!(r.seq, from, "records are consecutive");
-            assert!(r.hash_is_valid(), "record {} hashes right", r.seq);
-            from += 1;
-            out.push(AuditEvent::from_json(&r.event).unwrap());
-        }
-        if n < 1000 {
-            return out;
-        }
-    }
+/// Every audit event of the region from `from_seq` on, in chain order.
+async fn events_from(region: &DevRegion, from_seq: u64) -> Vec<AuditEvent> {
+    let events = region.audit_events_from(from_seq).await;
+    events.into_iter().map(|(_, event)| event).collect()
 }
 
 /// The seq the next event will get.
-async fn next_seq(region: &DevRegion, port_base: u16) -> u64 {
-    let tls = raft::TlsFiles {
-        ca: region.dir.join("ca.pem"),
-        cert: region.dir.join("front.pem"),
-        key: region.dir.join("front.key"),
-    };
-    let endpoints = (1..=3)
-        .map(|n| format!("127.0.0.1:{}", port_base + 10 + n))
-        .collect();
-    let store = raft::StoreClient::connect(endpoints, &tls).await.unwrap();
-    store.audit_head().await.unwrap().0.last_seq() + 1
+async fn next_seq(region: &DevRegion) -> u64 {
+    let head = region.store().await.audit_head().await.unwrap().0;
+    head.last_seq() + 1
 }
 
 /// The tag (encryption context `call`) of an event, if it has one.
@@ -544,7 +507,7 @@ async fn a_thousand_calls_leave_a_thousand_events_and_crashes_lose_no_answered_e
 
     // ---- Phase 1: 1,000 calls, no faults: exactly 1,000 events. ----
     let clients = Arc::new(Clients::new(&region));
-    let from = next_seq(&region, base).await;
+    let from = next_seq(&region).await;
     let calls = script("p1", CALLS);
     let outcomes = run_script(
         clients.clone(),
@@ -561,7 +524,7 @@ async fn a_thousand_calls_leave_a_thousand_events_and_crashes_lose_no_answered_e
         .filter(|o| o.answer == Some(Some("AccessDeniedException".into())))
         .count();
     assert_eq!(denied, CALLS / 4, "App's calls are denied");
-    let events = events_from(&region, base, from).await;
+    let events = events_from(&region, from).await;
     assert_eq!(events.len(), CALLS, "exactly one event per call");
     let request_ids: HashMap<String, String> = outcomes
         .iter()
@@ -579,7 +542,7 @@ async fn a_thousand_calls_leave_a_thousand_events_and_crashes_lose_no_answered_e
     let mut procs = Processes::start(&region.dir);
     let admin = region.admin_client();
     wait_serving(&admin, &key_id, "role-by-role start", &procs).await;
-    let from = next_seq(&region, base).await;
+    let from = next_seq(&region).await;
     let clients = Arc::new(Clients::new(&region));
     let calls = script("p2", CALLS);
     let answered = Arc::new(AtomicUsize::new(0));
@@ -617,7 +580,7 @@ async fn a_thousand_calls_leave_a_thousand_events_and_crashes_lose_no_answered_e
         answered.len(),
         procs.logs()
     );
-    let events = events_from(&region, base, from).await;
+    let events = events_from(&region, from).await;
     let request_ids: HashMap<String, String> = outcomes
         .iter()
         .filter_map(|o| Some((o.request_id.clone()?, o.call.tag.clone())))

@@ -11,59 +11,9 @@ use crate::common::{error_code, port_base_for, DevRegion};
 use aws_sdk_kms::operation::RequestId as _;
 use aws_sdk_kms::primitives::Blob;
 use base64::Engine as _;
-use client::{Client, ClientBuilder};
-use keystore::audit::AuditEvent;
 
 const ADMIN: &str = "arn:aws:iam::111122223333:role/Admin";
 const APP: &str = "arn:aws:iam::111122223333:role/App";
-
-fn grpc_admin(region: &DevRegion) -> Client {
-    ClientBuilder::new()
-        .env_file(region.dir.join("env"))
-        .unwrap()
-        .build()
-        .unwrap()
-}
-
-fn grpc_app(region: &DevRegion) -> Client {
-    Client::builder()
-        .endpoints(client::config::split_endpoints(
-            &region.var("KMS_GRPC_ENDPOINT"),
-        ))
-        .ca_bundle_file(region.var("KMS_CA_BUNDLE"))
-        .client_cert_file(region.var("KMS_ALT_CLIENT_CERT"))
-        .client_key_file(region.var("KMS_ALT_CLIENT_KEY"))
-        .build()
-        .unwrap()
-}
-
-/// Every audit event of the region, in chain order, read from the storage nodes with the
-/// front's identity.
-async fn audit_events(region: &DevRegion, port_base: u16) -> Vec<(String, AuditEvent)> {
-    let tls = raft::TlsFiles {
-        ca: region.dir.join("ca.pem"),
-        cert: region.dir.join("front.pem"),
-        key: region.dir.join("front.key"),
-    };
-    let endpoints = (1..=3)
-        .map(|n| format!("127.0.0.1:{}", port_base + 10 + n))
-        .collect();
-    let store = raft::StoreClient::connect(endpoints, &tls).await.unwrap();
-    let mut out = Vec::new();
-    let mut from = 1;
-    loop {
-        let page = store.audit_records(from, 1000).await.unwrap();
-        let n = page.len();
-        for r in page {
-            assert_eq!(r.seq, from, "records are consecutive");
-            from += 1;
-            out.push((r.event.clone(), AuditEvent::from_json(&r.event).unwrap()));
-        }
-        if n < 1000 {
-            return out;
-        }
-    }
-}
 
 /// (eventName, userIdentity.arn, errorCode, requestID if the test knows it).
 type Expected = (
@@ -83,7 +33,7 @@ async fn every_call_on_either_api_leaves_exactly_one_event() {
         &region.var("KMS_ALT_SECRET_ACCESS_KEY"),
         aws_sdk_kms::config::retry::RetryConfig::disabled(),
     );
-    let before = audit_events(&region, base).await.len();
+    let before = region.audit_events_from(1).await.len();
     let mut want: Vec<Expected> = Vec::new();
     let id = |s: Option<&str>| Some(s.expect("the JSON API returns a request id").to_string());
 
@@ -185,8 +135,8 @@ async fn every_call_on_either_api_leaves_exactly_one_event() {
     ));
 
     // ---- gRPC (Rust SDK, mTLS) ----
-    let g_admin = grpc_admin(&region);
-    let g_app = grpc_app(&region);
+    let g_admin = region.grpc_admin();
+    let g_app = region.grpc_app();
     g_admin
         .encrypt()
         .key_id(key.key_id())
@@ -231,7 +181,7 @@ async fn every_call_on_either_api_leaves_exactly_one_event() {
     g_admin.list_principals().send().await.unwrap();
     want.push(("ListPrincipals", ADMIN, None, None));
 
-    let events = audit_events(&region, base).await;
+    let events = region.audit_events_from(1).await;
     let events = &events[before..];
     let got: Vec<(String, String, Option<String>)> = events
         .iter()
@@ -337,7 +287,7 @@ async fn no_secret_of_any_call_reaches_the_audit_trail_logs_or_disk() {
     let base = port_base_for(101);
     let mut region = DevRegion::start(base);
     let admin = region.admin_client();
-    let grpc = grpc_admin(&region);
+    let grpc = region.grpc_admin();
     let mut canaries = Canaries(Vec::new());
 
     // Plaintexts the caller chose.
@@ -509,7 +459,7 @@ async fn no_secret_of_any_call_reaches_the_audit_trail_logs_or_disk() {
     );
 
     // Every audit record.
-    let events = audit_events(&region, base).await;
+    let events = region.audit_events_from(1).await;
     assert!(events.len() >= 18, "{} events", events.len());
     let all: String = events.iter().map(|(text, _)| text.as_str()).collect();
     assert_eq!(

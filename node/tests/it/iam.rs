@@ -7,48 +7,19 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::common::{error_code, port_base_for, DevRegion};
-use client::{Client, ClientBuilder};
+use client::Client;
 
 const ALLOW_CREATE_KEY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:CreateKey","Resource":"*"}]}"#;
 
-/// A client over the region's gRPC endpoint with the given certificate and key files.
-fn client_with(region: &DevRegion, cert: &str, key: &str) -> Client {
-    Client::builder()
-        .endpoints(client::config::split_endpoints(
-            &region.var("KMS_GRPC_ENDPOINT"),
-        ))
-        .ca_bundle_file(region.var("KMS_CA_BUNDLE"))
-        .client_cert_file(cert)
-        .client_key_file(key)
-        .build()
-        .unwrap()
-}
-
-/// The admin role of the dev account (AdministratorAccess).
-fn admin(region: &DevRegion) -> Client {
-    ClientBuilder::new()
-        .env_file(region.dir.join("env"))
-        .unwrap()
-        .build()
-        .unwrap()
-}
-
-/// The unprivileged role of the dev account.
-fn app(region: &DevRegion) -> Client {
-    client_with(
-        region,
-        &region.var("KMS_ALT_CLIENT_CERT"),
-        &region.var("KMS_ALT_CLIENT_KEY"),
-    )
-}
-
 /// The root of the second account.
 fn other_root(region: &DevRegion) -> Client {
-    client_with(
-        region,
-        &region.var("KMS_OTHER_CLIENT_CERT"),
-        &region.var("KMS_OTHER_CLIENT_KEY"),
-    )
+    region
+        .grpc_builder(
+            &region.var("KMS_OTHER_CLIENT_CERT"),
+            &region.var("KMS_OTHER_CLIENT_KEY"),
+        )
+        .build()
+        .unwrap()
 }
 
 /// Polls `check` until it returns true, for at most `within` (cache staleness bound + slack).
@@ -294,7 +265,8 @@ async fn principals_are_managed_only_by_authorized_callers_of_their_own_account(
     let app_arn = region.var("KMS_ALT_PRINCIPAL_ARN");
 
     // A non-root, non-admin principal may not manage identities.
-    let denied = app(&region)
+    let denied = region
+        .grpc_app()
         .create_principal()
         .principal_name("role/Sneaky")
         .send()
@@ -306,7 +278,8 @@ async fn principals_are_managed_only_by_authorized_callers_of_their_own_account(
         "{}",
         denied.message()
     );
-    let denied = app(&region)
+    let denied = region
+        .grpc_app()
         .create_access_key()
         .principal_arn(&app_arn)
         .send()
@@ -315,7 +288,7 @@ async fn principals_are_managed_only_by_authorized_callers_of_their_own_account(
     assert_eq!(denied.error_type(), "AccessDeniedException");
 
     // An administrator (AdministratorAccess) may.
-    let admin = admin(&region);
+    let admin = region.grpc_admin();
     for name in ["user/a", "user/b", "user/c"] {
         admin
             .create_principal()
@@ -426,7 +399,7 @@ fn admin_page(
 async fn issued_client_certificates_authenticate_over_grpc_and_survive_a_restart() {
     let mut region = DevRegion::start(port_base_for(82));
     let account = region.var("KMS_ACCOUNT_ID");
-    let admin = admin(&region);
+    let admin = region.grpc_admin();
     let arn = format!("arn:aws:iam::{account}:role/CertUser");
     admin
         .create_principal()
@@ -480,11 +453,10 @@ async fn issued_client_certificates_authenticate_over_grpc_and_survive_a_restart
     let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("c.key"));
     std::fs::write(&cert_path, &issued.certificate_pem).unwrap();
     std::fs::write(&key_path, &issued.private_key_pem).unwrap();
-    let as_role = client_with(
-        &region,
-        cert_path.to_str().unwrap(),
-        key_path.to_str().unwrap(),
-    );
+    let as_role = region
+        .grpc_builder(cert_path.to_str().unwrap(), key_path.to_str().unwrap())
+        .build()
+        .unwrap();
     let denied = as_role.create_key().send().await.unwrap_err();
     assert_eq!(denied.error_type(), "AccessDeniedException");
     assert!(
@@ -517,7 +489,7 @@ async fn issued_client_certificates_authenticate_over_grpc_and_survive_a_restart
     // A restart regenerates nothing and keeps what was managed through the API.
     region.stop();
     region.launch();
-    let admin = self::admin(&region);
+    let admin = region.grpc_admin();
     let kept = admin
         .get_principal()
         .principal_arn(&arn)
@@ -527,10 +499,9 @@ async fn issued_client_certificates_authenticate_over_grpc_and_survive_a_restart
         .principal
         .unwrap();
     assert_eq!(kept.policy_names, vec!["CreateKeys".to_string()]);
-    let as_role = client_with(
-        &region,
-        cert_path.to_str().unwrap(),
-        key_path.to_str().unwrap(),
-    );
+    let as_role = region
+        .grpc_builder(cert_path.to_str().unwrap(), key_path.to_str().unwrap())
+        .build()
+        .unwrap();
     as_role.create_key().send().await.unwrap();
 }

@@ -2,109 +2,15 @@
 //! policies and create/list/retire/revoke grants the way the AWS CLI does them, with grant
 //! tokens passed to the crypto commands (`--grant-tokens t1,t2`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-use crate::common::{port_base_for, DevRegion};
-use serde_json::Value;
+use crate::common::{port_base_for, DevRegion, Kmsctl};
 
 const APP_ARN: &str = "arn:aws:iam::111122223333:role/App";
 const ROOT_ARN: &str = "arn:aws:iam::111122223333:root";
 
-/// `kmsctl`, built next to `keyraft` by `cargo build --workspace` (as `scripts/test` does).
-/// A test cannot build it: Cargo only builds the binaries of the package under test.
-fn kmsctl_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_keyraft")).with_file_name("kmsctl");
-    assert!(
-        bin.exists(),
-        "{} is missing: build the whole workspace first \
-         (`cargo build --workspace`, or run ./scripts/test)",
-        bin.display()
-    );
-    bin
-}
-
-/// Runs kmsctl as one identity of a region, configured by the env file (and, for the app,
-/// its certificate flags) only: no `KMS_*` leaks in from the test's environment.
-struct Kmsctl {
-    bin: PathBuf,
-    env_file: PathBuf,
-    identity: Vec<String>,
-}
-
-impl Kmsctl {
-    fn admin(region: &DevRegion) -> Kmsctl {
-        Kmsctl {
-            bin: kmsctl_bin(),
-            env_file: region.dir.join("env"),
-            identity: vec![],
-        }
-    }
-
-    fn app(region: &DevRegion) -> Kmsctl {
-        Kmsctl {
-            identity: vec![
-                "--client-cert".into(),
-                region.var("KMS_ALT_CLIENT_CERT"),
-                "--client-key".into(),
-                region.var("KMS_ALT_CLIENT_KEY"),
-            ],
-            ..Kmsctl::admin(region)
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(&self.bin);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("KMS_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.arg("--env-file")
-            .arg(&self.env_file)
-            .args(&self.identity)
-            .args(args)
-            .output()
-            .expect("running kmsctl")
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kmsctl {args:?} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let text = self.ok(args);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
-    }
-
-    /// Runs a command that must fail; returns (exit code, stderr).
-    fn fails(&self, args: &[&str]) -> (i32, String) {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "kmsctl {args:?} should have failed; stdout: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        assert!(out.stdout.is_empty(), "errors go to stderr only");
-        (
-            out.status.code().expect("exited, not killed"),
-            String::from_utf8(out.stderr).unwrap(),
-        )
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kmsctl_manages_key_policies_and_grants_like_the_aws_cli() {
     let region = DevRegion::start(port_base_for(92));
-    let (admin, app) = (Kmsctl::admin(&region), Kmsctl::app(&region));
+    let (admin, app) = (Kmsctl::new(&region), Kmsctl::app(&region));
     let work = tempfile::tempdir().unwrap();
     let key_id = admin.ok(&[
         "create-key",

@@ -9,7 +9,6 @@ use crate::common::{error_code, port_base_for, DevRegion};
 use aws_sdk_kms::operation::RequestId as _;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::KeyLastUsageTrackingOperation as TrackedOp;
-use client::ClientBuilder;
 use keystore::command::{Command, Query, QueryOutput};
 
 const APP: &str = "arn:aws:iam::111122223333:role/App";
@@ -155,11 +154,7 @@ async fn get_key_last_usage_reports_the_newest_successful_crypto_call_on_every_a
     assert_eq!(error_code(&err), "NotFoundException");
 
     // gRPC (Rust SDK) answers the same.
-    let grpc = ClientBuilder::new()
-        .env_file(region.dir.join("env"))
-        .unwrap()
-        .build()
-        .unwrap();
+    let grpc = region.grpc_admin();
     let g = grpc
         .get_key_last_usage()
         .key_id(&other_id)
@@ -243,19 +238,6 @@ async fn get_key_last_usage_is_authorized_as_kms_get_key_last_usage() {
     assert_eq!(error_code(&err), "AccessDeniedException");
 }
 
-/// The region's store, with the front's identity.
-async fn store(region: &DevRegion, port_base: u16) -> raft::StoreClient {
-    let tls = raft::TlsFiles {
-        ca: region.dir.join("ca.pem"),
-        cert: region.dir.join("front.pem"),
-        key: region.dir.join("front.key"),
-    };
-    let endpoints = (1..=3)
-        .map(|n| format!("127.0.0.1:{}", port_base + 10 + n))
-        .collect();
-    raft::StoreClient::connect(endpoints, &tls).await.unwrap()
-}
-
 async fn retention(store: &raft::StoreClient) -> (u64, u64) {
     match store.query(Query::AuditRetention).await.unwrap() {
         QueryOutput::AuditRetention {
@@ -289,7 +271,7 @@ async fn records_past_retention_are_pruned_only_after_they_were_exported() {
     for _ in 0..5 {
         kms.list_keys().send().await.unwrap();
     }
-    let store = store(&region, base).await;
+    let store = region.store().await;
     let (head, _) = store.audit_head().await.unwrap();
     let last = head.last_seq();
     assert!(last >= 5);

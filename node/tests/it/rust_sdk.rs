@@ -7,39 +7,8 @@ use std::time::Duration;
 
 use crate::common::{error_code, port_base_for, DevRegion};
 use aws_sdk_kms::primitives::Blob;
-use client::{Client, ClientBuilder, RetryPolicy};
+use client::{Client, RetryPolicy};
 use rcgen::ExtendedKeyUsagePurpose;
-
-/// The admin identity, configured the way `kmsctl --env-file` does it.
-fn admin(region: &DevRegion) -> Client {
-    ClientBuilder::new()
-        .env_file(region.dir.join("env"))
-        .unwrap()
-        .build()
-        .unwrap()
-}
-
-/// A client over the region's gRPC endpoint with the given certificate and key files.
-fn client_with(region: &DevRegion, cert: &str, key: &str) -> ClientBuilder {
-    Client::builder()
-        .endpoints(client::config::split_endpoints(
-            &region.var("KMS_GRPC_ENDPOINT"),
-        ))
-        .ca_bundle_file(region.var("KMS_CA_BUNDLE"))
-        .client_cert_file(cert)
-        .client_key_file(key)
-}
-
-/// The unprivileged identity of the same account.
-fn app(region: &DevRegion) -> Client {
-    client_with(
-        region,
-        &region.var("KMS_ALT_CLIENT_CERT"),
-        &region.var("KMS_ALT_CLIENT_KEY"),
-    )
-    .build()
-    .unwrap()
-}
 
 fn ctx(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -87,7 +56,7 @@ fn unused_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_aliases_and_tags_are_managed_through_the_sdk() {
     let region = DevRegion::start(port_base_for(11));
-    let kms = admin(&region);
+    let kms = region.grpc_admin();
 
     let created = kms
         .create_key()
@@ -289,7 +258,7 @@ async fn keys_aliases_and_tags_are_managed_through_the_sdk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypt_decrypt_re_encrypt_and_data_keys_honour_the_encryption_context() {
     let region = DevRegion::start(port_base_for(12));
-    let kms = admin(&region);
+    let kms = region.grpc_admin();
     let a = new_key(&kms, "a").await;
     let b = new_key(&kms, "b").await;
     let order = ctx(&[("order", "42")]);
@@ -494,7 +463,7 @@ async fn encrypt_decrypt_re_encrypt_and_data_keys_honour_the_encryption_context(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_return_one_result_per_item_in_order_with_per_item_errors() {
     let region = DevRegion::start(port_base_for(13));
-    let kms = admin(&region);
+    let kms = region.grpc_admin();
     let key = new_key(&kms, "batch").await;
     kms.create_alias()
         .alias_name("alias/batch")
@@ -569,8 +538,8 @@ async fn batches_return_one_result_per_item_in_order_with_per_item_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_principal_is_the_client_certificate_and_unknown_certificates_are_refused() {
     let region = DevRegion::start(port_base_for(14));
-    let kms = admin(&region);
-    let app = app(&region);
+    let kms = region.grpc_admin();
+    let app = region.grpc_app();
     let key = new_key(&kms, "owned by the admin").await;
     let enc = kms
         .encrypt()
@@ -662,14 +631,11 @@ async fn the_principal_is_the_client_certificate_and_unknown_certificates_are_re
             .unwrap(),
     )
     .unwrap();
-    let rogue = client_with(
-        &region,
-        rogue.cert.to_str().unwrap(),
-        rogue.key.to_str().unwrap(),
-    )
-    .retry_policy(RetryPolicy::none())
-    .build()
-    .unwrap();
+    let rogue = region
+        .grpc_builder(rogue.cert.to_str().unwrap(), rogue.key.to_str().unwrap())
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap();
     let err = rogue
         .generate_random()
         .number_of_bytes(8)
@@ -706,20 +672,17 @@ async fn a_certificate_from_the_trusted_ca_without_client_auth_is_unrecognized()
     let ca = trust_a_test_held_ca(&region.dir);
     region.launch();
 
-    let kms = admin(&region);
+    let kms = region.grpc_admin();
     let dir = tempfile::tempdir().unwrap();
     let admin_arn = region.var("KMS_PRINCIPAL_ARN");
     let issue = |name: &str, ekus| {
         let pair = ca.issue_client_with_eku(&admin_arn, ekus).unwrap();
         let files = node::certs::write_pair(dir.path(), name, pair).unwrap();
-        client_with(
-            &region,
-            files.cert.to_str().unwrap(),
-            files.key.to_str().unwrap(),
-        )
-        .retry_policy(RetryPolicy::none())
-        .build()
-        .unwrap()
+        region
+            .grpc_builder(files.cert.to_str().unwrap(), files.key.to_str().unwrap())
+            .retry_policy(RetryPolicy::none())
+            .build()
+            .unwrap()
     };
 
     // A proper client certificate from the test's CA works: the region trusts that CA.
@@ -750,7 +713,7 @@ async fn a_certificate_from_the_trusted_ca_without_client_auth_is_unrecognized()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ciphertexts_cross_between_grpc_and_the_aws_json_api() {
     let region = DevRegion::start(port_base_for(16));
-    let grpc = admin(&region);
+    let grpc = region.grpc_admin();
     let aws = region.admin_client();
 
     // A key made over gRPC, aliased over gRPC, used over JSON.
@@ -888,15 +851,15 @@ async fn a_client_fails_over_from_a_dead_endpoint_to_a_live_one() {
     let region = DevRegion::start(port_base_for(17));
     let dead = format!("https://127.0.0.1:{}", unused_port());
     let live = region.var("KMS_GRPC_ENDPOINT");
-    let kms = client_with(
-        &region,
-        &region.var("KMS_CLIENT_CERT"),
-        &region.var("KMS_CLIENT_KEY"),
-    )
-    .endpoints([dead.clone(), live.clone()])
-    .connect_timeout(Duration::from_secs(2))
-    .build()
-    .unwrap();
+    let kms = region
+        .grpc_builder(
+            &region.var("KMS_CLIENT_CERT"),
+            &region.var("KMS_CLIENT_KEY"),
+        )
+        .endpoints([dead.clone(), live.clone()])
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     assert_eq!(kms.endpoints(), vec![dead.as_str(), live.as_str()]);
 
     let started = std::time::Instant::now();
@@ -923,19 +886,19 @@ async fn a_client_fails_over_from_a_dead_endpoint_to_a_live_one() {
     );
 
     // With only the dead endpoint the call fails as a transport error, after its retries.
-    let only_dead = client_with(
-        &region,
-        &region.var("KMS_CLIENT_CERT"),
-        &region.var("KMS_CLIENT_KEY"),
-    )
-    .endpoints([dead])
-    .retry_policy(RetryPolicy {
-        max_attempts: 2,
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(20),
-    })
-    .build()
-    .unwrap();
+    let only_dead = region
+        .grpc_builder(
+            &region.var("KMS_CLIENT_CERT"),
+            &region.var("KMS_CLIENT_KEY"),
+        )
+        .endpoints([dead])
+        .retry_policy(RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(20),
+        })
+        .build()
+        .unwrap();
     let err = only_dead
         .generate_random()
         .number_of_bytes(8)

@@ -8,33 +8,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::common::{port_base_for, DevRegion};
-use client::{Client, ClientBuilder};
+use client::Client;
 
 const ADMIN_ARN: &str = "arn:aws:iam::111122223333:role/Admin";
 const APP_ARN: &str = "arn:aws:iam::111122223333:role/App";
 const ROOT_ARN: &str = "arn:aws:iam::111122223333:root";
-
-/// The admin identity, configured the way `kmsctl --env-file` does it.
-fn admin(region: &DevRegion) -> Client {
-    ClientBuilder::new()
-        .env_file(region.dir.join("env"))
-        .unwrap()
-        .build()
-        .unwrap()
-}
-
-/// The unprivileged identity of the same account.
-fn app(region: &DevRegion) -> Client {
-    Client::builder()
-        .endpoints(client::config::split_endpoints(
-            &region.var("KMS_GRPC_ENDPOINT"),
-        ))
-        .ca_bundle_file(region.var("KMS_CA_BUNDLE"))
-        .client_cert_file(region.var("KMS_ALT_CLIENT_CERT"))
-        .client_key_file(region.var("KMS_ALT_CLIENT_KEY"))
-        .build()
-        .unwrap()
-}
 
 fn ctx(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -127,7 +105,7 @@ fn team_blue_policy() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_policies_are_put_read_listed_and_enforced_through_the_sdk() {
     let region = DevRegion::start(port_base_for(90));
-    let (admin, app) = (admin(&region), app(&region));
+    let (admin, app) = (region.grpc_admin(), region.grpc_app());
     let key = new_key(&admin).await;
     let key_id = key.key_id.clone();
 
@@ -295,7 +273,7 @@ async fn key_policies_are_put_read_listed_and_enforced_through_the_sdk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_are_created_used_listed_retired_and_revoked_through_the_sdk() {
     let region = DevRegion::start(port_base_for(91));
-    let (admin, app) = (admin(&region), app(&region));
+    let (admin, app) = (region.grpc_admin(), region.grpc_app());
     let key = new_key(&admin).await;
     let key_id = key.key_id.clone();
     assert_error(

@@ -14,18 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::common::{port_base_for, DevRegion};
 use aws_sdk_kms::primitives::Blob;
-use client::{proto, Client, ClientBuilder};
+use client::{proto, Client};
 use keystore::rsa_encrypt::encrypt_with_public_key;
 use keystore::spec::{AwsKeySpec, EncryptionAlgorithm};
-
-/// The admin identity, configured the way `kmsctl --env-file` does it.
-fn admin(region: &DevRegion) -> Client {
-    ClientBuilder::new()
-        .env_file(region.dir.join("env"))
-        .unwrap()
-        .build()
-        .unwrap()
-}
 
 async fn external_key(kms: &Client) -> proto::KeyMetadata {
     kms.create_key()
@@ -92,7 +83,7 @@ fn now_secs() -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imported_material_encrypts_over_grpc_decrypts_over_json_and_comes_back_after_deletion() {
     let region = DevRegion::start(port_base_for(70));
-    let kms = admin(&region);
+    let kms = region.grpc_admin();
 
     let key = external_key(&kms).await;
     assert_eq!(key.origin, "EXTERNAL");
@@ -207,7 +198,7 @@ async fn imported_material_encrypts_over_grpc_decrypts_over_json_and_comes_back_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_errors_are_aws_error_types_on_grpc_statuses() {
     let region = DevRegion::start(port_base_for(71));
-    let kms = admin(&region);
+    let kms = region.grpc_admin();
     let key = external_key(&kms).await;
     let params = parameters(&kms, &key.key_id).await;
     let material = [7u8; 32];

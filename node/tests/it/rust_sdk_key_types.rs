@@ -8,16 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::{port_base_for, DevRegion};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
-use client::{Client, ClientBuilder};
-
-/// The admin identity, configured the way `kmsctl --env-file` does it.
-fn admin(region: &DevRegion) -> Client {
-    ClientBuilder::new()
-        .env_file(region.dir.join("env"))
-        .unwrap()
-        .build()
-        .unwrap()
-}
+use client::Client;
 
 async fn new_key(kms: &Client, spec: &str, usage: &str) -> client::types::KeyMetadata {
     kms.create_key()
@@ -40,7 +31,7 @@ fn looks_like_spki(der: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecc_signatures_verify_over_grpc_and_the_aws_json_api_and_bad_ones_are_errors() {
     let region = DevRegion::start(port_base_for(60));
-    let kms = admin(&region);
+    let kms = region.grpc_admin();
     let key = new_key(&kms, "ECC_NIST_P256", "SIGN_VERIFY").await;
     assert_eq!(key.key_spec, "ECC_NIST_P256");
     assert_eq!(key.key_usage, "SIGN_VERIFY");
@@ -200,7 +191,7 @@ async fn ecc_signatures_verify_over_grpc_and_the_aws_json_api_and_bad_ones_are_e
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsa_encryption_hmac_ecdh_and_data_key_pairs_work_through_the_sdk() {
     let region = DevRegion::start(port_base_for(61));
-    let kms = admin(&region);
+    let kms = region.grpc_admin();
 
     // RSA encryption: OAEP both ways, the algorithm echoed, the key named by ARN.
     let rsa = new_key(&kms, "RSA_2048", "ENCRYPT_DECRYPT").await;
@@ -392,7 +383,7 @@ async fn wait_for_rotations(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_on_demand_is_listed_and_old_ciphertexts_keep_decrypting() {
     let region = DevRegion::start(port_base_for(62));
-    let kms = admin(&region);
+    let kms = region.grpc_admin();
     let key = kms.create_key().send().await.unwrap().key_metadata.unwrap();
     let encrypt = |text: &'static str| {
         kms.encrypt()
@@ -524,7 +515,7 @@ async fn rotation_on_demand_is_listed_and_old_ciphertexts_keep_decrypting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_signing_spec_and_algorithm_round_trips_and_verifies_over_json() {
     let region = DevRegion::start(port_base_for(64));
-    let kms = admin(&region);
+    let kms = region.grpc_admin();
     let aws = region.admin_client();
     let rsa_algs = [
         "RSASSA_PSS_SHA_256",

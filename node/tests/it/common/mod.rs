@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
@@ -296,5 +296,226 @@ impl DevRegion {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// Clients of the region's gRPC endpoint (the keyraft Rust SDK, mTLS).
+impl DevRegion {
+    /// The admin identity (AdministratorAccess), configured the way `kmsctl --env-file` does it.
+    pub fn grpc_admin_builder(&self) -> client::ClientBuilder {
+        client::ClientBuilder::new()
+            .env_file(self.dir.join("env"))
+            .unwrap()
+    }
+
+    /// A client of the admin identity, with the SDK's default options.
+    pub fn grpc_admin(&self) -> client::Client {
+        self.grpc_admin_builder().build().unwrap()
+    }
+
+    /// The region's gRPC endpoint and CA with the given client certificate and key files.
+    pub fn grpc_builder(&self, cert: &str, key: &str) -> client::ClientBuilder {
+        client::Client::builder()
+            .endpoints(client::config::split_endpoints(
+                &self.var("KMS_GRPC_ENDPOINT"),
+            ))
+            .ca_bundle_file(self.var("KMS_CA_BUNDLE"))
+            .client_cert_file(cert)
+            .client_key_file(key)
+    }
+
+    /// The unprivileged identity of the same account.
+    pub fn grpc_app_builder(&self) -> client::ClientBuilder {
+        self.grpc_builder(
+            &self.var("KMS_ALT_CLIENT_CERT"),
+            &self.var("KMS_ALT_CLIENT_KEY"),
+        )
+    }
+
+    /// A client of the unprivileged identity, with the SDK's default options.
+    pub fn grpc_app(&self) -> client::Client {
+        self.grpc_app_builder().build().unwrap()
+    }
+}
+
+/// The region's storage nodes, read directly.
+impl DevRegion {
+    /// The region's store, with the front's identity (storage node N listens on
+    /// 127.0.0.1:port_base+10+N).
+    pub async fn store(&self) -> raft::StoreClient {
+        let tls = raft::TlsFiles {
+            ca: self.dir.join("ca.pem"),
+            cert: self.dir.join("front.pem"),
+            key: self.dir.join("front.key"),
+        };
+        let endpoints = (1..=3)
+            .map(|n| format!("127.0.0.1:{}", self.port_base + 10 + n))
+            .collect();
+        raft::StoreClient::connect(endpoints, &tls).await.unwrap()
+    }
+
+    /// Every audit event of the region from `from_seq` on, in chain order, as (stored JSON,
+    /// parsed event), read from the storage nodes in pages of 1000; asserts the records are
+    /// consecutive and hash right.
+    pub async fn audit_events_from(
+        &self,
+        from_seq: u64,
+    ) -> Vec<(String, keystore::audit::AuditEvent)> {
+        let store = self.store().await;
+        let mut out = Vec::new();
+        let mut from = from_seq;
+        loop {
+            let page = store.audit_records(from, 1000).await.unwrap();
+            let n = page.len();
+            for r in page {
+                assert_eq!(r.seq, from, "records are consecutive");
+                assert!(r.hash_is_valid(), "record {} hashes right", r.seq);
+                from += 1;
+                let event = keystore::audit::AuditEvent::from_json(&r.event).unwrap();
+                out.push((r.event, event));
+            }
+            if n < 1000 {
+                return out;
+            }
+        }
+    }
+}
+
+/// `kmsctl`, built next to `keyraft` by `cargo build --workspace` (as `scripts/test` does).
+/// A test cannot build it: Cargo only builds the binaries of the package under test.
+pub fn kmsctl_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_keyraft")).with_file_name("kmsctl");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the whole workspace first \
+         (`cargo build --workspace`, or run ./scripts/test)",
+        bin.display()
+    );
+    bin
+}
+
+/// Keeps a developer's sourced `KMS_*` variables out of a child: the env file alone configures.
+pub fn without_kms_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("KMS_") {
+            cmd.env_remove(k);
+        }
+    }
+}
+
+/// Runs kmsctl commands as one identity of a region, configured by its env file (and any
+/// identity flags) only: no `KMS_*` leaks in from the test's environment.
+pub struct Kmsctl {
+    bin: PathBuf,
+    env_file: PathBuf,
+    identity: Vec<String>,
+}
+
+impl Kmsctl {
+    /// The env file's identity (the admin).
+    pub fn new(region: &DevRegion) -> Kmsctl {
+        Kmsctl::with_identity(region, Vec::new())
+    }
+
+    /// The env file with `identity` flags (e.g. `--client-cert`, `--client-key`) after it.
+    pub fn with_identity(region: &DevRegion, identity: Vec<String>) -> Kmsctl {
+        Kmsctl {
+            bin: kmsctl_bin(),
+            env_file: region.dir.join("env"),
+            identity,
+        }
+    }
+
+    /// The unprivileged identity of the env file's account.
+    pub fn app(region: &DevRegion) -> Kmsctl {
+        Kmsctl::with_identity(
+            region,
+            vec![
+                "--client-cert".into(),
+                region.var("KMS_ALT_CLIENT_CERT"),
+                "--client-key".into(),
+                region.var("KMS_ALT_CLIENT_KEY"),
+            ],
+        )
+    }
+
+    /// A command with `--env-file` and the identity set, and no `KMS_*` from the environment.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        without_kms_env(&mut cmd);
+        cmd.arg("--env-file")
+            .arg(&self.env_file)
+            .args(&self.identity);
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("running kmsctl")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kmsctl {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must succeed with JSON output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let text = self.ok(args);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    }
+
+    /// Runs a command that must fail with nothing on stdout; returns (exit code, stderr).
+    pub fn fails(&self, args: &[&str]) -> (i32, String) {
+        let out = self.failed_output(args);
+        assert!(out.stdout.is_empty(), "errors go to stderr only");
+        Self::code_and_stderr(out)
+    }
+
+    /// Runs a command that must fail, whatever it wrote to stdout; returns (exit code, stderr).
+    pub fn fails_ignoring_stdout(&self, args: &[&str]) -> (i32, String) {
+        Self::code_and_stderr(self.failed_output(args))
+    }
+
+    fn failed_output(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "kmsctl {args:?} should have failed; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        out
+    }
+
+    fn code_and_stderr(out: Output) -> (i32, String) {
+        (
+            out.status.code().expect("exited, not killed"),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    /// `kmsctl <args> | base64 -d > out`, in bash with pipefail, as a user would type it.
+    pub fn base64_decode_into(&self, args: &[&str], out: &Path) {
+        let mut bash = Command::new("bash");
+        without_kms_env(&mut bash);
+        let status = bash
+            .arg("-c")
+            .arg(r#"set -euo pipefail; out="$1"; shift; "$@" | base64 -d > "$out""#)
+            .arg("kmsctl-pipe")
+            .arg(out)
+            .arg(&self.bin)
+            .arg("--env-file")
+            .arg(&self.env_file)
+            .args(&self.identity)
+            .args(args)
+            .status()
+            .expect("running bash");
+        assert!(status.success(), "kmsctl {args:?} | base64 -d: {status}");
     }
 }
