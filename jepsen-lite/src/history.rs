@@ -64,6 +64,9 @@ pub enum F {
     Decrypt,
     /// ListKeys, the final read of all keys. Ok value: [`Value::Keys`].
     ListKeys,
+    /// PutKeyPolicy. Value: [`Value::Policy`]. Not part of the register: the revocation
+    /// checker reads it (does the policy let the encrypting identity Encrypt?).
+    PutKeyPolicy,
 }
 
 impl F {
@@ -154,6 +157,14 @@ pub enum Value {
     },
     /// Key ids (ListKeys).
     Keys(Vec<String>),
+    /// A key policy written by the runner: its name, and whether it lets the identity that
+    /// the revocation workload encrypts as (`role/App`) call `kms:Encrypt`.
+    Policy {
+        /// The runner's name for the document (`allow-app-encrypt`, ...).
+        name: String,
+        /// Whether the App identity may Encrypt under it.
+        allows_encrypt: bool,
+    },
 }
 
 /// One event of the history.

@@ -16,13 +16,16 @@
 //!   lost.rs         lost creates, keys resurrected after deletion
 //!   decrypt.rs      every acknowledged ciphertext decrypts to its plaintext
 //!   convergence.rs  replicas agree on the state-machine hash
+//!   revocation.rs   no Encrypt succeeds later than the staleness bound after a revocation
+//!   recovery.rs     leader-kill recovery against its targets (reported, not a validity)
 //! results.rs      the results directory: save a Run, check_dir re-checks and reports
 //! report.rs       verdict + SVG plots (plotters) -> index.html
 //! sim.rs          simulated linearizable cluster with plantable anomalies
 //! selftest.rs     the `self-test` cases
 //! backend/        Backend trait; local.rs: processes on 127.0.0.x, iptables partitions
 //! nemesis.rs      fault schedule (kill, pause, partition, clock, front restart) + heal
-//! workload/       register (per-key metadata), create-and-use, the final read-back phase
+//! workload/       register (per-key metadata, deletions), create-and-use, revocation,
+//!                 the final read-back phase
 //! runner.rs       `jepsen-lite run`: backend + workloads + nemesis -> results -> checkers
 //! ```
 //!

@@ -69,6 +69,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("  ? {n}");
                 }
             }
+            // Performance targets: reported, not part of the verdict.
+            for c in &verdict.targets {
+                let met = if c.validity == Validity::Valid {
+                    "target met"
+                } else {
+                    "target MISSED"
+                };
+                println!("{:<13} {met}", c.checker);
+                for a in &c.anomalies {
+                    println!("  - {}", a.message);
+                }
+                for n in &c.notes {
+                    println!("  ? {n}");
+                }
+            }
             println!("verdict: {}", verdict.summary());
             println!("report: {}", dir.join("index.html").display());
             Ok(match verdict.validity {

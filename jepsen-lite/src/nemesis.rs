@@ -4,7 +4,12 @@
 //! |-- quiet (interval - hold) --|== fault (hold) ==|-- quiet --|== fault ==| ... final heal
 //! ```
 //!
-//! A fault is chosen by drawing an enabled [`Family`] uniformly, then one of its [`Fault`]s.
+//! Faults are dealt like cards (see [`Schedule`]): each round holds every enabled [`Family`]
+//! once, in random order, and each family deals its [`Fault`]s once per round of its own, in
+//! random order except that a kill round opens with [`Fault::KillLeader`]. So a one-minute run
+//! with every family (six faults at the default interval) sees each family and at least one
+//! leader kill, whose recovery time the runner measures. Killing one node or a minority that
+//! happens to hold the leader counts as a leader kill too.
 //! Every fault is healed with [`Backend::heal_all`], which is idempotent, so a heal never
 //! depends on remembering exactly what was done. Runs on its own thread: the backend is
 //! synchronous (signals, iptables, files).
@@ -222,15 +227,14 @@ pub fn run(
     let mut log = NemesisLog::default();
     let mut rng = rand::thread_rng();
     let quiet = cfg.interval.saturating_sub(cfg.hold);
+    let mut schedule = Schedule::new(&cfg.families);
     while !cfg.families.is_empty() {
         if !sleep_unless_stopped(quiet, &state.stop) {
             break;
         }
-        let family = *cfg.families.choose(&mut rng).expect("non-empty");
-        let fault = *family
-            .faults()
-            .choose(&mut rng)
-            .expect("every family has faults");
+        let Some(fault) = schedule.next(&mut rng) else {
+            break;
+        };
         let start = recorder.now();
         let kills_before = log.leader_kills.len();
         let injected = inject(backend, fault, cfg, recorder, &mut rng, &mut log);
@@ -272,6 +276,46 @@ pub fn run(
         log.errors.push(format!("final heal: {e:#}"));
     }
     log
+}
+
+/// Deals faults: every family once per round, every fault of a family once per round of that
+/// family; a kill round starts with a leader kill.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    families: Vec<Family>,
+    round: Vec<Family>,
+    decks: BTreeMap<Family, Vec<Fault>>,
+}
+
+impl Schedule {
+    /// A schedule over the enabled families.
+    pub fn new(families: &[Family]) -> Self {
+        Schedule {
+            families: families.to_vec(),
+            round: Vec::new(),
+            decks: BTreeMap::new(),
+        }
+    }
+
+    /// The next fault (`None` when no family is enabled).
+    pub fn next(&mut self, rng: &mut impl Rng) -> Option<Fault> {
+        if self.round.is_empty() {
+            self.round = self.families.clone();
+            self.round.shuffle(rng);
+        }
+        let family = self.round.pop()?;
+        let deck = self.decks.entry(family).or_default();
+        if deck.is_empty() {
+            deck.extend_from_slice(family.faults());
+            deck.shuffle(rng);
+            // Dealt from the back: the leader kill goes first.
+            if let Some(i) = deck.iter().position(|f| *f == Fault::KillLeader) {
+                let last = deck.len() - 1;
+                deck.swap(i, last);
+            }
+        }
+        deck.pop()
+    }
 }
 
 /// Sleeps `d` in small steps; false if `stop` was set.
@@ -328,8 +372,15 @@ fn inject(
     let minority = (nodes.len() - 1) / 2;
     Ok(match fault {
         Fault::KillOne => {
+            let leader = backend.leader();
+            let at = recorder.now();
             backend.kill(random)?;
-            format!("kill n{random}")
+            if leader == Some(random) {
+                log.leader_kills.push(LeaderKill { at, node: random });
+                format!("kill n{random} (leader)")
+            } else {
+                format!("kill n{random}")
+            }
         }
         Fault::KillLeader => {
             let leader = backend.leader();
@@ -346,10 +397,18 @@ fn inject(
         }
         Fault::KillMinority => {
             let victims = &nodes[..minority.max(1)];
+            let leader = backend.leader().filter(|l| victims.contains(l));
+            let at = recorder.now();
             for &n in victims {
                 backend.kill(n)?;
             }
-            format!("kill-minority {}", set(victims))
+            match leader {
+                Some(node) => {
+                    log.leader_kills.push(LeaderKill { at, node });
+                    format!("kill-minority {} (leader n{node})", set(victims))
+                }
+                None => format!("kill-minority {}", set(victims)),
+            }
         }
         Fault::KillAll => {
             for &n in &nodes {
@@ -451,6 +510,30 @@ mod tests {
             vec![Family::Kill, Family::Partition]
         );
         assert!(Family::parse_list("kil").is_err());
+    }
+
+    #[test]
+    fn every_family_comes_once_per_round_and_kill_rounds_open_with_the_leader() {
+        let mut rng = rand::thread_rng();
+        for _ in 0..50 {
+            let mut s = Schedule::new(&Family::ALL);
+            let round: Vec<Fault> = (0..Family::ALL.len())
+                .map(|_| s.next(&mut rng).unwrap())
+                .collect();
+            for family in Family::ALL {
+                let dealt: Vec<&Fault> = round
+                    .iter()
+                    .filter(|f| family.faults().contains(f))
+                    .collect();
+                assert_eq!(dealt.len(), 1, "{family:?} once per round: {round:?}");
+            }
+            assert!(round.contains(&Fault::KillLeader), "{round:?}");
+        }
+        let mut kills = Schedule::new(&[Family::Kill]);
+        let dealt: Vec<Fault> = (0..8).map(|_| kills.next(&mut rng).unwrap()).collect();
+        assert_eq!(dealt[0], Fault::KillLeader);
+        assert_eq!(dealt[4], Fault::KillLeader);
+        assert!(Schedule::new(&[]).next(&mut rng).is_none());
     }
 
     #[test]

@@ -308,6 +308,109 @@ fn escape(s: &str) -> String {
     out
 }
 
+fn num(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "-".into(),
+        v => v.to_string(),
+    }
+}
+
+/// Performance targets (leader-kill recovery) with every kill's time.
+fn targets_section(h: &mut String, verdict: &Verdict) {
+    if verdict.targets.is_empty() {
+        return;
+    }
+    h.push_str(
+        "<h2>Targets</h2>\n<p>Performance targets; a miss does not change the verdict.</p>\n",
+    );
+    for t in &verdict.targets {
+        let (word, colour) = match t.validity {
+            Validity::Valid => ("met", "#2e8b57"),
+            Validity::Invalid => ("MISSED", "#c0392b"),
+            Validity::Unknown => ("unknown", "#b7950b"),
+        };
+        let st = &t.stats;
+        let _ = writeln!(
+            h,
+            "<h3>Leader kill to first acknowledged write ({}): \
+             <span style=\"color:{colour}\">{word}</span></h3>\n\
+             <p>p50 <b>{} ms</b> (target &le; {} ms), p99 <b>{} ms</b> (target &le; {} ms) over \
+             {} leader kills; {} never recovered within 30 s. Measured by a probe writing every \
+             100 ms from the kill.</p>",
+            escape(&t.checker),
+            num(&st["p50_ms"]),
+            num(&st["p50_target_ms"]),
+            num(&st["p99_ms"]),
+            num(&st["p99_target_ms"]),
+            num(&st["leader_kills"]),
+            num(&st["unrecovered"]),
+        );
+        for a in &t.anomalies {
+            let _ = writeln!(h, "<pre>{}</pre>", escape(&a.message));
+        }
+        for n in &t.notes {
+            let _ = writeln!(h, "<p>{}</p>", escape(n));
+        }
+        if let Some(kills) = st["kills"].as_array().filter(|k| !k.is_empty()) {
+            h.push_str(
+                "<table><tr><th>kill at (s)</th><th>node</th><th>probe write (ms)</th>\
+                 <th>first workload write (ms)</th></tr>\n",
+            );
+            for k in kills {
+                let at = k["at_ms"]
+                    .as_u64()
+                    .map_or("-".into(), |ms| format!("{:.3}", ms as f64 / 1e3));
+                let _ = writeln!(
+                    h,
+                    "<tr><td>{at}</td><td>n{}</td><td>{}</td><td>{}</td></tr>",
+                    num(&k["node"]),
+                    if k["recovery_ms"].is_null() {
+                        "never".into()
+                    } else {
+                        num(&k["recovery_ms"])
+                    },
+                    num(&k["workload_recovery_ms"]),
+                );
+            }
+            h.push_str("</table>\n");
+        }
+    }
+}
+
+/// The revocation checker's measurements.
+fn revocation_section(h: &mut String, verdict: &Verdict) {
+    let Some(r) = verdict.checks.iter().find(|c| c.checker == "revocation") else {
+        return;
+    };
+    let st = &r.stats;
+    if st["acknowledged_revocations"].as_u64().unwrap_or(0) == 0 {
+        return;
+    }
+    let _ = writeln!(
+        h,
+        "<h2>Revocation staleness</h2>\n<p>Max observed staleness <b>{} ms</b> \
+         (p50 {} ms, p99 {} ms per revocation) against a bound of <b>{} ms</b> \
+         ({} ms front cache staleness + {} ms allowance). {} acknowledged revocations, {} \
+         probed by an Encrypt past the bound, {} undone at once by a concurrent restore; the \
+         first Encrypt after an acknowledgement came at most {} ms later (the resolution). By \
+         mechanism: {}.</p>",
+        num(&st["max_observed_staleness_ms"]),
+        num(&st["p50_observed_staleness_ms"]),
+        num(&st["p99_observed_staleness_ms"]),
+        num(&st["bound_ms"]),
+        num(&st["cache_staleness_ms"]),
+        num(&st["allowance_ms"]),
+        num(&st["acknowledged_revocations"]),
+        num(&st["windows_probed_past_bound"]),
+        num(&st["windows_undone_at_once"]),
+        num(&st["max_first_probe_after_ack_ms"]),
+        match st["max_observed_staleness_ms_by_via"].as_object() {
+            Some(m) if !m.is_empty() => escape(&st["max_observed_staleness_ms_by_via"].to_string()),
+            _ => "no Encrypt succeeded after any acknowledged revocation".into(),
+        },
+    );
+}
+
 /// Renders the plots and the page.
 pub fn render(
     history: &History,
@@ -365,7 +468,10 @@ pub fn render(
             details
         );
     }
-    h.push_str("</table>\n<h2>Plots</h2>\n");
+    h.push_str("</table>\n");
+    targets_section(&mut h, verdict);
+    revocation_section(&mut h, verdict);
+    h.push_str("<h2>Plots</h2>\n");
     for svg in [&latency_svg, &throughput_svg, &outcomes_svg] {
         h.push_str("<div>");
         h.push_str(svg);
@@ -447,6 +553,35 @@ mod tests {
         assert!(throughput.contains("<polyline"), "throughput lines");
         let outcomes = std::fs::read_to_string(dir.path().join("outcomes.svg")).unwrap();
         assert!(outcomes.contains("describe") && outcomes.contains("encrypt"));
+    }
+
+    #[test]
+    fn report_shows_revocation_staleness_and_every_leader_kill() {
+        use crate::check::recovery::{self, RecoveryTimes};
+        let sim = simulate(&SimConfig::default(), &[Plant::LateEncryptAfterDisable]);
+        let mut verdict =
+            check_all(&sim.history, Some(&sim.replicas), &Options::default()).unwrap();
+        verdict.push_target(recovery::check(&RecoveryTimes {
+            per_kill_ms: vec![Some(700), None],
+            kill_at_ms: vec![12_345, 40_000],
+            kill_node: vec![2, 3],
+            workload_per_kill_ms: vec![Some(900), None],
+        }));
+        let html = render(&sim.history, &sim.faults, &verdict).unwrap().html;
+        assert!(html.contains("Revocation staleness"), "revocation section");
+        assert!(
+            html.contains("Max observed staleness <b>1500"),
+            "max staleness shown"
+        );
+        assert!(
+            html.contains("MISSED"),
+            "a kill that never recovered misses p99"
+        );
+        assert!(
+            html.contains("<td>12.345</td><td>n2</td><td>700</td><td>900</td>"),
+            "each kill's time, node and recovery"
+        );
+        assert!(html.contains("<td>never</td>"));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! <dir>/history.jsonl   every event, one JSON object per line      (runner; required)
 //! <dir>/faults.jsonl    fault windows {start, end, name}           (runner; optional)
 //! <dir>/replicas.json   [{node, hash}] after the final phase       (runner; optional)
+//! <dir>/run.json        measurements; `check` reads `recovery` and  (runner; optional)
+//!                       `revocation_bound` from it
 //! <dir>/verdict.json    the checkers' verdict                      (check)
 //! <dir>/index.html      report with latency.svg, throughput.svg,   (check)
 //!                       outcomes.svg inline
@@ -13,7 +15,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::check::{check_all, Options, ReplicaHash, Verdict};
+use crate::check::recovery::{self, RecoveryTimes};
+use crate::check::{check_all, Options, ReplicaHash, RevocationBound, Verdict};
 use crate::history::{load_jsonl, save_jsonl, FaultWindow, History};
 use crate::report;
 
@@ -25,6 +28,8 @@ pub mod files {
     pub const FAULTS: &str = "faults.jsonl";
     /// Replica state hashes.
     pub const REPLICAS: &str = "replicas.json";
+    /// The runner's measurements.
+    pub const RUN: &str = "run.json";
     /// The verdict.
     pub const VERDICT: &str = "verdict.json";
     /// The HTML report.
@@ -81,11 +86,40 @@ impl Run {
     }
 }
 
+/// The parts of `run.json` that checks read; the rest is for humans.
+#[derive(Debug, Default, serde::Deserialize)]
+struct RunInfo {
+    #[serde(default)]
+    recovery: Option<RecoveryTimes>,
+    #[serde(default)]
+    revocation_bound: Option<RevocationBound>,
+}
+
+impl RunInfo {
+    fn load(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(files::RUN);
+        if !path.exists() {
+            return Ok(RunInfo::default());
+        }
+        let bytes = std::fs::read(&path)?;
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
 /// Checks the run saved in `dir`, writes `verdict.json` and the report there, and returns
-/// the verdict.
+/// the verdict. With a `run.json`, the revocation bound comes from it and the leader-kill
+/// recovery times join the verdict.
 pub fn check_dir(dir: &Path, opts: &Options) -> anyhow::Result<Verdict> {
     let run = Run::load(dir)?;
-    let verdict = check_all(&run.history, run.replicas.as_deref(), opts)?;
+    let info = RunInfo::load(dir)?;
+    let mut opts = opts.clone();
+    if let Some(bound) = info.revocation_bound {
+        opts.revocation_bound = bound;
+    }
+    let mut verdict = check_all(&run.history, run.replicas.as_deref(), &opts)?;
+    if let Some(times) = &info.recovery {
+        verdict.push_target(recovery::check(times));
+    }
     std::fs::write(
         dir.join(files::VERDICT),
         serde_json::to_vec_pretty(&verdict)?,

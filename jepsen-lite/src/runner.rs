@@ -24,8 +24,8 @@ use anyhow::{bail, Context};
 use client::{ClientBuilder, RetryPolicy};
 use serde::Serialize;
 
-use crate::backend::{Backend, LocalBackend, LocalOptions};
-use crate::check::{Options, ReplicaHash, Validity, Verdict};
+use crate::backend::{Backend, DockerBackend, DockerOptions, LocalBackend, LocalOptions};
+use crate::check::{Options, ReplicaHash, RevocationBound, Validity, Verdict};
 use crate::history::{History, OpType, Recorder, F};
 use crate::nemesis::{self, Family, NemesisConfig, NemesisLog, NemesisState};
 use crate::results::{check_dir, Run};
@@ -34,7 +34,8 @@ use crate::workload::{self, final_phase, Ctx, Workload};
 /// `jepsen-lite run` arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Cluster backend (only `local`: processes on this machine).
+    /// Cluster backend: `local` (processes on this machine) or `docker` (the
+    /// deploy/docker compose project; image built from --keyraft-bin).
     #[arg(long, default_value = "local")]
     pub backend: String,
     /// Seconds of workload under faults (setup and the final phase come on top).
@@ -74,6 +75,13 @@ pub struct RunArgs {
     /// First port of the local cluster (default: a free range from 36000).
     #[arg(long)]
     pub port_base: Option<u16>,
+    /// The fronts' cache staleness, for the revocation bound (default: `cache_staleness_ms`
+    /// of the `front.toml` next to the backend's env file, else 1000).
+    #[arg(long)]
+    pub cache_staleness_ms: Option<u64>,
+    /// Added to the cache staleness to make the revocation bound (see check::revocation).
+    #[arg(long, default_value_t = crate::check::RevocationBound::DEFAULT_ALLOWANCE_MS)]
+    pub staleness_allowance_ms: u64,
 }
 
 /// A validated run configuration.
@@ -97,8 +105,14 @@ pub struct RunOptions {
     pub keys: usize,
     /// Local cluster port base.
     pub port_base: Option<u16>,
+    /// The fronts' cache staleness in ms (`None`: from the backend's front config, else 1000).
+    pub cache_staleness_ms: Option<u64>,
+    /// Allowance added to it for the revocation bound.
+    pub staleness_allowance_ms: u64,
     /// Print progress lines.
     pub progress: bool,
+    /// `local` or `docker`.
+    pub backend: String,
 }
 
 impl RunOptions {
@@ -114,7 +128,10 @@ impl RunOptions {
             op_timeout: Duration::from_secs(3),
             keys: 5,
             port_base: None,
+            cache_staleness_ms: None,
+            staleness_allowance_ms: crate::check::RevocationBound::DEFAULT_ALLOWANCE_MS,
             progress: true,
+            backend: "local".into(),
         }
     }
 }
@@ -122,9 +139,9 @@ impl RunOptions {
 impl RunArgs {
     /// Checks the arguments and fills in defaults.
     pub fn into_options(self) -> anyhow::Result<RunOptions> {
-        if self.backend != "local" {
+        if self.backend != "local" && self.backend != "docker" {
             bail!(
-                "backend {:?} is not available (only `local`; docker is not written yet)",
+                "backend {:?} is not available (`local` or `docker`)",
                 self.backend
             );
         }
@@ -163,7 +180,10 @@ impl RunArgs {
             op_timeout: Duration::from_millis(self.op_timeout_ms),
             keys: self.keys,
             port_base: self.port_base,
+            cache_staleness_ms: self.cache_staleness_ms,
+            staleness_allowance_ms: self.staleness_allowance_ms,
             progress: true,
+            backend: self.backend,
         })
     }
 }
@@ -207,6 +227,10 @@ pub struct Recovery {
     pub p99_ms: Option<u64>,
     /// Per kill: milliseconds to the first acknowledged workload write invoked after it.
     pub workload_per_kill_ms: Vec<Option<u64>>,
+    /// Per kill: when it happened (ms since the start of the history).
+    pub kill_at_ms: Vec<u64>,
+    /// Per kill: the node killed.
+    pub kill_node: Vec<u64>,
 }
 
 /// What a run measured, saved as `run.json`.
@@ -232,6 +256,10 @@ pub struct RunStats {
     pub partitions_unavailable: Option<String>,
     /// Leader-kill recovery.
     pub recovery: Recovery,
+    /// The revocation checker's bound (read back by `check`).
+    pub revocation_bound: RevocationBound,
+    /// Front endpoints the revocation readers used.
+    pub revocation_fronts: Vec<String>,
     /// The final reads.
     pub final_phase: final_phase::FinalStats,
     /// Replica hashes compared (empty if they never lined up).
@@ -307,15 +335,20 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     };
 
     say(format!(
-        "jepsen-lite: starting a local region in {}",
+        "jepsen-lite: starting a {} region in {}",
+        opts.backend,
         results.join("cluster").display()
     ));
-    let local = LocalOptions {
-        port_base: opts.port_base,
-        ..LocalOptions::new(results.join("cluster"), &opts.keyraft_bin)
+    let backend: Arc<dyn Backend> = if opts.backend == "docker" {
+        let docker = DockerOptions::new(results.join("cluster"), &opts.keyraft_bin);
+        Arc::new(tokio::task::spawn_blocking(move || DockerBackend::start(&docker)).await??)
+    } else {
+        let local = LocalOptions {
+            port_base: opts.port_base,
+            ..LocalOptions::new(results.join("cluster"), &opts.keyraft_bin)
+        };
+        Arc::new(tokio::task::spawn_blocking(move || LocalBackend::start(&local)).await??)
     };
-    let backend: Arc<dyn Backend> =
-        Arc::new(tokio::task::spawn_blocking(move || LocalBackend::start(&local)).await??);
 
     let mut nemesis_cfg = opts.nemesis.clone();
     let partitions_unavailable = backend.partitions_unavailable();
@@ -337,6 +370,20 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     if opts.workloads.contains(&Workload::Register) {
         workload::register::setup(&ctx, opts.keys, Duration::from_secs(60)).await?;
     }
+    let revocation_bound = RevocationBound {
+        cache_staleness_ms: opts
+            .cache_staleness_ms
+            .or_else(|| front_cache_staleness_ms(backend.env_file()))
+            .unwrap_or(1_000),
+        allowance_ms: opts.staleness_allowance_ms,
+    };
+    let revocation = if opts.workloads.contains(&Workload::Revocation) {
+        let r = workload::revocation::Revocation::new(backend.env_file(), opts.op_timeout)?;
+        r.setup(&ctx, Duration::from_secs(60)).await?;
+        Some(Arc::new(r))
+    } else {
+        None
+    };
     // The recovery probe writes to a key of its own, outside the history.
     let probe_key = if nemesis_cfg.families.contains(&Family::Kill) {
         let client = ctx.client.clone();
@@ -422,9 +469,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     });
 
     let mut workers = tokio::task::JoinSet::new();
+    if let Some(r) = &revocation {
+        let (r, ctx) = (r.clone(), ctx.clone());
+        workers.spawn(async move { r.writer(&ctx).await });
+    }
     for i in 0..opts.concurrency {
         let kind = opts.workloads[i % opts.workloads.len()];
         let ctx = ctx.clone();
+        let revocation = revocation.clone();
         workers.spawn(async move {
             let mut rng = workload::rng();
             let mut process = ctx.new_process();
@@ -434,6 +486,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
                     Workload::CreateAndUse => {
                         workload::create_use::step(&ctx, process, &mut rng).await
                     }
+                    Workload::Revocation => match &revocation {
+                        Some(r) => r.read_step(&ctx, process, i).await,
+                        None => false,
+                    },
                 };
                 if crashed {
                     process = ctx.new_process();
@@ -486,6 +542,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
 
     let mut stats = RunStats {
         seconds,
+        revocation_bound,
+        revocation_fronts: revocation.as_ref().map(|r| r.fronts()).unwrap_or_default(),
         partitions_unavailable,
         faults: nemesis_log.counts.clone(),
         nemesis_errors: nemesis_log.errors.clone(),
@@ -602,7 +660,17 @@ fn print_summary(stats: &RunStats, verdict: &Verdict, results: &Path) {
     for e in &stats.nemesis_errors {
         println!("jepsen-lite: nemesis error: {e}");
     }
-    for c in &verdict.checks {
+    if let Some(r) = verdict.checks.iter().find(|c| c.checker == "revocation") {
+        println!(
+            "jepsen-lite: revocation: max observed staleness {} ms (bound {} ms), {} \
+             acknowledged revocations, {} probed past the bound",
+            r.stats["max_observed_staleness_ms"],
+            r.stats["bound_ms"],
+            r.stats["acknowledged_revocations"],
+            r.stats["windows_probed_past_bound"],
+        );
+    }
+    for c in verdict.checks.iter().chain(&verdict.targets) {
         for a in &c.anomalies {
             println!("  {} - {}", c.checker, a.message);
         }
@@ -615,6 +683,17 @@ fn print_summary(stats: &RunStats, verdict: &Verdict, results: &Path) {
         verdict.summary(),
         results.join("index.html").display()
     );
+}
+
+/// `cache_staleness_ms` of the front config that `keyraft dev` writes next to its env file.
+fn front_cache_staleness_ms(env_file: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(env_file.parent()?.join("front.toml")).ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "cache_staleness_ms")
+            .then(|| v.trim().parse().ok())
+            .flatten()
+    })
 }
 
 /// Waits until some node leads and every node knows it.
@@ -782,6 +861,8 @@ fn recovery(h: &History, log: &NemesisLog, probe: Vec<Option<u64>>) -> Recovery 
         p99_ms: percentile(&probe, 99),
         per_kill_ms: probe,
         workload_per_kill_ms,
+        kill_at_ms: log.leader_kills.iter().map(|k| k.at / 1_000_000).collect(),
+        kill_node: log.leader_kills.iter().map(|k| k.node).collect(),
     }
 }
 

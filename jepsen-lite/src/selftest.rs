@@ -37,7 +37,8 @@ pub struct CaseResult {
 }
 
 /// The standard cases: every plantable anomaly, plus valid histories under heavy
-/// concurrency, many timeouts, deletions and a 20,000-call run over 50 keys.
+/// concurrency, many timeouts, deletions, a 20,000-call run over 50 keys and a revocation
+/// honoured by a cache within its bound.
 pub fn cases() -> Vec<Case> {
     let base = SimConfig {
         seed: 7,
@@ -130,6 +131,22 @@ pub fn cases() -> Vec<Case> {
             Plant::DivergentReplica,
             vec![DivergentReplicas],
         ),
+        planted(
+            "Encrypt honoured 1.5 s after an acknowledged DisableKey",
+            Plant::LateEncryptAfterDisable,
+            vec![StaleRevocation],
+        ),
+        planted(
+            "Encrypt honoured 1.5 s after an acknowledged deny policy",
+            Plant::LateEncryptAfterPolicyDeny,
+            vec![StaleRevocation],
+        ),
+        Case {
+            name: "valid: Encrypt honoured 600 ms after DisableKey (within the 1.1 s bound)",
+            config: base.clone(),
+            plant: Some(Plant::EncryptWithinStaleness),
+            expect: vec![],
+        },
         Case {
             name: "stale read amid 30% timeouts",
             config: SimConfig {

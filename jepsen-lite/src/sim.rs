@@ -64,6 +64,14 @@ pub enum Plant {
     WrongPlaintext,
     /// One replica reports a different state hash.
     DivergentReplica,
+    /// After an acknowledged DisableKey, an Encrypt invoked 1.5 s later (past the 1.1 s
+    /// default bound) succeeds; the key is enabled again afterwards.
+    LateEncryptAfterDisable,
+    /// The same after a PutKeyPolicy that stops the encrypting identity.
+    LateEncryptAfterPolicyDeny,
+    /// Not an anomaly: an Encrypt succeeds 600 ms after a DisableKey (a cache within its
+    /// bound), and the first one past the bound is refused.
+    EncryptWithinStaleness,
 }
 
 /// A generated run.
@@ -471,6 +479,70 @@ pub fn simulate(cfg: &SimConfig, plants: &[Plant]) -> Simulation {
                 );
             }
             Plant::DivergentReplica => diverge = true,
+            Plant::LateEncryptAfterDisable
+            | Plant::LateEncryptAfterPolicyDeny
+            | Plant::EncryptWithinStaleness => {
+                // A key of its own: an Enable of unknown outcome on an older key may apply at
+                // any time, which would (rightly) leave the revocation nothing to prove.
+                let key = format!("k-revoked-{plant:?}");
+                let meta = KeyMeta::new("revoked");
+                t = sim.sequential(
+                    t,
+                    F::CreateKey,
+                    &key,
+                    Value::Meta(Some(meta.clone())),
+                    true,
+                    Value::Meta(Some(meta)),
+                );
+                let by_policy = *plant == Plant::LateEncryptAfterPolicyDeny;
+                let policy = |allows_encrypt| Value::Policy {
+                    name: if allows_encrypt { "allow" } else { "deny" }.into(),
+                    allows_encrypt,
+                };
+                t = if by_policy {
+                    sim.sequential(t, F::PutKeyPolicy, &key, policy(false), false, Value::None)
+                } else {
+                    sim.sequential(t, F::Disable, &key, Value::None, true, Value::None)
+                };
+                let ack = t - 50 * US;
+                let late = *plant != Plant::EncryptWithinStaleness;
+                let pt = format!("pt-planted-{plant:?}");
+                t = sim.sequential(
+                    ack + if late { 1_500 } else { 600 } * MS,
+                    F::Encrypt,
+                    &key,
+                    Value::Plaintext(pt.clone()),
+                    false,
+                    Value::Encrypted {
+                        plaintext: pt,
+                        ciphertext: format!("ct-{key}-{plant:?}"),
+                    },
+                );
+                if !late {
+                    // Past the bound the revocation holds.
+                    let at = ack + 1_500 * MS;
+                    let process = sim.fresh_process();
+                    sim.calls.push(SimCall {
+                        process,
+                        f: F::Encrypt,
+                        key: Some(key.clone()),
+                        input: Value::Plaintext("pt-refused".into()),
+                        invoke: at,
+                        lin: None,
+                        complete: at + 100 * US,
+                        timed_out: false,
+                        outcome: OpType::Fail,
+                        output: Value::None,
+                        error: Some("DisabledException".into()),
+                    });
+                    t = at + 150 * US;
+                }
+                t = if by_policy {
+                    sim.sequential(t, F::PutKeyPolicy, &key, policy(true), false, Value::None)
+                } else {
+                    sim.sequential(t, F::Enable, &key, Value::None, true, Value::None)
+                };
+            }
         }
     }
 

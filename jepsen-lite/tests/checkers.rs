@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use jepsen_lite::check::{check_all, Options, Validity};
+use jepsen_lite::check::{check_all, AnomalyKind, Options, Validity};
 use jepsen_lite::results::{check_dir, files, Run};
 use jepsen_lite::selftest;
 use jepsen_lite::sim::{simulate, Plant, SimConfig};
@@ -63,4 +63,50 @@ fn check_dir_rechecks_a_saved_run_and_writes_verdict_and_report() {
         serde_json::from_slice(&std::fs::read(dir.path().join(files::VERDICT)).unwrap()).unwrap();
     assert_eq!(saved["validity"], "invalid");
     assert!(dir.path().join(files::INDEX).exists());
+}
+
+#[test]
+fn check_dir_takes_the_revocation_bound_and_leader_kill_recovery_from_run_json() {
+    // An Encrypt honoured 600 ms after DisableKey: within dev's 1.1 s, not within 400 ms.
+    let sim = simulate(&SimConfig::default(), &[Plant::EncryptWithinStaleness]);
+    let dir = tempfile::tempdir().unwrap();
+    Run {
+        history: sim.history,
+        faults: sim.faults,
+        replicas: Some(sim.replicas),
+    }
+    .save(dir.path())
+    .unwrap();
+    assert_eq!(
+        check_dir(dir.path(), &Options::default()).unwrap().validity,
+        Validity::Valid
+    );
+
+    let run = serde_json::json!({
+        "revocation_bound": { "cache_staleness_ms": 300, "allowance_ms": 100 },
+        "recovery": {
+            "per_kill_ms": [800, 4200],
+            "kill_at_ms": [5000, 25000],
+            "kill_node": [1, 3],
+            "workload_per_kill_ms": [900, null],
+            "p50_ms": 800,
+            "p99_ms": 4200
+        }
+    });
+    std::fs::write(dir.path().join(files::RUN), run.to_string()).unwrap();
+    let v = check_dir(dir.path(), &Options::default()).unwrap();
+    assert!(
+        v.validity == Validity::Invalid && v.has(AnomalyKind::StaleRevocation),
+        "{}",
+        v.summary()
+    );
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(files::VERDICT)).unwrap()).unwrap();
+    let recovery = &saved["targets"][0];
+    assert_eq!(recovery["checker"], "recovery");
+    assert_eq!(recovery["validity"], "invalid", "p99 4.2 s misses 3 s");
+    assert_eq!(recovery["stats"]["p50_ms"], 800);
+    assert_eq!(recovery["stats"]["kills"][1]["at_ms"], 25000);
+    let html = std::fs::read_to_string(dir.path().join(files::INDEX)).unwrap();
+    assert!(html.contains("MISSED") && html.contains("<td>25.000</td>"));
 }

@@ -48,6 +48,11 @@ fn planted_register_anomalies_are_flagged_across_seeds() {
         (Plant::LostWrite, AnomalyKind::NonLinearizable),
         (Plant::LostCreate, AnomalyKind::LostCreate),
         (Plant::Resurrection, AnomalyKind::Resurrected),
+        (Plant::LateEncryptAfterDisable, AnomalyKind::StaleRevocation),
+        (
+            Plant::LateEncryptAfterPolicyDeny,
+            AnomalyKind::StaleRevocation,
+        ),
     ];
     for seed in 0..seeds(24) {
         for (plant, kind) in plants {

@@ -86,6 +86,26 @@ pub struct DevArgs {
     /// (jepsen-lite's partitions). The front stays on 127.0.0.1.
     #[arg(long, env = "KEYRAFT_DEV_NODE_IPS")]
     pub node_ips: bool,
+    /// Containers (deploy/docker): extra DNS names the storage and front certificates carry,
+    /// comma-separated (the containers' host names). Read only when the PKI is generated.
+    #[arg(long, env = "KEYRAFT_DEV_HOSTS", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// Containers: storage node N runs elsewhere, reached at the Nth `host:port` here. No node
+    /// is spawned; node-N.toml listens on 0.0.0.0 and advertises that address, front.toml
+    /// listens on 0.0.0.0. Unless --init-only, dev then bootstraps the identities through a
+    /// front of its own on an ephemeral loopback port, writes the env file and exits.
+    #[arg(long, env = "KEYRAFT_DEV_EXTERNAL_NODES", value_delimiter = ',')]
+    pub external_nodes: Vec<String>,
+    /// Containers: exit once the PKI, keys, credentials and config files are written (no
+    /// nodes, no front, no identities, no env file).
+    #[arg(long, env = "KEYRAFT_DEV_INIT_ONLY")]
+    pub init_only: bool,
+    /// The AWS JSON endpoint the env file names (default: this process's own front).
+    #[arg(long, env = "KEYRAFT_DEV_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The gRPC endpoint the env file names (default: this process's own front).
+    #[arg(long, env = "KEYRAFT_DEV_PUBLIC_GRPC_URL")]
+    pub public_grpc_url: Option<String>,
 }
 
 /// Dev credentials persisted across restarts (mode 0600).
@@ -111,14 +131,17 @@ pub struct DevRegion {
     /// gRPC endpoint URL.
     pub grpc_url: String,
     children: Vec<Child>,
-    front: crate::roles::RunningFront,
+    // None after --init-only.
+    front: Option<crate::roles::RunningFront>,
 }
 
 impl DevRegion {
     /// Stops the front, then asks each storage node to shut down (SIGTERM: it closes its
     /// database cleanly) and kills any that has not exited within five seconds.
     pub async fn stop(mut self) {
-        self.front.stop().await;
+        if let Some(front) = self.front {
+            front.stop().await;
+        }
         for child in &self.children {
             if let Some(pid) = child.id() {
                 let _ = std::process::Command::new("kill")
@@ -151,7 +174,11 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
             args.region
         );
     }
-    if args.nodes == 0 || args.nodes > 9 {
+    let nodes = match args.external_nodes.len() {
+        0 => args.nodes,
+        n => n as u64,
+    };
+    if nodes == 0 || nodes > 9 {
         bail!("--nodes must be between 1 and 9");
     }
     fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
@@ -160,7 +187,7 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
         fs::create_dir_all(dir.join(sub))?;
     }
     stop_stale_children(&dir);
-    ensure_pki(&dir)?;
+    ensure_pki(&dir, &args.hosts)?;
     let domain_key = ensure_domain_key(&dir)?;
     let creds = ensure_credentials(&dir)?;
     ensure_audit_key(&dir)?;
@@ -175,12 +202,26 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
             "127.0.0.1".to_string()
         }
     };
-    let node_addr = |id: u64| format!("{}:{}", node_ip(id), args.port_base as u64 + 10 + id);
-    let peers: Vec<String> = (1..=args.nodes)
+    let external = !args.external_nodes.is_empty();
+    let node_addr = |id: u64| match args.external_nodes.get(id as usize - 1) {
+        Some(addr) => addr.clone(),
+        None => format!("{}:{}", node_ip(id), args.port_base as u64 + 10 + id),
+    };
+    // A container binds every interface of its own and is reached by its host name.
+    let node_listen = |id: u64| {
+        let addr = node_addr(id);
+        match addr.rsplit_once(':') {
+            Some((_, port)) if external => {
+                format!("listen = \"0.0.0.0:{port}\"\nadvertise = \"{addr}\"")
+            }
+            _ => format!("listen = \"{addr}\""),
+        }
+    };
+    let peers: Vec<String> = (1..=nodes)
         .map(|id| format!("{id}={}", node_addr(id)))
         .collect();
     let mut children = Vec::new();
-    for id in 1..=args.nodes {
+    for id in 1..=nodes {
         let config = dir.join(format!("node-{id}.toml"));
         // Optional settings, one TOML line each.
         let mut extra = match &args.danger_clock_offset_file {
@@ -191,26 +232,32 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
             extra.push_str(&format!("audit_retention_days = {days}\n"));
         }
         let toml = format!(
-            "node_id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{data}\"\nstorage = \"{storage}\"\npeers = {peers:?}\nregion = \"{region}\"\naudit_key = \"{audit_key}\"\naudit_digest_interval_ms = {interval}\n{extra}\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
+            "node_id = {id}\n{listen}\ndata_dir = \"{data}\"\nstorage = \"{storage}\"\npeers = {peers:?}\nregion = \"{region}\"\naudit_key = \"{audit_key}\"\naudit_digest_interval_ms = {interval}\n{extra}\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
             region = args.region,
             audit_key = dir.join(AUDIT_KEY_FILE).display(),
             interval = args.audit_digest_interval_ms,
-            addr = node_addr(id),
+            listen = node_listen(id),
             data = dir.join("data").join(format!("node-{id}")).display(),
             storage = args.storage,
             ca = dir.join("ca.pem").display(),
             cert = dir.join("storage.pem").display(),
             key = dir.join("storage.key").display(),
         );
-        fs::write(&config, toml)?;
-        children.push(spawn_node(&dir, id, &config)?);
+        // Unchanged files are left alone: a container may be reading its config right now.
+        if fs::read_to_string(&config).ok().as_deref() != Some(toml.as_str()) {
+            fs::write(&config, toml)?;
+        }
+        if !external {
+            children.push(spawn_node(&dir, id, &config)?);
+        }
     }
 
-    let params = FrontParams {
+    let front_ip = if external { "0.0.0.0" } else { "127.0.0.1" };
+    let mut params = FrontParams {
         region: args.region.clone(),
-        json_listen: format!("127.0.0.1:{}", args.port_base).parse()?,
-        grpc_listen: format!("127.0.0.1:{}", args.port_base + 1).parse()?,
-        store: (1..=args.nodes).map(node_addr).collect(),
+        json_listen: format!("{front_ip}:{}", args.port_base).parse()?,
+        grpc_listen: format!("{front_ip}:{}", args.port_base + 1).parse()?,
+        store: (1..=nodes).map(node_addr).collect(),
         domain_key_file: dir.join("domain-key"),
         strict_client_cert: false,
         cache_staleness: Duration::from_secs(1),
@@ -226,12 +273,32 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
         },
     };
     write_front_config(&dir.join("front.toml"), &params)?;
+    let env_file = dir.join("env");
+    if args.init_only {
+        return Ok(DevRegion {
+            env_file,
+            json_url: String::new(),
+            grpc_url: String::new(),
+            children,
+            front: None,
+        });
+    }
+    if external {
+        // The containerized fronts own the public ports; this one only bootstraps.
+        params.json_listen = "127.0.0.1:0".parse()?;
+        params.grpc_listen = "127.0.0.1:0".parse()?;
+    }
     let front = crate::roles::start_front(&params).await?;
     bootstrap_identities(&front, &domain_key, &creds).await?;
 
-    let json_url = format!("https://127.0.0.1:{}", front.json_addr.port());
-    let grpc_url = format!("https://127.0.0.1:{}", front.grpc_addr.port());
-    let env_file = dir.join("env");
+    let json_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("https://127.0.0.1:{}", front.json_addr.port()));
+    let grpc_url = args
+        .public_grpc_url
+        .clone()
+        .unwrap_or_else(|| format!("https://127.0.0.1:{}", front.grpc_addr.port()));
     write_private(
         &env_file,
         env_file_text(&dir, &args.region, &json_url, &grpc_url, &creds).as_bytes(),
@@ -241,13 +308,27 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
         json_url,
         grpc_url,
         children,
-        front,
+        front: Some(front),
     })
 }
 
 /// The `keyraft dev` command: start, print the banner, serve until Ctrl-C / SIGTERM.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let region = start(&args).await?;
+    if args.init_only || !args.external_nodes.is_empty() {
+        // Containers: a one-shot step; the long-running roles are other containers.
+        let step = if args.init_only {
+            "files written"
+        } else {
+            "identities bootstrapped"
+        };
+        println!(
+            "keyraft dev: {step} in {}",
+            fs::canonicalize(&args.dir)?.display()
+        );
+        region.stop().await;
+        return Ok(());
+    }
     println!(
         "keyraft dev: region {} with {} storage nodes is up\n  AWS KMS JSON endpoint: {}\n  gRPC endpoint:         {}\n\nIn another shell:\n  source {}\n  aws kms create-key --description demo\n\nCtrl-C stops the region; starting again on the same --dir keeps every key.",
         args.region,
@@ -354,7 +435,7 @@ const PKI_FILES: &[&str] = &[
 /// Generates the CA and every certificate unless a complete PKI of the current version is
 /// there. An older or incomplete one (no `pki-version`, as written before roles existed) is
 /// replaced as a whole; the domain key, credentials and data are not touched.
-fn ensure_pki(dir: &Path) -> anyhow::Result<()> {
+fn ensure_pki(dir: &Path, extra_hosts: &[String]) -> anyhow::Result<()> {
     let marker = dir.join("pki-version");
     let version = fs::read_to_string(&marker)
         .ok()
@@ -379,6 +460,7 @@ fn ensure_pki(dir: &Path) -> anyhow::Result<()> {
     let node_ips: Vec<String> = (2..=10).map(|i| format!("127.0.0.{i}")).collect();
     let mut hosts = vec!["localhost", "127.0.0.1", "::1"];
     hosts.extend(node_ips.iter().map(String::as_str));
+    hosts.extend(extra_hosts.iter().map(String::as_str));
     write_pair(
         dir,
         "storage",

@@ -11,8 +11,11 @@
 //! local.rs   LocalBackend: `keyraft dev --node-ips` bootstrap, then 3 `keyraft node` + 1
 //!            `keyraft front` child processes; kill/pause via signals, partitions via an
 //!            iptables chain of its own, clock skew via per-node offset files
+//! docker.rs  DockerBackend: the deploy/docker compose project (3 nodes, 2 fronts), one
+//!            project per run; docker kill/start/pause, iptables in each node's namespace
 //! ```
 
+pub mod docker;
 pub mod local;
 
 use std::path::Path;
@@ -20,6 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use docker::{DockerBackend, DockerOptions};
 pub use local::{LocalBackend, LocalOptions};
 
 /// A storage node's Raft id (1, 2, 3, ...).

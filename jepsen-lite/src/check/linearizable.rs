@@ -853,6 +853,7 @@ mod tests {
             &Options {
                 search_budget_per_key: 1,
                 threads: 1,
+                ..Options::default()
             },
         );
         assert_eq!(r.validity, Validity::Unknown);

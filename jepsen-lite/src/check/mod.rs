@@ -8,6 +8,14 @@
 //! | `resurrection` | [`lost`] | a key scheduled for deletion (or seen purged) is never seen live again without a CancelKeyDeletion |
 //! | `decryptable` | [`decrypt`] | every acknowledged ciphertext decrypts to its plaintext after healing |
 //! | `convergence` | [`convergence`] | all replicas report the same state-machine hash |
+//! | `revocation` | [`revocation`] | after an acknowledged DisableKey / deny policy, no Encrypt invoked later than the staleness bound succeeds |
+//!
+//! Performance targets are judged next to the verdict, in [`Verdict::targets`], and do not
+//! change its validity (a slow failover is not a safety violation):
+//!
+//! | target | module | what it measures |
+//! | --- | --- | --- |
+//! | `recovery` | [`recovery`] | leader kill to first acknowledged write: p50 <= 1 s, p99 <= 3 s (from `run.json`) |
 //!
 //! Acknowledged writes whose effect vanished are caught by `linearizable` as long as the
 //! runner ends with a final DescribeKey of every key (the final read must observe them).
@@ -17,6 +25,8 @@ pub mod decrypt;
 pub mod linearizable;
 pub mod lost;
 pub mod model;
+pub mod recovery;
+pub mod revocation;
 
 use std::time::Instant;
 
@@ -24,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::History;
 pub use convergence::ReplicaHash;
+pub use revocation::RevocationBound;
 
 /// Whether a property holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +76,11 @@ pub enum AnomalyKind {
     WrongPlaintext,
     /// Replicas report different state-machine hashes.
     DivergentReplicas,
+    /// An Encrypt succeeded later than the staleness bound after a revocation was
+    /// acknowledged.
+    StaleRevocation,
+    /// Leader-kill recovery missed its p50 or p99 target.
+    SlowRecovery,
 }
 
 /// One violation, with what a human needs to find it in the history.
@@ -141,9 +157,17 @@ pub struct Verdict {
     pub events: usize,
     /// One result per checker.
     pub checks: Vec<CheckResult>,
+    /// Performance targets (`invalid` = missed); not part of `validity`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<CheckResult>,
 }
 
 impl Verdict {
+    /// Adds a performance target's result; the verdict's validity is unchanged.
+    pub fn push_target(&mut self, target: CheckResult) {
+        self.targets.push(target);
+    }
+
     /// Every anomaly of every checker.
     pub fn anomalies(&self) -> impl Iterator<Item = &Anomaly> {
         self.checks.iter().flat_map(|c| c.anomalies.iter())
@@ -164,11 +188,28 @@ impl Verdict {
                 v => format!("{}: {}", c.checker, validity_word(v)),
             })
             .collect();
+        let targets: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| {
+                let met = match t.validity {
+                    Validity::Valid => "met",
+                    Validity::Invalid => "MISSED",
+                    Validity::Unknown => "unknown",
+                };
+                format!("{}: {met}", t.checker)
+            })
+            .collect();
         format!(
-            "{} ({} events; {})",
+            "{} ({} events; {}){}",
             validity_word(self.validity),
             self.events,
-            parts.join(", ")
+            parts.join(", "),
+            if targets.is_empty() {
+                String::new()
+            } else {
+                format!("; targets: {}", targets.join(", "))
+            }
         )
     }
 }
@@ -189,6 +230,8 @@ pub struct Options {
     pub search_budget_per_key: u64,
     /// Threads for the per-key searches (keys are independent: P-compositionality).
     pub threads: usize,
+    /// How long after an acknowledged revocation a front may still honour the old state.
+    pub revocation_bound: RevocationBound,
 }
 
 impl Default for Options {
@@ -196,6 +239,7 @@ impl Default for Options {
         Options {
             search_budget_per_key: 5_000_000,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            revocation_bound: RevocationBound::default(),
         }
     }
 }
@@ -213,6 +257,7 @@ pub fn check_all(
         lost::check_lost_creates(&calls),
         lost::check_resurrection(&calls),
         decrypt::check(&calls),
+        revocation::check(&calls, &opts.revocation_bound),
     ];
     if let Some(replicas) = replicas {
         checks.push(convergence::check(replicas));
@@ -224,6 +269,7 @@ pub fn check_all(
         validity,
         events: history.len(),
         checks,
+        targets: Vec::new(),
     })
 }
 

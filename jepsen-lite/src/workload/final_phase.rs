@@ -46,6 +46,7 @@ pub async fn run(ctx: &Arc<Ctx>, within: Duration) -> FinalStats {
     // create in the history to explain it (the register checker drops such creates).
     let mut keys: BTreeSet<String> = ctx.register_keys().into_iter().collect();
     keys.extend(lock(&ctx.created).iter().cloned());
+    keys.extend(lock(&ctx.revocation_keys).iter().cloned());
     let (read, unread) = parallel(ctx, keys.into_iter().collect(), deadline, read_key).await;
     stats.keys_read = read;
     stats.keys_unread = unread;

@@ -7,7 +7,10 @@
 //! mod.rs          Workload, Ctx (client, recorder, process ids, shared key lists), outcome
 //!                 classification (fail vs info), the recorded key read (read_meta)
 //! register.rs     UpdateKeyDescription / EnableKey / DisableKey / TagResource / DescribeKey
-//!                 on a few keys: the per-key register the linearizability checker searches
+//!                 on a few keys, plus ScheduleKeyDeletion / CancelKeyDeletion on some of
+//!                 them: the per-key register the linearizability checker searches
+//! revocation.rs   DisableKey / deny policy, hold, restore on a key of its own, while readers
+//!                 Encrypt as App through every front: the revocation checker's input
 //! create_use.rs   CreateKey, then Encrypt random plaintexts under acknowledged keys
 //! final_phase.rs  after healing: ListKeys, DescribeKey every key, Decrypt every ciphertext
 //! ```
@@ -22,6 +25,7 @@
 pub mod create_use;
 pub mod final_phase;
 pub mod register;
+pub mod revocation;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -44,17 +48,24 @@ pub enum Workload {
     Register,
     /// CreateKey and Encrypt; everything acknowledged is read back after healing.
     CreateAndUse,
+    /// Revoke and restore a key while readers Encrypt under it.
+    Revocation,
 }
 
 impl Workload {
     /// Every workload.
-    pub const ALL: [Workload; 2] = [Workload::Register, Workload::CreateAndUse];
+    pub const ALL: [Workload; 3] = [
+        Workload::Register,
+        Workload::CreateAndUse,
+        Workload::Revocation,
+    ];
 
     /// Command-line name.
     pub fn name(self) -> &'static str {
         match self {
             Workload::Register => "register",
             Workload::CreateAndUse => "create-and-use",
+            Workload::Revocation => "revocation",
         }
     }
 
@@ -67,7 +78,8 @@ impl Workload {
                 _ => match Workload::ALL.iter().find(|w| w.name() == part) {
                     Some(w) => out.push(*w),
                     None => anyhow::bail!(
-                        "unknown workload {part:?} (expected all, register or create-and-use)"
+                        "unknown workload {part:?} (expected all, register, create-and-use or \
+                         revocation)"
                     ),
                 },
             }
@@ -91,6 +103,8 @@ pub struct Ctx {
     pub register_keys: Mutex<Vec<String>>,
     /// Keys whose CreateKey was acknowledged by the create-and-use workload.
     pub created: Mutex<Vec<String>>,
+    /// Keys of the revocation workload (the current one and those it retired).
+    pub revocation_keys: Mutex<Vec<String>>,
     /// Set when the workers must stop (end of the run, or Ctrl-C).
     pub stop: AtomicBool,
     /// Set on Ctrl-C: the final phase gives up too.
@@ -107,6 +121,7 @@ impl Ctx {
             recorder,
             register_keys: Mutex::new(Vec::new()),
             created: Mutex::new(Vec::new()),
+            revocation_keys: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             interrupted: AtomicBool::new(false),
             next_process: AtomicU64::new(0),

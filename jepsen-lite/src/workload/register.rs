@@ -3,6 +3,13 @@
 //!
 //! Mix per call: 40% read, 20% UpdateKeyDescription, 10% EnableKey, 10% DisableKey, 20%
 //! TagResource (tag keys `t0`..`t4`, so a key never nears the tag limit).
+//!
+//! Every other key (even setup index) is also *deletable*: 6% of its calls are
+//! ScheduleKeyDeletion (7 days, the shortest window AWS allows, so nothing is purged during a
+//! run) and 6% CancelKeyDeletion, taken from TagResource's share. While it is pending deletion,
+//! writes other than CancelKeyDeletion fail with KMSInvalidStateException (a definite
+//! `fail`), reads see `PendingDeletion`, and a cancel leaves it Disabled: the model, the
+//! resurrection checker and the lost-writes exemption for deleted keys all get real input.
 
 use std::time::Duration;
 
@@ -11,6 +18,9 @@ use rand::Rng;
 
 use super::{lock, recorded_read, retry_until, Ctx};
 use crate::history::{KeyMeta, Value, F};
+
+/// ScheduleKeyDeletion's window: the shortest allowed, and far longer than any run.
+const DELETION_WINDOW_DAYS: i32 = 7;
 
 /// Creates `n` register keys, each recorded as an acknowledged CreateKey (the register's
 /// first write). Fails if the cluster cannot create them within `within`.
@@ -60,12 +70,48 @@ pub async fn setup(ctx: &Ctx, n: usize, within: Duration) -> anyhow::Result<()> 
 /// One call by `process`. Returns true when the process crashed (`info`).
 pub async fn step(ctx: &Ctx, process: u64, rng: &mut (impl Rng + Send)) -> bool {
     let keys = ctx.register_keys();
-    let Some(key) = keys.choose(rng) else {
+    let Some(index) = (0..keys.len()).collect::<Vec<_>>().choose(rng).copied() else {
         return false;
     };
-    let key = key.as_str();
+    let key = keys[index].as_str();
     let kms = &ctx.client;
-    match rng.gen_range(0..100) {
+    let roll = rng.gen_range(0..100);
+    if index % 2 == 0 {
+        match roll {
+            88..94 => {
+                let fut = kms
+                    .schedule_key_deletion()
+                    .key_id(key)
+                    .pending_window_in_days(DELETION_WINDOW_DAYS)
+                    .send();
+                return ctx
+                    .call(
+                        process,
+                        F::ScheduleDelete,
+                        Some(key),
+                        Value::None,
+                        fut,
+                        |_| Value::None,
+                    )
+                    .await;
+            }
+            94..100 => {
+                let fut = kms.cancel_key_deletion().key_id(key).send();
+                return ctx
+                    .call(
+                        process,
+                        F::CancelDelete,
+                        Some(key),
+                        Value::None,
+                        fut,
+                        |_| Value::None,
+                    )
+                    .await;
+            }
+            _ => {}
+        }
+    }
+    match roll {
         0..40 => recorded_read(ctx, process, key).await,
         40..60 => {
             let d = format!("d{}", ctx.unique());
