@@ -16,7 +16,6 @@ use openraft::errors::{InitializeError, RaftError as OpenRaftError};
 use openraft::{BasicNode, Config, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tracing::Instrument;
 
@@ -243,7 +242,7 @@ async fn run(
     let server = builder
         .add_service(raft_svc)
         .add_service(store_svc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(crate::tls::nodelay_incoming(listener), async move {
             let _ = server_stop.wait_for(|s| *s).await;
         });
     let mut server = tokio::spawn(server.in_current_span());

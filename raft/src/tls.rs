@@ -33,6 +33,24 @@ pub const ROLE_STORAGE: &str = "urn:keyraft:role:storage";
 /// URI SAN of a front's certificate: may call the store API, not Raft RPCs.
 pub const ROLE_FRONT: &str = "urn:keyraft:role:front";
 
+/// The connections `listener` accepts, with Nagle's algorithm off, for
+/// `serve_with_incoming*`: tonic sets `TCP_NODELAY` only on listeners it binds itself. With
+/// Nagle on, an HTTP/2 reply written in several small frames waits for the peer's delayed ACK
+/// (~40 ms on Linux) before its last frame leaves, on every call and every Raft RPC.
+pub fn nodelay_incoming(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+            }
+        }
+        conn
+    })
+}
+
 /// The URI SANs of a DER certificate (roles, ARNs, anything else), in certificate order.
 pub(crate) fn uri_sans(der: &[u8]) -> Result<Vec<String>, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)

@@ -131,6 +131,11 @@ pub async fn serve(
                 }
             },
         };
+        // A reply written in several small segments must not wait for the client's delayed
+        // ACK (see raft::tls::nodelay_incoming).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         // Reap finished connection tasks so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
         let kms = kms.clone();

@@ -27,7 +27,6 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
@@ -144,7 +143,7 @@ pub async fn serve_grpc(
         .add_service(service(kms.clone()))
         .add_service(iam::service(kms.clone()))
         .add_service(audit_service::service(kms))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(raft::tls::nodelay_incoming(listener), shutdown)
         .await
         .context("serving gRPC")
 }

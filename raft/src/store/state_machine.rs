@@ -245,6 +245,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
+        let t_apply = std::time::Instant::now();
+        let _g = scopeguard_h6(t_apply);
         let mut batch = Vec::new();
         while let Some(item) = entries.try_next().await? {
             batch.push(item);
@@ -344,7 +346,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             LAST_MEMBERSHIP.to_vec(),
             to_json(&self.last_membership)?,
         ));
+        let t0 = std::time::Instant::now();
+        let nops = ops.len();
         self.commit(ops).await?;
+        tracing::debug!(target: "h6", nops, entries = responses.len(), us = t0.elapsed().as_micros() as u64, "H6 apply_commit");
 
         for (r, resp) in responses {
             r.send(resp);
@@ -482,3 +487,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
     }
 }
+
+struct H6(std::time::Instant);
+impl Drop for H6 { fn drop(&mut self) { tracing::debug!(target: "h6", us = self.0.elapsed().as_micros() as u64, "H6 apply_total"); } }
+fn scopeguard_h6(t: std::time::Instant) -> H6 { H6(t) }
