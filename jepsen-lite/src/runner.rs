@@ -75,6 +75,10 @@ pub struct RunArgs {
     /// First port of the local cluster (default: a free range from 36000).
     #[arg(long)]
     pub port_base: Option<u16>,
+    /// Storage backend of the local cluster's nodes: `redb` (default) or `sled` (crash tests
+    /// run on both).
+    #[arg(long, default_value = "redb", value_parser = ["redb", "sled"])]
+    pub storage: String,
     /// The fronts' cache staleness, for the revocation bound (default: `cache_staleness_ms`
     /// of the `front.toml` next to the backend's env file, else 1000).
     #[arg(long)]
@@ -105,6 +109,8 @@ pub struct RunOptions {
     pub keys: usize,
     /// Local cluster port base.
     pub port_base: Option<u16>,
+    /// Local cluster storage backend (`redb` or `sled`).
+    pub storage: String,
     /// The fronts' cache staleness in ms (`None`: from the backend's front config, else 1000).
     pub cache_staleness_ms: Option<u64>,
     /// Allowance added to it for the revocation bound.
@@ -128,6 +134,7 @@ impl RunOptions {
             op_timeout: Duration::from_secs(3),
             keys: 5,
             port_base: None,
+            storage: "redb".into(),
             cache_staleness_ms: None,
             staleness_allowance_ms: crate::check::RevocationBound::DEFAULT_ALLOWANCE_MS,
             progress: true,
@@ -180,6 +187,7 @@ impl RunArgs {
             op_timeout: Duration::from_millis(self.op_timeout_ms),
             keys: self.keys,
             port_base: self.port_base,
+            storage: self.storage,
             cache_staleness_ms: self.cache_staleness_ms,
             staleness_allowance_ms: self.staleness_allowance_ms,
             progress: true,
@@ -345,6 +353,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     } else {
         let local = LocalOptions {
             port_base: opts.port_base,
+            storage: opts.storage.clone(),
             ..LocalOptions::new(results.join("cluster"), &opts.keyraft_bin)
         };
         Arc::new(tokio::task::spawn_blocking(move || LocalBackend::start(&local)).await??)

@@ -35,6 +35,8 @@ pub struct LocalOptions {
     pub keyraft_bin: PathBuf,
     /// First port; `None` picks a free range from 36000 up.
     pub port_base: Option<u16>,
+    /// The nodes' storage backend (`redb` or `sled`), passed to `keyraft dev --storage`.
+    pub storage: String,
     /// How long bootstrap and first readiness may take.
     pub startup_timeout: Duration,
 }
@@ -46,6 +48,7 @@ impl LocalOptions {
             dir: dir.into(),
             keyraft_bin: keyraft_bin.into(),
             port_base: None,
+            storage: "redb".into(),
             startup_timeout: Duration::from_secs(120),
         }
     }
@@ -90,7 +93,13 @@ impl LocalBackend {
             Some(p) => p,
             None => free_port_base()?,
         };
-        bootstrap(&dir, &opts.keyraft_bin, port_base, opts.startup_timeout)?;
+        bootstrap(
+            &dir,
+            &opts.keyraft_bin,
+            port_base,
+            &opts.storage,
+            opts.startup_timeout,
+        )?;
         fs::create_dir_all(dir.join("clock"))?;
         for n in 1..=NODES {
             let offset_file = clock_file(&dir, n);
@@ -377,7 +386,13 @@ fn free_port_base() -> anyhow::Result<u16> {
 
 /// Runs `keyraft dev` until it has written the env file (PKI, domain key, identities and the
 /// per-role config files exist then), and stops it.
-fn bootstrap(dir: &Path, bin: &Path, port_base: u16, timeout: Duration) -> anyhow::Result<()> {
+fn bootstrap(
+    dir: &Path,
+    bin: &Path,
+    port_base: u16,
+    storage: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let env = dir.join("env");
     let _ = fs::remove_file(&env);
     let log_path = dir.join("jl-dev.log");
@@ -390,6 +405,7 @@ fn bootstrap(dir: &Path, bin: &Path, port_base: u16, timeout: Duration) -> anyho
         .arg("--port-base")
         .arg(port_base.to_string())
         .args(["--audit-digest-interval-ms", "5000"])
+        .args(["--storage", storage])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
