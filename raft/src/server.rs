@@ -172,10 +172,7 @@ impl StoreCtx {
             proposal,
             request_id,
         };
-        let t0 = std::time::Instant::now();
-        let r = self.raft.client_write(request).await;
-        tracing::debug!(target: "h6", kind, us = t0.elapsed().as_micros() as u64, "H6 client_write");
-        match r {
+        match self.raft.client_write(request).await {
             Ok(resp) => Ok(Ok(encode(&resp.data)?)),
             Err(OpenRaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Ok(Err(f)),
             Err(OpenRaftError::APIError(e)) => {
@@ -199,10 +196,7 @@ impl StoreCtx {
     /// Read index: `Local` once this node (as leader) has applied everything committed before
     /// the call, `Leader` when a follower should forward, an error when neither can be done.
     async fn read_index(&self, forwarded: bool) -> Result<ReadAt, Status> {
-        let t0 = std::time::Instant::now();
-        let r = self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await;
-        tracing::debug!(target: "h6", us = t0.elapsed().as_micros() as u64, "H6 read_index");
-        match r {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(_) => Ok(ReadAt::Local),
             Err(OpenRaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                 if forwarded {

@@ -541,13 +541,11 @@ async fn commit(
         tracked_since,
         marks: usage,
     });
-    let t0 = std::time::Instant::now();
     let r = tokio::time::timeout(
         timeout,
         store.propose(Command::AppendAudit { events, usage }),
     )
     .await;
-    tracing::debug!(target: "h6", n, us = t0.elapsed().as_micros() as u64, "H6 audit_propose");
     let outcome = match r {
         Ok(Ok(CommandOutput::AuditAppended { first_seq, .. })) => Ok(first_seq),
         Ok(Ok(_)) => Err(AuditFailure("unexpected reply from the store".into())),

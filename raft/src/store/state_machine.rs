@@ -245,8 +245,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
-        let t_apply = std::time::Instant::now();
-        let _g = scopeguard_h6(t_apply);
         let mut batch = Vec::new();
         while let Some(item) = entries.try_next().await? {
             batch.push(item);
@@ -346,10 +344,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             LAST_MEMBERSHIP.to_vec(),
             to_json(&self.last_membership)?,
         ));
-        let t0 = std::time::Instant::now();
-        let nops = ops.len();
         self.commit(ops).await?;
-        tracing::debug!(target: "h6", nops, entries = responses.len(), us = t0.elapsed().as_micros() as u64, "H6 apply_commit");
 
         for (r, resp) in responses {
             r.send(resp);
@@ -368,19 +363,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // records and digests up to there (all committed by now) off this worker.
         // The request-id table is captured too: it must be exactly the one as of last_applied,
         // or a node installing the snapshot would deduplicate differently from the others.
-        let requests = serde_json::to_vec(&self.remembered_rows()).map_err(|e| e.to_string());
+        // Only copies are taken here; serializing them (hundreds of ms in a debug build once
+        // the state and the table are large) happens in the builder, while entries are
+        // applied.
         let data = match self.read_state() {
-            Ok(s) => serde_json::to_vec(&*s)
-                .map(|json| {
-                    let digest_seq = s.audit.last_digest.as_ref().map_or(0, |d| d.digest_seq);
-                    (json, s.audit.head.last_seq(), digest_seq)
-                })
-                .map_err(|e| e.to_string()),
+            Ok(s) => Ok(((*s).clone(), self.remembered_rows())),
             Err(e) => Err(e.to_string()),
         };
-        let data = data.and_then(|(json, seq, digest_seq)| {
-            requests.map(|requests| (json, seq, digest_seq, requests))
-        });
         SnapshotBuilder {
             kv: self.kv.clone(),
             data,
@@ -448,8 +437,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 /// that state's head), and persists it.
 pub struct SnapshotBuilder {
     kv: Arc<dyn KvBackend>,
-    /// Serialized state, its chain's last seq and last digest seq, serialized request-id rows.
-    data: Result<(Vec<u8>, u64, u64, Vec<u8>), String>,
+    /// The state and the request-id rows as of `last_applied`.
+    data: Result<(State, Vec<Row>), String>,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
 }
@@ -459,8 +448,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     #[tracing::instrument(level = "info", skip_all)]
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let (state_json, last_seq, last_digest_seq, requests_json) =
-            self.data.clone().map_err(io::Error::other)?;
+        let (state, rows) = self.data.clone().map_err(io::Error::other)?;
         let meta = SnapshotMeta {
             last_log_id: self.last_applied,
             last_membership: self.last_membership.clone(),
@@ -468,6 +456,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let kv = self.kv.clone();
         let meta2 = meta.clone();
         let data = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+            let state_json = to_json(&state)?;
+            let requests_json = to_json(&rows)?;
+            let last_seq = state.audit.head.last_seq();
+            let last_digest_seq = state.audit.last_digest.as_ref().map_or(0, |d| d.digest_seq);
             let data = audit::encode_snapshot(
                 kv.as_ref(),
                 &state_json,
@@ -487,7 +479,3 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
     }
 }
-
-struct H6(std::time::Instant);
-impl Drop for H6 { fn drop(&mut self) { tracing::debug!(target: "h6", us = self.0.elapsed().as_micros() as u64, "H6 apply_total"); } }
-fn scopeguard_h6(t: std::time::Instant) -> H6 { H6(t) }
