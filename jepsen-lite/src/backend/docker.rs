@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
@@ -150,41 +150,15 @@ impl DockerBackend {
         }
         backend.lookup(FRONT)?;
         backend.firewall = backend.probe_firewall();
-        backend.wait_ready(opts.startup_timeout)?;
+        backend
+            .wait_ready(opts.startup_timeout)
+            .with_context(|| format!("compose project {}", backend.project))?;
         Ok(backend)
     }
 
     /// The compose project name (unique per run).
     pub fn project(&self) -> &str {
         &self.project
-    }
-
-    /// Waits until the front answers `/status` with a leader every node acknowledges.
-    pub fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut last = String::from("no answer yet");
-        while Instant::now() < deadline {
-            match self.status(Duration::from_secs(4)) {
-                Ok(s) => {
-                    let leader = s.leader_id;
-                    if leader.is_some()
-                        && s.nodes.len() as u64 == NODES
-                        && s.nodes
-                            .iter()
-                            .all(|n| n.error.is_none() && n.leader_id == leader)
-                    {
-                        return Ok(());
-                    }
-                    last = format!("{s:?}");
-                }
-                Err(e) => last = format!("{e:#}"),
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        bail!(
-            "compose project {} not ready after {timeout:?}: {last}",
-            self.project
-        )
     }
 
     /// `docker-compose -p PROJECT -f ... -f ...` with the port variables set.

@@ -130,7 +130,9 @@ impl LocalBackend {
             backend.start(n)?;
         }
         backend.start_front()?;
-        backend.wait_ready(opts.startup_timeout)?;
+        backend
+            .wait_ready(opts.startup_timeout)
+            .with_context(|| format!("region in {}", opts.dir.display()))?;
         Ok(backend)
     }
 
@@ -142,34 +144,6 @@ impl LocalBackend {
     /// First port of the region (AWS JSON; gRPC is +1).
     pub fn port_base(&self) -> u16 {
         self.port_base
-    }
-
-    /// Waits until the front answers `/status` with a leader every node acknowledges.
-    pub fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut last = String::from("no answer yet");
-        while Instant::now() < deadline {
-            match self.status(Duration::from_secs(4)) {
-                Ok(s) => {
-                    let leader = s.leader_id;
-                    if leader.is_some()
-                        && s.nodes.len() as u64 == NODES
-                        && s.nodes
-                            .iter()
-                            .all(|n| n.error.is_none() && n.leader_id == leader)
-                    {
-                        return Ok(());
-                    }
-                    last = format!("{s:?}");
-                }
-                Err(e) => last = format!("{e:#}"),
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        bail!(
-            "region in {} not ready after {timeout:?}: {last}",
-            self.dir.display()
-        )
     }
 
     fn procs(&self) -> std::sync::MutexGuard<'_, Procs> {

@@ -134,6 +134,31 @@ pub trait Backend: Send + Sync {
     /// The front's view of the cluster (fails while the front is down).
     fn status(&self, timeout: Duration) -> anyhow::Result<ClusterStatus>;
 
+    /// Waits until the front answers `/status` with a leader every node acknowledges.
+    fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut last = String::from("no answer yet");
+        while std::time::Instant::now() < deadline {
+            match self.status(Duration::from_secs(4)) {
+                Ok(s) => {
+                    let leader = s.leader_id;
+                    if leader.is_some()
+                        && s.nodes.len() == self.nodes().len()
+                        && s.nodes
+                            .iter()
+                            .all(|n| n.error.is_none() && n.leader_id == leader)
+                    {
+                        return Ok(());
+                    }
+                    last = format!("{s:?}");
+                }
+                Err(e) => last = format!("{e:#}"),
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        anyhow::bail!("{} region not ready after {timeout:?}: {last}", self.name())
+    }
+
     /// The current leader, if the front can tell.
     fn leader(&self) -> Option<NodeId> {
         self.status(Duration::from_secs(4)).ok()?.leader_id

@@ -243,25 +243,10 @@ fn decode_token(token: &str) -> Option<u64> {
     std::str::from_utf8(&bytes).ok()?.parse().ok()
 }
 
-/// CloudTrail's `eventTime` (`YYYY-MM-DDTHH:MM:SS[.fff]Z`) -> epoch seconds.
+/// CloudTrail's `eventTime` (`YYYY-MM-DDTHH:MM:SS[.fff]Z`) -> epoch seconds, with the audit
+/// core's parser (the one retention decides by).
 fn parse_event_time(text: &str) -> Option<EpochSeconds> {
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !text.ends_with('Z') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi) = (num(11..13)?, num(14..16)?);
-    let secs: f64 = text.get(17..text.len() - 1)?.parse().ok()?;
-    // Howard Hinnant's days_from_civil.
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + h * 3600 + mi * 60) as f64 + secs)
+    keystore::audit::retention::parse_event_time(text).map(|ms| ms as f64 / 1000.0)
 }
 
 fn lookup_event(record: &AuditRecord, e: &AuditEvent) -> LookupEvent {
