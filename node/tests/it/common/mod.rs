@@ -20,8 +20,16 @@ pub struct DevRegion {
 }
 
 /// Each test binary gets its own port range so nextest can run them in parallel.
+///
+/// A region uses fewer than 20 ports above its base, so `KEYRAFT_TEST_PORT_SHIFT` (0–80) lets
+/// several checkouts run the suite on one machine at once without sharing a port.
 pub fn port_base_for(test_binary_slot: u16) -> u16 {
-    20000 + test_binary_slot * 100
+    let shift: u16 = std::env::var("KEYRAFT_TEST_PORT_SHIFT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|s| *s <= 80)
+        .unwrap_or(0);
+    20000 + test_binary_slot * 100 + shift
 }
 
 impl DevRegion {
