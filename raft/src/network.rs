@@ -123,7 +123,7 @@ impl Connection {
 }
 
 impl RaftNetworkV2<TypeConfig> for Connection {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = crate::store::SnapshotData;
 
     async fn append_entries(
         &mut self,
@@ -164,10 +164,12 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         let mut client = self.client().map_err(StreamingError::from)?;
         let data = serde_json::to_vec(&(&vote, &snapshot.meta))
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-        let req = RaftPayload {
-            data,
-            snapshot: snapshot.snapshot,
-        };
+        // A stored snapshot leaves the audit chain in the tables until it is sent: read it now.
+        let snapshot = tokio::task::spawn_blocking(move || snapshot.snapshot.complete())
+            .await
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let req = RaftPayload { data, snapshot };
         let target = self.target;
         let send = async move { client.install_snapshot(req).await };
         let reply = tokio::select! {

@@ -10,7 +10,6 @@ use std::sync::{Arc, RwLock};
 
 use futures::{Stream, StreamExt};
 use keystore::command::{Command, Proposal, Query};
-use keystore::model::State;
 use openraft::errors::{
     ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError as OpenRaftError,
 };
@@ -28,7 +27,7 @@ use crate::pb::{
     self, AuditHeadReply, AuditHeadRequest, AuditPageReply, AuditPageRequest, ProposeRequest,
     QueryRequest, RaftPayload, StatusReply, StatusRequest, StoreReply, WatchRequest,
 };
-use crate::store::{audit, KvBackend, Table};
+use crate::store::{audit, AppliedState, KvBackend, SnapshotData, Table};
 use crate::tls::MAX_MESSAGE;
 use crate::types::{
     command_kind, Raft, Request as LogRequest, RequestId, Snapshot, SnapshotMeta, TypeConfig, Vote,
@@ -91,18 +90,16 @@ impl RaftService for RaftSvc {
         let p = req.into_inner();
         let (vote, meta): (Vote, SnapshotMeta) = decode("snapshot header", &p.data)?;
         // Validate the data before openraft commits to installing it: a malformed snapshot
-        // must be an error, not a storage failure.
-        audit::decode_snapshot(&p.snapshot)
+        // must be an error, not a storage failure. The decoded form is what gets installed
+        // (decoded once, on the blocking pool: it can hold the whole audit chain).
+        let bytes = p.snapshot;
+        let snapshot = tokio::task::spawn_blocking(move || SnapshotData::decode(&bytes))
+            .await
+            .map_err(|e| Status::internal(format!("snapshot decode task: {e}")))?
             .map_err(|e| Status::invalid_argument(format!("malformed snapshot data: {e}")))?;
         let resp = self
             .raft
-            .install_full_snapshot(
-                vote,
-                Snapshot {
-                    meta,
-                    snapshot: p.snapshot,
-                },
-            )
+            .install_full_snapshot(vote, Snapshot { meta, snapshot })
             .await
             .map_err(fatal)?;
         Ok(Response::new(RaftPayload {
@@ -115,7 +112,7 @@ impl RaftService for RaftSvc {
 /// What the store service needs from its node.
 pub(crate) struct StoreCtx {
     pub(crate) raft: Raft,
-    pub(crate) state: Arc<RwLock<State>>,
+    pub(crate) state: Arc<RwLock<AppliedState>>,
     /// The database, for the audit tables (read after a read index).
     pub(crate) kv: Arc<dyn KvBackend>,
     pub(crate) events: broadcast::Sender<WatchEvent>,
@@ -382,16 +379,13 @@ impl StoreService for StoreSvc {
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
         use openraft::async_runtime::WatchReceiver;
         let m = self.ctx.raft.metrics().borrow_watched().clone();
-        // The hash is meaningful at an index only if no entry was applied while it was taken
-        // (compared by jepsen-lite once the cluster is quiet).
-        let state_hash = match self.ctx.state.read() {
-            Ok(state) => state.digest_hex(),
-            Err(_) => String::new(),
+        // Hash and index under one read lock: the state machine sets the index in the same
+        // write lock as the entries it applies, so the pair always matches, even under load
+        // (jepsen-lite compares hashes of nodes at equal indexes).
+        let (state_hash, state_applied) = match self.ctx.state.read() {
+            Ok(s) => (s.digest_hex(), s.applied.map(|l| l.index)),
+            Err(_) => (String::new(), None),
         };
-        let after = self.ctx.raft.metrics().borrow_watched().last_applied;
-        let state_applied = (after == m.last_applied)
-            .then(|| after.map(|l| l.index))
-            .flatten();
         Ok(Response::new(StatusReply {
             state_hash,
             state_applied,

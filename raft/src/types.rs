@@ -221,7 +221,7 @@ pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 /// Snapshot metadata of [`TypeConfig`].
 pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
 /// A snapshot whose data is the serialized state (serde_json of `keystore::model::State`).
-pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, crate::store::SnapshotData>;
 /// The openraft handle of a storage node.
 pub type Raft = openraft::Raft<TypeConfig, crate::store::StateMachineStore>;
 

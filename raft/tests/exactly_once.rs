@@ -10,7 +10,7 @@ use openraft::entry::RaftEntry;
 use openraft::storage::RaftStateMachine;
 use openraft::RaftSnapshotBuilder;
 use raft::store::dedup::WINDOW_MS;
-use raft::store::{open_store, StateMachineStore, Table};
+use raft::store::{open_store, SnapshotData, StateMachineStore, Table};
 use raft::types::{Entry, LogId, Request, RequestId, Response};
 use raft::{Backend, WatchEvent};
 use tempfile::TempDir;
@@ -227,7 +227,7 @@ async fn entries_without_an_id_apply_every_time(backend: Backend) {
     // And with no id nothing is deduplicated: a repeat is applied (and refused by the domain).
     let state_before = sm.state().read().unwrap().clone();
     apply(&mut sm, vec![old(4, Command::CreateKey { record: key() })]).await;
-    assert_eq!(*sm.state().read().unwrap(), state_before);
+    assert_eq!(sm.state().read().unwrap().state, state_before);
     assert!(matches!(
         keystore::apply::apply(
             &mut state_before.clone(),
@@ -312,8 +312,9 @@ async fn a_format_2_snapshot_installs_with_an_empty_request_table() {
     .await;
     let mut builder = leader.get_snapshot_builder().await;
     let snap = builder.build_snapshot().await.unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&snap.snapshot).unwrap();
-    assert_eq!(doc["format"], 3);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&snap.snapshot.clone().complete().unwrap()).unwrap();
+    assert_eq!(doc["format"], 4);
     assert_eq!(doc["requests"].as_array().unwrap().len(), 1);
     // What a node before request ids wrote: format 2, no "requests".
     let old = format!(
@@ -326,7 +327,7 @@ async fn a_format_2_snapshot_installs_with_an_empty_request_table() {
     let (_f, mut follower) = open_store(Backend::Redb, dir.path(), tx).unwrap();
     apply(&mut follower, vec![entry(1, 1, Some(7), describe("gone"))]).await;
     follower
-        .install_snapshot(&snap.meta, old.into_bytes())
+        .install_snapshot(&snap.meta, SnapshotData::from_bytes(old.into_bytes()))
         .await
         .unwrap();
     assert_eq!(follower.state().read().unwrap().keys.len(), 1);

@@ -8,7 +8,7 @@ use keystore::model::{KeyRecord, KeySpec, KeyState, KeyUsage, Origin, State};
 use keystore::usage::{KeyUsageMark, TrackedOperation, UsageBatch};
 use openraft::entry::RaftEntry;
 use openraft::storage::RaftStateMachine;
-use raft::store::{open_store, KvBackend, StateMachineStore, Table};
+use raft::store::{open_store, KvBackend, SnapshotData, StateMachineStore, Table};
 use raft::types::{Entry, LogId, Request, TypeConfig};
 use raft::Backend;
 use tempfile::TempDir;
@@ -234,6 +234,81 @@ async fn redb_a_snapshot_carries_only_the_unpruned_records() {
 #[tokio::test]
 async fn sled_a_snapshot_carries_only_the_unpruned_records() {
     a_snapshot_carries_only_the_unpruned_records(Backend::Sled).await;
+}
+
+/// The leader prunes after taking a snapshot and before sending it: the records the prune
+/// deleted are absent from what is sent. The follower installs it, may restart before it
+/// replays that prune from the log (even with every record pruned), and ends like the leader.
+async fn a_snapshot_sent_after_a_later_prune_converges(backend: Backend) {
+    let (a, b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let mut leader = pruned_store(backend, a.path()).await;
+    let d = digest_of(&leader);
+    apply(
+        &mut leader,
+        vec![
+            entry(8, d),
+            entry(9, Command::MarkAuditExported { through_seq: 10 }),
+        ],
+    )
+    .await;
+    let mut builder = leader.get_snapshot_builder().await;
+    let snap = openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
+        .await
+        .unwrap();
+    assert_eq!(retention_of(&leader), (10, 5));
+    // After the snapshot point: everything is pruned.
+    let prune = entry(10, Command::PruneAudit { through_seq: 10 });
+    apply(&mut leader, vec![prune.clone()]).await;
+    assert!(seqs(leader.kv().as_ref()).is_empty());
+
+    let sent = leader
+        .get_current_snapshot()
+        .await
+        .unwrap()
+        .unwrap()
+        .snapshot
+        .complete()
+        .unwrap();
+    {
+        let (tx, _) = broadcast::channel(16);
+        let (_f, mut follower) = open_store(backend, b.path(), tx).unwrap();
+        follower
+            .install_snapshot(&snap.meta, SnapshotData::decode(&sent).unwrap())
+            .await
+            .unwrap();
+    }
+    // Restart before the prune is replayed: the empty table is accepted.
+    let (tx, _) = broadcast::channel(16);
+    let (_f, mut follower) = open_store(backend, b.path(), tx).unwrap();
+    assert!(seqs(follower.kv().as_ref()).is_empty());
+    assert_eq!(
+        retention_of(&follower),
+        (10, 5),
+        "the snapshot's state, as taken"
+    );
+    apply(&mut follower, vec![prune]).await;
+    let (fs, ls) = (follower.state(), leader.state());
+    assert_eq!(fs.read().unwrap().state, ls.read().unwrap().state);
+    assert_eq!(
+        fs.read().unwrap().digest_hex(),
+        ls.read().unwrap().digest_hex()
+    );
+    for t in [Table::Audit, Table::AuditDigests] {
+        assert_eq!(
+            follower.kv().range(t, &[], None).unwrap(),
+            leader.kv().range(t, &[], None).unwrap()
+        );
+    }
+}
+
+#[tokio::test]
+async fn redb_a_snapshot_sent_after_a_later_prune_converges() {
+    a_snapshot_sent_after_a_later_prune_converges(Backend::Redb).await;
+}
+
+#[tokio::test]
+async fn sled_a_snapshot_sent_after_a_later_prune_converges() {
+    a_snapshot_sent_after_a_later_prune_converges(Backend::Sled).await;
 }
 
 #[tokio::test]

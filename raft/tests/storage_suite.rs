@@ -392,7 +392,7 @@ async fn grants_survive_reopen_and_snapshot_install(backend: Backend) {
     let (tx, _) = broadcast::channel(16);
     let (_f, follower) = open_store(backend, follower_dir.path(), tx).unwrap();
     let state = follower.state();
-    assert_eq!(*state.read().unwrap(), want);
+    assert_eq!(state.read().unwrap().state, want);
 }
 
 #[tokio::test]
@@ -415,7 +415,7 @@ mod audit {
     use keystore::command::{Command, Proposal};
     use openraft::entry::RaftEntry;
     use openraft::storage::RaftStateMachine;
-    use raft::store::{open_store, KvBackend, Op, StateMachineStore, Table};
+    use raft::store::{open_store, KvBackend, Op, SnapshotData, StateMachineStore, Table};
     use raft::types::{Entry, Request};
     use raft::Backend;
     use tempfile::TempDir;
@@ -680,6 +680,147 @@ mod audit {
     #[tokio::test]
     async fn sled_snapshot_install_replaces_the_audit_tables_byte_for_byte() {
         snapshot_carries_the_audit_tables(Backend::Sled).await;
+    }
+
+    /// `n` events of about 2 KiB each (the size of a front's CloudTrail-shaped event).
+    fn big_events(tag: &str, n: usize) -> Request {
+        let events: Vec<String> = (0..n)
+            .map(|i| format!("{{\"tag\":\"{tag}{i}\",\"pad\":\"{}\"}}", "x".repeat(2000)))
+            .collect();
+        let events: Vec<&str> = events.iter().map(String::as_str).collect();
+        append_audit(&events)
+    }
+
+    async fn stored_snapshot_leaves_the_chain_in_its_tables(backend: Backend) {
+        let (a, b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        let (tx, _) = broadcast::channel(16);
+        let (_l, mut leader) = open_store(backend, a.path(), tx).unwrap();
+        let stored = |sm: &StateMachineStore| {
+            sm.kv()
+                .get(Table::SmMeta, b"snapshot_data")
+                .unwrap()
+                .expect("snapshot stored")
+        };
+        apply(
+            &mut leader,
+            vec![Entry::new_normal(log_id(1, 1), big_events("a", 50))],
+        )
+        .await
+        .unwrap();
+        let mut builder = leader.get_snapshot_builder().await;
+        openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
+            .await
+            .unwrap();
+        let small = stored(&leader);
+        // 50 records of ~2 KiB are ~100 KiB: none of them is in the stored snapshot.
+        assert!(
+            small.len() < 4096,
+            "stored snapshot is {} bytes",
+            small.len()
+        );
+        assert!(!small.windows(5).any(|w| w == b"\"pad\""));
+
+        // Ten times the history: the stored snapshot does not grow with it.
+        let entries = (2..=11)
+            .map(|i| Entry::new_normal(log_id(1, i), big_events("b", 50)))
+            .collect();
+        apply(&mut leader, entries).await.unwrap();
+        let d = digest_of(&leader);
+        apply(&mut leader, vec![Entry::new_normal(log_id(1, 12), d)])
+            .await
+            .unwrap();
+        let mut builder = leader.get_snapshot_builder().await;
+        let snap = openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
+            .await
+            .unwrap();
+        let later = stored(&leader);
+        assert!(
+            later.len() < small.len() + 2048,
+            "stored snapshot grew from {} to {} bytes with the audit history",
+            small.len(),
+            later.len()
+        );
+
+        // Sent to a follower, it carries the whole chain, and the follower ends with the
+        // leader's tables byte for byte (and a stored snapshot of its own, as small).
+        let current = leader.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, snap.meta);
+        let sent = current.snapshot.complete().unwrap();
+        assert!(
+            sent.len() > 550 * 2000,
+            "sent snapshot is {} bytes",
+            sent.len()
+        );
+        {
+            let (tx, _) = broadcast::channel(16);
+            let (_f, mut follower) = open_store(backend, b.path(), tx).unwrap();
+            follower
+                .install_snapshot(&snap.meta, SnapshotData::decode(&sent).unwrap())
+                .await
+                .unwrap();
+            assert!(stored(&follower).len() < small.len() + 2048);
+        }
+        let (tx, _) = broadcast::channel(16);
+        let (_f, follower) = open_store(backend, b.path(), tx).unwrap();
+        for t in [Table::Audit, Table::AuditDigests] {
+            assert_eq!(
+                table(follower.kv().as_ref(), t),
+                table(leader.kv().as_ref(), t)
+            );
+        }
+        assert_eq!(records(follower.kv().as_ref()).len(), 550);
+        let (fs, ls) = (follower.state(), leader.state());
+        let (fs, ls) = (fs.read().unwrap(), ls.read().unwrap());
+        assert_eq!(fs.digest_hex(), ls.digest_hex());
+        assert_eq!(fs.applied, ls.applied);
+    }
+
+    #[tokio::test]
+    async fn redb_stored_snapshot_leaves_the_chain_in_its_tables() {
+        stored_snapshot_leaves_the_chain_in_its_tables(Backend::Redb).await;
+    }
+
+    #[tokio::test]
+    async fn sled_stored_snapshot_leaves_the_chain_in_its_tables() {
+        stored_snapshot_leaves_the_chain_in_its_tables(Backend::Sled).await;
+    }
+
+    #[tokio::test]
+    async fn a_malformed_or_incomplete_snapshot_is_refused_before_install() {
+        let dir = TempDir::new().unwrap();
+        let (tx, _) = broadcast::channel(16);
+        let (_l, mut leader) = open_store(Backend::Redb, dir.path(), tx).unwrap();
+        apply(
+            &mut leader,
+            vec![Entry::new_normal(log_id(1, 1), big_events("a", 3))],
+        )
+        .await
+        .unwrap();
+        let mut builder = leader.get_snapshot_builder().await;
+        openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
+            .await
+            .unwrap();
+        // The stored document without its chain is not a snapshot anyone may install.
+        let stored = leader
+            .kv()
+            .get(Table::SmMeta, b"snapshot_data")
+            .unwrap()
+            .unwrap();
+        assert!(SnapshotData::decode(&stored).is_err());
+        // A gap in the records is refused too.
+        let sent = leader
+            .get_current_snapshot()
+            .await
+            .unwrap()
+            .unwrap()
+            .snapshot
+            .complete()
+            .unwrap();
+        let mut doc: serde_json::Value = serde_json::from_slice(&sent).unwrap();
+        doc["audit_records"].as_array_mut().unwrap().remove(1);
+        assert!(SnapshotData::decode(&serde_json::to_vec(&doc).unwrap()).is_err());
+        assert!(SnapshotData::decode(b"{\"format\":9,\"state\":{}}").is_err());
+        assert!(SnapshotData::decode(&sent).is_ok());
     }
 
     #[tokio::test]

@@ -8,27 +8,35 @@
 //!
 //! # Snapshot format
 //!
-//! A snapshot is one JSON document. Format 3 (written since request ids exist):
+//! Format 4 (since snapshots stopped carrying the chain when stored). What a node *stores*
+//! (every 1000 entries, `sm_meta/snapshot_data`) is only the live state:
 //!
 //! ```text
-//! {"format":3,"state":<State>,"audit_records":[<AuditRecord>,..],"audit_digests":[<DigestRecord>,..],
-//!  "requests":[<dedup::Row>,..]}
+//! {"format":4,"state":<State>,"requests":[<dedup::Row>,..]}
 //! ```
 //!
-//! Records and digests are spliced in as the exact bytes stored in the tables; `requests` is
-//! the deduplication table as of the snapshot (see `dedup`). Format 2 (the same without
-//! `requests`) is still read, with an empty request-id table; so is format 1 (older nodes: the
-//! bare `State`), with empty audit tables too. Older binaries refuse format 3 rather than
-//! silently dropping the request ids (which would let them apply a duplicate the others skip).
-//! Building a snapshot holds the whole chain in memory (and stores one more copy in
-//! `sm_meta`), so its cost grows with the audit log; see docs/storage.md. Streaming it is a
-//! later step.
+//! with the chain's end (`ChainEnd`: last record seq, last digest seq) beside it in
+//! `sm_meta/snapshot_audit`. The chain stays in its tables, so building and storing a snapshot
+//! costs O(live state), not O(audit history). Only when a snapshot is *sent* to a follower is it
+//! completed ([`complete`]) with the records and digests up to that end, read page by page
+//! and spliced in as stored:
+//!
+//! ```text
+//! {"format":4,"state":..,"requests":[..],"audit_records":[..],"audit_digests":[..],
+//!  "audit_pruned_through":<seq>}
+//! ```
+//!
+//! `audit_pruned_through` covers records a `PruneAudit` after the snapshot deleted on the
+//! sender (the follower replays that prune from the log). Formats 3 (the chain inline, no
+//! `audit_pruned_through`), 2 (also no `requests`) and 1 (a bare `State`) are still read,
+//! with empty tables for what they lack; a stored snapshot of an older format is sent as it
+//! is. Older binaries refuse format 4 (unknown format) rather than misread it.
 
 use std::io;
 
 use keystore::audit::{AuditRecord, ChainHead, DigestRecord};
 use keystore::model::{AuditLog, State};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::kv::{KvBackend, Op, Table};
 use super::{from_json, to_json};
@@ -39,10 +47,17 @@ pub(crate) const AUDIT_LOG: &[u8] = b"audit_log";
 /// Most records or digests one read returns.
 pub const MAX_AUDIT_PAGE: u32 = 1000;
 
-const SNAPSHOT_FORMAT: u32 = 3;
-/// The format before the request-id table; still read.
+/// The snapshot format this binary writes.
+const SNAPSHOT_FORMAT: u32 = 4;
+/// The oldest JSON-object format still read (format 1 is a bare `State`).
 const SNAPSHOT_FORMAT_2: u32 = 2;
-const FORMAT_2_PREFIX: &[u8] = b"{\"format\":";
+const FORMAT_PREFIX: &[u8] = b"{\"format\":";
+const STORED_PREFIX: &[u8] = b"{\"format\":4,";
+
+/// `sm_meta` key: records up to this seq were absent from the last installed snapshot
+/// (pruned on the sender after the snapshot was taken; the follower replays that prune from
+/// the log). Lets a node restart before replaying it with an empty or shorter table.
+const ABSENT_THROUGH: &[u8] = b"audit_absent_through";
 
 /// The ops that persist what one apply appended to the chain.
 pub(crate) fn append_ops(
@@ -88,8 +103,18 @@ pub(crate) fn load_head(kv: &dyn KvBackend) -> io::Result<AuditLog> {
         .map(|v| from_json(&v))
         .transpose()?
         .unwrap_or_default();
+    // After installing a snapshot whose sender had pruned further than the snapshot's state
+    // says, the table may start (or be empty) past `pruned_through` until that prune is
+    // replayed from the log.
+    let absent: u64 = kv
+        .get(Table::SmMeta, ABSENT_THROUGH)?
+        .map(|v| from_json(&v))
+        .transpose()?
+        .unwrap_or(0);
+    let mut checked = log.clone();
+    checked.pruned_through = checked.pruned_through.max(absent);
     check_consistent(
-        &log,
+        &checked,
         kv.last(Table::Audit)?
             .map(|(_, v)| from_json::<AuditRecord>(&v))
             .transpose()?
@@ -153,51 +178,105 @@ pub(crate) fn read_page(
         .collect())
 }
 
-/// Encodes a format-3 snapshot from the serialized state, the audit tables as stored, up to
-/// `last_seq` / `last_digest_seq` (the chain as of the state; later appends are left out), and
-/// the serialized request-id rows (a JSON array) as of the state.
-pub(crate) fn encode_snapshot(
-    kv: &dyn KvBackend,
-    state_json: &[u8],
-    last_seq: u64,
-    last_digest_seq: u64,
-    requests_json: &[u8],
-) -> io::Result<Vec<u8>> {
-    let upto = |n: u64| n.checked_add(1).map(seq_key);
-    let records = kv.range(Table::Audit, &seq_key(0), upto(last_seq).as_deref())?;
-    let digests = kv.range(
-        Table::AuditDigests,
-        &seq_key(0),
-        upto(last_digest_seq).as_deref(),
-    )?;
-    let size = state_json.len()
-        + requests_json.len()
-        + records.iter().map(|(_, v)| v.len() + 1).sum::<usize>()
-        + digests.iter().map(|(_, v)| v.len() + 1).sum::<usize>()
-        + 64;
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(FORMAT_2_PREFIX);
+/// Encodes the document a node stores as its snapshot (format 4): the serialized state and
+/// request-id rows, without the audit chain, which stays in the tables (see [`complete`]).
+pub(crate) fn encode_stored(state_json: &[u8], requests_json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(state_json.len() + requests_json.len() + 48);
+    out.extend_from_slice(FORMAT_PREFIX);
     out.extend_from_slice(SNAPSHOT_FORMAT.to_string().as_bytes());
     out.extend_from_slice(b",\"state\":");
     out.extend_from_slice(state_json);
-    for (name, rows) in [("audit_records", &records), ("audit_digests", &digests)] {
-        out.extend_from_slice(format!(",\"{name}\":[").as_bytes());
-        for (i, (_, v)) in rows.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(v);
-        }
-        out.push(b']');
-    }
     out.extend_from_slice(b",\"requests\":");
     out.extend_from_slice(requests_json);
     out.push(b'}');
+    out
+}
+
+/// Whether `doc` is a stored format-4 document (the chain not inline). Older stored formats
+/// carry their chain inline and are sent as they are.
+pub(crate) fn is_stored_format(doc: &[u8]) -> bool {
+    doc.starts_with(STORED_PREFIX)
+}
+
+/// Where a snapshot's audit chain ends: the last record seq and the last digest seq of the
+/// state it was taken from. Stored beside the snapshot (`sm_meta/snapshot_audit`) so sending
+/// it does not need to parse the state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ChainEnd {
+    pub(crate) last_seq: u64,
+    pub(crate) last_digest_seq: u64,
+}
+
+impl ChainEnd {
+    pub(crate) fn of(log: &AuditLog) -> Self {
+        ChainEnd {
+            last_seq: log.head.last_seq(),
+            last_digest_seq: log.last_digest.as_ref().map_or(0, |d| d.digest_seq),
+        }
+    }
+}
+
+/// Rows read per range call while completing a snapshot, so that the rows read and the
+/// output are never both whole in memory.
+const COMPLETE_PAGE: u64 = 4096;
+
+/// The complete document sent to a follower: the stored format-4 document `doc` plus the
+/// audit records and digests up to `end`, read from the tables now and spliced in as
+/// stored. Records and digests are append-only, so the ones up to `end` are exactly the
+/// snapshot's, except records a later `PruneAudit` deleted since: those are absent, and
+/// `"audit_pruned_through"` says up to where (the follower replays that prune from the log).
+pub(crate) fn complete(doc: &[u8], kv: &dyn KvBackend, end: ChainEnd) -> io::Result<Vec<u8>> {
+    let Some(body) = doc.strip_suffix(b"}") else {
+        return Err(invalid("stored snapshot document is not a JSON object"));
+    };
+    // Records below the current prune mark are gone: start reading after it.
+    let pruned_now = kv
+        .get(Table::SmMeta, AUDIT_LOG)?
+        .map(|v| from_json::<AuditLog>(&v))
+        .transpose()?
+        .map_or(0, |l| l.pruned_through);
+    let mut out = Vec::with_capacity(doc.len() + 128);
+    out.extend_from_slice(body);
+    let mut first_record = None;
+    for (name, table, from, last) in [
+        ("audit_records", Table::Audit, pruned_now + 1, end.last_seq),
+        ("audit_digests", Table::AuditDigests, 0, end.last_digest_seq),
+    ] {
+        out.extend_from_slice(format!(",\"{name}\":[").as_bytes());
+        let mut any = false;
+        let mut from = from;
+        while from <= last {
+            let to = from.saturating_add(COMPLETE_PAGE).min(last + 1);
+            for (k, v) in kv.range(table, &seq_key(from), Some(&seq_key(to)))? {
+                if table == Table::Audit && first_record.is_none() {
+                    first_record = Some(seq_of(&k)?);
+                }
+                if any {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&v);
+                any = true;
+            }
+            from = to;
+        }
+        out.push(b']');
+    }
+    // A prune committed while this ran shows as a later first record (or none): the follower
+    // checks that what it got is contiguous up to the head.
+    let absent = first_record.map_or(end.last_seq, |s| s - 1);
+    out.extend_from_slice(format!(",\"audit_pruned_through\":{absent}}}").as_bytes());
     Ok(out)
 }
 
+fn seq_of(key: &[u8]) -> io::Result<u64> {
+    let b: [u8; 8] = key
+        .try_into()
+        .map_err(|_| invalid("audit table key is not a big-endian u64"))?;
+    Ok(u64::from_be_bytes(b))
+}
+
 /// A decoded snapshot.
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub(crate) struct SnapshotData {
     format: u32,
     pub(crate) state: State,
@@ -205,17 +284,29 @@ pub(crate) struct SnapshotData {
     pub(crate) audit_records: Vec<AuditRecord>,
     #[serde(default)]
     pub(crate) audit_digests: Vec<DigestRecord>,
-    /// The request-id table (format 3; empty in older formats).
+    /// The request-id table (formats 3 and 4; empty in older formats).
     #[serde(default)]
     pub(crate) requests: Vec<super::dedup::Row>,
+    /// Records up to here were pruned on the sender after the snapshot was taken (format 4;
+    /// older formats carry every record above `state.audit.pruned_through`).
+    #[serde(default)]
+    pub(crate) audit_pruned_through: u64,
 }
 
-/// Decodes a snapshot of either format and checks that its audit tables end where its state's
-/// chain head and newest digest say.
+impl SnapshotData {
+    /// Records up to this seq are not in the snapshot (pruned before or after it was taken).
+    pub(crate) fn absent_through(&self) -> u64 {
+        self.audit_pruned_through
+            .max(self.state.audit.pruned_through)
+    }
+}
+
+/// Decodes a complete snapshot of any format and checks that its audit records are the
+/// contiguous run the state's chain head and newest digest end with.
 pub(crate) fn decode_snapshot(bytes: &[u8]) -> io::Result<SnapshotData> {
-    let data = if bytes.starts_with(FORMAT_2_PREFIX) {
+    let data = if bytes.starts_with(FORMAT_PREFIX) {
         let data: SnapshotData = from_json(bytes)?;
-        if data.format != SNAPSHOT_FORMAT && data.format != SNAPSHOT_FORMAT_2 {
+        if !(SNAPSHOT_FORMAT_2..=SNAPSHOT_FORMAT).contains(&data.format) {
             return Err(invalid(&format!("unknown snapshot format {}", data.format)));
         }
         data
@@ -226,22 +317,33 @@ pub(crate) fn decode_snapshot(bytes: &[u8]) -> io::Result<SnapshotData> {
             audit_records: Vec::new(),
             audit_digests: Vec::new(),
             requests: Vec::new(),
+            audit_pruned_through: 0,
         }
     };
-    check_consistent(
-        &data.state.audit,
-        data.audit_records.last(),
-        data.audit_digests.last(),
-    )?;
+    let absent = data.absent_through();
+    for (i, r) in data.audit_records.iter().enumerate() {
+        if Some(r.seq) != absent.checked_add(i as u64 + 1) {
+            return Err(invalid("snapshot audit records are not contiguous"));
+        }
+    }
+    let mut log = data.state.audit.clone();
+    log.pruned_through = absent;
+    check_consistent(&log, data.audit_records.last(), data.audit_digests.last())?;
     Ok(data)
 }
 
-/// The ops that replace both audit tables and the head with a snapshot's.
+/// The ops that replace both audit tables and the head with a snapshot's, and note up to
+/// where its records were absent (see [`load_head`]).
 pub(crate) fn install_ops(data: &SnapshotData, ops: &mut Vec<Op>) -> io::Result<()> {
     ops.push(Op::DeleteRange(Table::Audit, Vec::new(), None));
     ops.push(Op::DeleteRange(Table::AuditDigests, Vec::new(), None));
     append_ops(&data.audit_records, &data.audit_digests, ops)?;
     ops.push(head_op(&data.state.audit)?);
+    ops.push(Op::Put(
+        Table::SmMeta,
+        ABSENT_THROUGH.to_vec(),
+        to_json(&data.absent_through())?,
+    ));
     Ok(())
 }
 

@@ -26,7 +26,7 @@ pub use kv::{KvBackend, Op, Table};
 pub use log_store::LogStore;
 pub use redb_backend::RedbBackend;
 pub use sled_backend::SledBackend;
-pub use state_machine::{Entity, SnapshotBuilder, StateMachineStore};
+pub use state_machine::{AppliedState, Entity, SnapshotBuilder, SnapshotData, StateMachineStore};
 
 use crate::client::WatchEvent;
 

@@ -30,6 +30,11 @@ fn err<E: std::error::Error + Send + Sync + 'static>(e: E) -> io::Error {
     io::Error::other(e)
 }
 
+/// redb's page cache. Its default (1 GiB) is held resident once the file is that large; the
+/// state machine keeps its state in memory and reads the tables only for the log tail, audit
+/// pages and snapshots, so a smaller cache costs little.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// A redb database file with one table per [`Table`].
 pub struct RedbBackend {
     db: Database,
@@ -38,7 +43,10 @@ pub struct RedbBackend {
 impl RedbBackend {
     /// Opens or creates the database file at `path`, creating missing tables.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let db = Database::create(path).map_err(err)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(err)?;
         let mut tx = db.begin_write().map_err(err)?;
         tx.set_durability(Durability::Immediate).map_err(err)?;
         for t in Table::ALL {

@@ -4,6 +4,16 @@
 //! or forgot (see `dedup`: an entry whose id was already applied is answered with the first
 //! copy's response and changes nothing), last-applied and last membership in one durable
 //! commit.
+//!
+//! ```text
+//! openraft sm worker --apply(entries)--> keystore::apply on AppliedState (write lock)
+//!                                        --> one commit: entities, audit rows, requests, last_applied
+//!                    --snapshot builder--> clone of State + request rows (read lock)
+//!                                        --> stored doc (format 4, no audit chain) + ChainEnd
+//!                    --get_current_snapshot--> SnapshotData::Stored (lazy: chain read when sent)
+//! network --full_snapshot--> SnapshotData::complete() --> whole document with the chain
+//! follower --install_snapshot--> entities, chain, requests, stored doc: one commit
+//! ```
 
 use std::collections::BTreeSet;
 use std::io;
@@ -32,6 +42,92 @@ const LAST_APPLIED: &[u8] = b"last_applied";
 const LAST_MEMBERSHIP: &[u8] = b"last_membership";
 const SNAPSHOT_META: &[u8] = b"snapshot_meta";
 const SNAPSHOT_DATA: &[u8] = b"snapshot_data";
+/// Where the stored snapshot's audit chain ends ([`audit::ChainEnd`]).
+const SNAPSHOT_AUDIT: &[u8] = b"snapshot_audit";
+
+/// The in-memory state machine and the log index it reflects, under one lock: a reader sees a
+/// state together with the entry it was last changed by (the status RPC's `stateHash` at
+/// `stateApplied`), never one without the other.
+#[derive(Debug, Default)]
+pub struct AppliedState {
+    /// The region's state.
+    pub state: State,
+    /// The last log entry applied to `state` (`None` before the first).
+    pub applied: Option<LogId>,
+}
+
+impl std::ops::Deref for AppliedState {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for AppliedState {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+/// A snapshot's data, as openraft hands it between building, storing, sending and installing.
+///
+/// A node's own snapshot is [`SnapshotData`] over its stored document and its database: the
+/// audit chain it covers stays in the tables and is read only by [`SnapshotData::complete`],
+/// when the snapshot is sent to a follower. Nothing the size of the chain is built or kept
+/// in memory otherwise.
+#[derive(Clone)]
+pub struct SnapshotData(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// This node's stored snapshot: the format-4 document and where its chain ends in `kv`.
+    Stored {
+        doc: Arc<Vec<u8>>,
+        end: audit::ChainEnd,
+        kv: Arc<dyn KvBackend>,
+    },
+    /// A complete document of any format (received, or stored by an older binary).
+    Complete(Vec<u8>),
+    /// A complete document already decoded and checked (by the install RPC).
+    Decoded(Box<audit::SnapshotData>),
+}
+
+impl SnapshotData {
+    /// A complete snapshot document (as sent between nodes), not checked yet.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        SnapshotData(Repr::Complete(bytes))
+    }
+
+    /// Decodes and checks a complete document: `Err` for anything malformed, so that a bad
+    /// snapshot is refused before openraft starts installing it.
+    pub fn decode(bytes: &[u8]) -> io::Result<Self> {
+        Ok(SnapshotData(Repr::Decoded(Box::new(
+            audit::decode_snapshot(bytes)?,
+        ))))
+    }
+
+    /// The complete document, as sent to a follower: a stored snapshot reads the audit
+    /// records and digests it covers from the tables now. Blocking I/O.
+    pub fn complete(self) -> io::Result<Vec<u8>> {
+        match self.0 {
+            Repr::Stored { doc, end, kv } => audit::complete(&doc, kv.as_ref(), end),
+            Repr::Complete(bytes) => Ok(bytes),
+            Repr::Decoded(_) => Err(io::Error::other(
+                "a decoded snapshot is only installed, never sent",
+            )),
+        }
+    }
+
+    fn into_decoded(self) -> io::Result<audit::SnapshotData> {
+        match self.0 {
+            Repr::Decoded(d) => Ok(*d),
+            Repr::Complete(bytes) => audit::decode_snapshot(&bytes),
+            stored @ Repr::Stored { .. } => {
+                audit::decode_snapshot(&SnapshotData(stored).complete()?)
+            }
+        }
+    }
+}
 
 /// One persisted entity: the value stored under its encoded [`Change`] key.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -151,18 +247,20 @@ fn all_entities(state: &State) -> Vec<Entity> {
     v
 }
 
-/// The ops persisting a snapshot: its meta (JSON) and its data (the serialized state, raw).
-fn snapshot_ops(meta: &SnapshotMeta, data: &[u8]) -> io::Result<Vec<Op>> {
+/// The ops persisting a snapshot: its meta (JSON), its stored document (format 4, raw) and
+/// where its audit chain ends.
+fn snapshot_ops(meta: &SnapshotMeta, doc: Vec<u8>, end: audit::ChainEnd) -> io::Result<Vec<Op>> {
     Ok(vec![
         Op::Put(Table::SmMeta, SNAPSHOT_META.to_vec(), to_json(meta)?),
-        Op::Put(Table::SmMeta, SNAPSHOT_DATA.to_vec(), data.to_vec()),
+        Op::Put(Table::SmMeta, SNAPSHOT_DATA.to_vec(), doc),
+        Op::Put(Table::SmMeta, SNAPSHOT_AUDIT.to_vec(), to_json(&end)?),
     ])
 }
 
 /// The state machine of a node.
 pub struct StateMachineStore {
     kv: Arc<dyn KvBackend>,
-    state: Arc<RwLock<State>>,
+    state: Arc<RwLock<AppliedState>>,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     events: broadcast::Sender<WatchEvent>,
@@ -190,7 +288,10 @@ impl StateMachineStore {
         let dedup = Dedup::load(kv.as_ref())?;
         Ok(StateMachineStore {
             kv,
-            state: Arc::new(RwLock::new(state)),
+            state: Arc::new(RwLock::new(AppliedState {
+                state,
+                applied: last_applied,
+            })),
             last_applied,
             last_membership,
             events,
@@ -198,8 +299,9 @@ impl StateMachineStore {
         })
     }
 
-    /// The shared in-memory state, for answering queries after a read index.
-    pub fn state(&self) -> Arc<RwLock<State>> {
+    /// The shared in-memory state (with the index it reflects), for answering queries after
+    /// a read index.
+    pub fn state(&self) -> Arc<RwLock<AppliedState>> {
         self.state.clone()
     }
 
@@ -225,7 +327,7 @@ impl StateMachineStore {
             .map_err(io::Error::other)?
     }
 
-    fn read_state(&self) -> io::Result<std::sync::RwLockReadGuard<'_, State>> {
+    fn read_state(&self) -> io::Result<std::sync::RwLockReadGuard<'_, AppliedState>> {
         self.state
             .read()
             .map_err(|_| io::Error::other("state lock poisoned"))
@@ -233,7 +335,7 @@ impl StateMachineStore {
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
@@ -333,6 +435,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             if audit_moved {
                 ops.push(audit::head_op(&state.audit)?);
             }
+            // Under the same lock as the state it describes (status: hash at this index).
+            state.applied = self.last_applied;
         }
         ops.push(Op::Put(
             Table::SmMeta,
@@ -367,7 +471,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // the state and the table are large) happens in the builder, while entries are
         // applied.
         let data = match self.read_state() {
-            Ok(s) => Ok(((*s).clone(), self.remembered_rows())),
+            Ok(s) => Ok((s.state.clone(), self.remembered_rows())),
             Err(e) => Err(e.to_string()),
         };
         SnapshotBuilder {
@@ -382,15 +486,24 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Vec<u8>,
+        snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
-        let data = audit::decode_snapshot(&snapshot)?;
+        let mut data = tokio::task::spawn_blocking(move || snapshot.into_decoded())
+            .await
+            .map_err(io::Error::other)??;
         // Entities, audit tables, metadata and the snapshot itself: one commit.
         let mut ops = vec![Op::DeleteRange(Table::Entities, Vec::new(), None)];
         for e in all_entities(&data.state) {
             ops.push(Op::Put(Table::Entities, e.storage_key()?, to_json(&e)?));
         }
         audit::install_ops(&data, &mut ops)?;
+        // The ops hold their own copies of the chain.
+        data.audit_records = Vec::new();
+        data.audit_digests = Vec::new();
+        // What this node keeps (and sends, should it lead) is the stored form: the chain just
+        // written to the tables stays there.
+        let end = audit::ChainEnd::of(&data.state.audit);
+        let doc = audit::encode_stored(&to_json(&data.state)?, &to_json(&data.requests)?);
         let dedup = Dedup::from_rows(data.requests);
         dedup.install_ops(&mut ops)?;
         ops.push(Op::Put(
@@ -403,13 +516,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             LAST_MEMBERSHIP.to_vec(),
             to_json(&meta.last_membership)?,
         ));
-        ops.extend(snapshot_ops(meta, &snapshot)?);
+        ops.extend(snapshot_ops(meta, doc, end)?);
         self.commit(ops).await?;
 
         *self
             .state
             .write()
-            .map_err(|_| io::Error::other("state lock poisoned"))? = data.state;
+            .map_err(|_| io::Error::other("state lock poisoned"))? = AppliedState {
+            state: data.state,
+            applied: meta.last_log_id,
+        };
         self.dedup = dedup;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
@@ -422,10 +538,24 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let Some(meta) = self.kv.get(Table::SmMeta, SNAPSHOT_META)? else {
             return Ok(None);
         };
-        let data = self
+        let doc = self
             .kv
             .get(Table::SmMeta, SNAPSHOT_DATA)?
             .unwrap_or_default();
+        let data = if audit::is_stored_format(&doc) {
+            let end = match self.kv.get(Table::SmMeta, SNAPSHOT_AUDIT)? {
+                Some(v) => from_json(&v)?,
+                None => return Err(io::Error::other("stored snapshot without its chain end")),
+            };
+            SnapshotData(Repr::Stored {
+                doc: Arc::new(doc),
+                end,
+                kv: self.kv.clone(),
+            })
+        } else {
+            // Written by an older binary: its chain is inline.
+            SnapshotData(Repr::Complete(doc))
+        };
         Ok(Some(Snapshot {
             meta: from_json(&meta)?,
             snapshot: data,
@@ -444,38 +574,43 @@ pub struct SnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotData;
 
     #[tracing::instrument(level = "info", skip_all)]
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let (state, rows) = self.data.clone().map_err(io::Error::other)?;
+        let (state, rows) = std::mem::replace(&mut self.data, Err("snapshot already built".into()))
+            .map_err(io::Error::other)?;
         let meta = SnapshotMeta {
             last_log_id: self.last_applied,
             last_membership: self.last_membership.clone(),
         };
         let kv = self.kv.clone();
         let meta2 = meta.clone();
-        let data = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
-            let state_json = to_json(&state)?;
-            let requests_json = to_json(&rows)?;
-            let last_seq = state.audit.head.last_seq();
-            let last_digest_seq = state.audit.last_digest.as_ref().map_or(0, |d| d.digest_seq);
-            let data = audit::encode_snapshot(
-                kv.as_ref(),
-                &state_json,
-                last_seq,
-                last_digest_seq,
-                &requests_json,
-            )?;
-            kv.commit(snapshot_ops(&meta2, &data)?)?;
-            Ok(data)
+        let started = std::time::Instant::now();
+        let (doc, end) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+            // The chain stays in its tables: only where it ends goes with the state.
+            let end = audit::ChainEnd::of(&state.audit);
+            let doc = audit::encode_stored(&to_json(&state)?, &to_json(&rows)?);
+            drop((state, rows));
+            kv.commit(snapshot_ops(&meta2, doc.clone(), end)?)?;
+            Ok((doc, end))
         })
         .await
         .map_err(io::Error::other)??;
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "built snapshot");
+        tracing::info!(
+            last_log_id = ?meta.last_log_id,
+            bytes = doc.len(),
+            audit_last_seq = end.last_seq,
+            ms = started.elapsed().as_millis() as u64,
+            "built snapshot"
+        );
         Ok(Snapshot {
             meta,
-            snapshot: data,
+            snapshot: SnapshotData(Repr::Stored {
+                doc: Arc::new(doc),
+                end,
+                kv: self.kv.clone(),
+            }),
         })
     }
 }
