@@ -680,6 +680,24 @@ async fn lagging_node_catches_up_from_a_snapshot_after_logs_are_purged() {
     }
     assert!(caught_up, "the restarted node catches up");
     applied_everywhere(&cluster).await;
+    // The same state machine everywhere: equal hashes at the same applied index.
+    let mut hashes = Vec::new();
+    for id in 1..=3 {
+        let (_, st) = cluster
+            .client(&[id])
+            .await
+            .node_status()
+            .await
+            .pop()
+            .unwrap();
+        let st = st.unwrap();
+        assert_eq!(st.state_applied, st.last_applied, "node {id}");
+        hashes.push((st.state_applied, st.state_hash));
+    }
+    assert!(
+        hashes.windows(2).all(|w| w[0] == w[1]),
+        "state hashes differ: {hashes:?}"
+    );
     let records = all_records(&client).await;
     let digests = all_digests(&client).await;
     assert_eq!(records.len(), 3 + 3 * (n / 10));
@@ -695,6 +713,72 @@ async fn lagging_node_catches_up_from_a_snapshot_after_logs_are_purged() {
     let state = state.read().unwrap();
     assert_eq!(state.identities.len(), n - n / 10);
     assert_eq!(state.audit.head.last_seq(), records.len() as u64);
+}
+
+/// `stateHash` and `stateApplied` are taken together: under a steady stream of writes every
+/// status reply names the index its hash was taken at, and two replies (from any node) at the
+/// same index carry the same hash. (Comparing Raft metrics before and after hashing, as the
+/// status call once did, leaves most replies under load without an index, and can label a
+/// hash with the index before the entry it includes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_reports_the_state_hash_at_its_applied_index_under_concurrent_writes() {
+    use futures::StreamExt;
+    use std::collections::HashMap;
+
+    let mut cluster = Cluster::start(Backend::Redb).await;
+    let client = cluster.client(&[1, 2, 3]).await;
+    cluster.leader(&client).await;
+    // A state worth hashing (a few hundred records), so hashes take a while.
+    futures::stream::iter(0..300)
+        .map(|i| client.propose(identity(&format!("Pre{i}"))))
+        .buffer_unordered(32)
+        .for_each(|r| async move {
+            r.unwrap();
+        })
+        .await;
+
+    let writer = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            futures::stream::iter(0..600)
+                .map(|i| client.propose(identity(&format!("Load{i}"))))
+                .buffer_unordered(16)
+                .for_each(|r| async move {
+                    r.unwrap();
+                })
+                .await;
+        })
+    };
+    let mut seen: HashMap<u64, String> = HashMap::new();
+    let mut samples = 0;
+    let mut without_index = 0;
+    while !writer.is_finished() {
+        for (_, st) in client.node_status().await {
+            let st = st.unwrap();
+            samples += 1;
+            match st.state_applied {
+                Some(index) => {
+                    let first = seen.entry(index).or_insert_with(|| st.state_hash.clone());
+                    assert_eq!(
+                        *first, st.state_hash,
+                        "two hashes reported at index {index}"
+                    );
+                }
+                None => without_index += 1,
+            }
+        }
+    }
+    writer.await.unwrap();
+    assert!(
+        seen.len() >= 10,
+        "the status was sampled while entries were applied ({} indexes)",
+        seen.len()
+    );
+    assert_eq!(
+        without_index, 0,
+        "{without_index} of {samples} replies under load had no stateApplied"
+    );
+    cluster.stop_all().await;
 }
 
 #[tokio::test]
