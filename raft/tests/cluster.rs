@@ -781,6 +781,92 @@ async fn status_reports_the_state_hash_at_its_applied_index_under_concurrent_wri
     cluster.stop_all().await;
 }
 
+fn rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// A load measurement, not a check: audit-heavy writes (each proposal a front's group commit
+/// of four ~2.5 KiB events, every tenth an identity) from 32 concurrent proposers for
+/// `KEYRAFT_LOAD_SECS` (default 60) seconds against a 3-node redb cluster signing a digest
+/// every 5 s. Prints, every 10 s: proposals/s in the interval, the process RSS (three nodes
+/// in-process) and each node's redb file size. With `RUST_LOG=keyraft_raft::store=info` the
+/// nodes log every "built snapshot" (and its span's duration).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "load measurement, run by hand"]
+async fn load_audit_heavy_writes_report_throughput_rss_and_file_sizes() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .try_init();
+    let secs: u64 = std::env::var("KEYRAFT_LOAD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let mut cluster =
+        Cluster::start_with_audit(Backend::Redb, audit_settings(Duration::from_secs(5))).await;
+    let client = cluster.client(&[1, 2, 3]).await;
+    cluster.leader(&client).await;
+    let pad = "e".repeat(2500);
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..32u64 {
+        let (client, done, stop, pad) = (client.clone(), done.clone(), stop.clone(), pad.clone());
+        workers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let command = if i % 10 == 9 {
+                    identity(&format!("Load{w}x{i}"))
+                } else {
+                    Command::AppendAudit {
+                        events: (0..4)
+                            .map(|k| format!("{{\"w\":{w},\"i\":{i},\"k\":{k},\"pad\":\"{pad}\"}}"))
+                            .collect(),
+                        usage: None,
+                    }
+                };
+                if client.propose(command).await.is_ok() {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        }));
+    }
+    let file = |id: u64| {
+        std::fs::metadata(cluster.data_dir(id).join("keyraft.redb")).map_or(0, |m| m.len() >> 20)
+    };
+    let started = std::time::Instant::now();
+    let mut last = 0;
+    while started.elapsed() < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let now = done.load(Ordering::Relaxed);
+        println!(
+            "LOAD t={:>4}s ok/s={:>6.1} total={} rss_mib={} redb_mib=[{}, {}, {}]",
+            started.elapsed().as_secs(),
+            (now - last) as f64 / 10.0,
+            now,
+            rss_mib(),
+            file(1),
+            file(2),
+            file(3)
+        );
+        last = now;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    cluster.stop_all().await;
+}
+
 #[tokio::test]
 async fn calls_fail_unavailable_when_no_node_answers_within_the_retry_budget() {
     let pki = Pki::new();
