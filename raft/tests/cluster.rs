@@ -791,7 +791,7 @@ fn rss_mib() -> u64 {
 }
 
 /// A load measurement, not a check: audit-heavy writes (each proposal a front's group commit
-/// of four ~2.5 KiB events, every tenth an identity) from 32 concurrent proposers for
+/// of four ~2.5 KiB events (`KEYRAFT_LOAD_EVENT_BYTES`), every tenth an identity) from 32 concurrent proposers for
 /// `KEYRAFT_LOAD_SECS` (default 60) seconds against a 3-node redb cluster signing a digest
 /// every 5 s. Prints, every 10 s: proposals/s in the interval, the process RSS (three nodes
 /// in-process) and each node's redb file size. With `RUST_LOG=keyraft_raft::store=info` the
@@ -814,7 +814,11 @@ async fn load_audit_heavy_writes_report_throughput_rss_and_file_sizes() {
         Cluster::start_with_audit(Backend::Redb, audit_settings(Duration::from_secs(5))).await;
     let client = cluster.client(&[1, 2, 3]).await;
     cluster.leader(&client).await;
-    let pad = "e".repeat(2500);
+    let pad_bytes = std::env::var("KEYRAFT_LOAD_EVENT_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2500);
+    let pad = "e".repeat(pad_bytes);
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
