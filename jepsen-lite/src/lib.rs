@@ -27,6 +27,7 @@
 //! workload/       register (per-key metadata, deletions), create-and-use, revocation,
 //!                 the final read-back phase
 //! runner.rs       `jepsen-lite run`: backend + workloads + nemesis -> results -> checkers
+//! signals.rs      SIGINT / SIGTERM: stop, heal, remove the cluster, then exit
 //! ```
 //!
 //! # Data flow
@@ -50,6 +51,7 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod selftest;
+pub mod signals;
 pub mod sim;
 pub mod workload;
 

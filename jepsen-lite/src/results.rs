@@ -4,8 +4,8 @@
 //! <dir>/history.jsonl   every event, one JSON object per line      (runner; required)
 //! <dir>/faults.jsonl    fault windows {start, end, name}           (runner; optional)
 //! <dir>/replicas.json   [{node, hash}] after the final phase       (runner; optional)
-//! <dir>/run.json        measurements; `check` reads `recovery` and  (runner; optional)
-//!                       `revocation_bound` from it
+//! <dir>/run.json        measurements; `check` reads `recovery`,     (runner; optional)
+//!                       `revocation_bound` and `convergence_unknown`
 //! <dir>/verdict.json    the checkers' verdict                      (check)
 //! <dir>/index.html      report with latency.svg, throughput.svg,   (check)
 //!                       outcomes.svg inline
@@ -16,7 +16,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::check::recovery::{self, RecoveryTimes};
-use crate::check::{check_all, Options, ReplicaHash, RevocationBound, Verdict};
+use crate::check::{check_all, Options, ReplicaHash, RevocationBound, Validity, Verdict};
 use crate::history::{load_jsonl, save_jsonl, FaultWindow, History};
 use crate::report;
 
@@ -93,6 +93,9 @@ struct RunInfo {
     recovery: Option<RecoveryTimes>,
     #[serde(default)]
     revocation_bound: Option<RevocationBound>,
+    /// Why the runner could not compare the replicas' state hashes.
+    #[serde(default)]
+    convergence_unknown: Option<String>,
 }
 
 impl RunInfo {
@@ -117,6 +120,15 @@ pub fn check_dir(dir: &Path, opts: &Options) -> anyhow::Result<Verdict> {
         opts.revocation_bound = bound;
     }
     let mut verdict = check_all(&run.history, run.replicas.as_deref(), &opts)?;
+    if let Some(why) = info.convergence_unknown {
+        if let Some(c) = verdict
+            .checks
+            .iter_mut()
+            .find(|c| c.checker == "convergence" && c.validity == Validity::Unknown)
+        {
+            c.notes.push(why);
+        }
+    }
     if let Some(times) = &info.recovery {
         verdict.push_target(recovery::check(times));
     }

@@ -6,7 +6,8 @@
 //!                                           nemesis thread: quiet, fault, hold, heal ...    │
 //!                                           progress line every 5 s                         │
 //! deadline: stop workers, stop nemesis (final heal) ─> wait for a leader ─> final phase ────┘
-//!   ─> convergence (state hashes at one stateApplied) ─> stop cluster
+//!   ─> convergence (every node's state hash at one common stateApplied, across polls)
+//!   ─> stop cluster
 //!   ─> results::Run::save + results::check_dir (verdict.json, index.html) + run.json
 //! ```
 //!
@@ -24,11 +25,14 @@ use anyhow::{bail, Context};
 use client::{ClientBuilder, RetryPolicy};
 use serde::Serialize;
 
-use crate::backend::{Backend, DockerBackend, DockerOptions, LocalBackend, LocalOptions};
+use crate::backend::{
+    Backend, ClusterStatus, DockerBackend, DockerOptions, LocalBackend, LocalOptions,
+};
 use crate::check::{Options, ReplicaHash, RevocationBound, Validity, Verdict};
 use crate::history::{History, OpType, Recorder, F};
 use crate::nemesis::{self, Family, NemesisConfig, NemesisLog, NemesisState};
 use crate::results::{check_dir, Run};
+use crate::signals;
 use crate::workload::{self, final_phase, Ctx, Workload};
 
 /// `jepsen-lite run` arguments.
@@ -272,6 +276,11 @@ pub struct RunStats {
     pub final_phase: final_phase::FinalStats,
     /// Replica hashes compared (empty if they never lined up).
     pub replicas: Vec<ReplicaHash>,
+    /// The applied index the replica hashes were taken at.
+    pub replicas_at: Option<u64>,
+    /// Why the replicas could not be compared (the convergence check's note; read back by
+    /// `check`).
+    pub convergence_unknown: Option<String>,
 }
 
 /// The result of a run.
@@ -333,6 +342,8 @@ pub fn main(args: RunArgs) -> ExitCode {
 
 /// Runs one test. Needs a multi-threaded tokio runtime.
 pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
+    // Before anything exists that a signal must not leave behind.
+    let signal_watch = signals::Watch::install().context("installing signal handlers")?;
     std::fs::create_dir_all(&opts.results)
         .with_context(|| format!("creating {}", opts.results.display()))?;
     let results = std::fs::canonicalize(&opts.results)?;
@@ -414,20 +425,20 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         None
     };
 
-    // Ctrl-C: stop workers, the nemesis and the final phase; the heal and the cleanup (the
-    // backend's drop: children, iptables chain) still run.
+    // SIGINT / SIGTERM: stop workers, the nemesis and the final phase; the heal and the
+    // cleanup (the backend's drop: children, iptables chain) still run.
     let nemesis_state = Arc::new(NemesisState::default());
-    {
+    let interrupt_watch = {
         let (ctx, state) = (ctx.clone(), nemesis_state.clone());
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("jepsen-lite: interrupted; healing and cleaning up");
-                ctx.interrupted.store(true, Ordering::Relaxed);
-                ctx.stop.store(true, Ordering::Relaxed);
-                state.stop.store(true, Ordering::Relaxed);
+            while !signals::interrupted() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-        });
-    }
+            ctx.interrupted.store(true, Ordering::Relaxed);
+            ctx.stop.store(true, Ordering::Relaxed);
+            state.stop.store(true, Ordering::Relaxed);
+        })
+    };
 
     say(format!(
         "jepsen-lite: running {} for {}s, {} workers, nemesis {}",
@@ -571,22 +582,42 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
             }
         }
         say("jepsen-lite: final reads".into());
-        stats.final_phase = final_phase::run(&ctx, Duration::from_secs(120)).await;
+        // Batches of decrypts take longer than one call: give them their own request timeout
+        // (reads, so a retry after a timeout changes nothing).
+        let reads = ClientBuilder::new()
+            .env_file(backend.env_file())
+            .and_then(|b| {
+                b.retry_policy(RetryPolicy::none())
+                    .request_timeout(final_phase::BATCH_TIMEOUT)
+                    .connect_timeout(Duration::from_secs(1))
+                    .build()
+            })
+            .unwrap_or_else(|e| {
+                println!("jepsen-lite: final reads use the workload's client: {e}");
+                ctx.client.clone()
+            });
+        stats.final_phase = final_phase::run(&ctx, &reads, Duration::from_secs(120)).await;
+        if stats.final_phase.undecrypted > 0 || stats.final_phase.keys_unread > 0 {
+            println!(
+                "jepsen-lite: final phase left {} ciphertexts and {} keys unanswered",
+                stats.final_phase.undecrypted, stats.final_phase.keys_unread
+            );
+        }
         say("jepsen-lite: waiting for the replicas to converge".into());
         let (backend, ctx) = (backend.clone(), ctx.clone());
         let hashes = tokio::task::spawn_blocking(move || {
-            converged_hashes(&*backend, Duration::from_secs(60), &ctx.interrupted)
+            converged_hashes(&*backend, CONVERGENCE_WITHIN, &ctx.interrupted)
         })
         .await?;
         match hashes {
-            Some(h) => {
+            Ok((at, h)) => {
                 stats.replicas = h.clone();
+                stats.replicas_at = Some(at);
                 replicas = Some(h);
             }
-            None => {
-                println!(
-                    "jepsen-lite: replicas never reported one stateApplied; convergence unknown"
-                );
+            Err(why) => {
+                println!("jepsen-lite: convergence unknown: {why}");
+                stats.convergence_unknown = Some(why);
                 replicas = Some(Vec::new());
             }
         }
@@ -596,6 +627,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     drop(ctx);
     drop(nemesis_state);
     tokio::task::spawn_blocking(move || drop(backend)).await?;
+    interrupt_watch.abort();
+    signal_watch.cleaned_up();
 
     let history = recorder.snapshot();
     let (ok, fail, info) = outcome_counts_between(&history, workload_start_ns, workload_end_ns);
@@ -733,31 +766,130 @@ fn wait_for_leader(
     }
 }
 
-/// Polls `/status` until every node reports a hash at the same `stateApplied`.
+/// How long the convergence probe polls.
+const CONVERGENCE_WITHIN: Duration = Duration::from_secs(60);
+
+/// Every replica's state hash at one applied index, gathered across polls.
+///
+/// A node's state at a given index is the same on every replica that applied it, so hashes
+/// need not be taken at one moment: each poll of `/status` adds every node's (stateApplied,
+/// stateHash) pair, and the replicas can be compared as soon as every node has reported a
+/// hash at some common index (the highest such index is used). Nodes that keep applying
+/// (digests, the scheduler) therefore still line up. Gives up after `within`, saying why.
+#[derive(Debug, Default)]
+struct HashProbe {
+    /// node -> stateApplied -> stateHash, from every poll.
+    seen: BTreeMap<u64, BTreeMap<u64, String>>,
+    polls: usize,
+    /// What the last poll said about each node, for the reason when it never lines up.
+    last: BTreeMap<u64, String>,
+}
+
+/// Per node this many indexes are remembered (polls are ~3 per second).
+const HASHES_KEPT: usize = 500;
+
+impl HashProbe {
+    fn observe(&mut self, s: &ClusterStatus, nodes: &[u64]) {
+        self.polls += 1;
+        for (i, n) in s.nodes.iter().enumerate() {
+            let id = n.node_id.or_else(|| nodes.get(i).copied()).unwrap_or(0);
+            let what = match (&n.error, n.state_applied, &n.state_hash) {
+                (Some(e), _, _) => format!("unreachable ({e})"),
+                (None, Some(at), Some(h)) if !h.is_empty() => {
+                    let seen = self.seen.entry(id).or_default();
+                    seen.insert(at, h.clone());
+                    while seen.len() > HASHES_KEPT {
+                        seen.pop_first();
+                    }
+                    format!("hash at {at}")
+                }
+                (None, _, _) => format!(
+                    "no hash (applying; lastApplied {})",
+                    n.last_applied.map_or("-".into(), |a| a.to_string())
+                ),
+            };
+            self.last.insert(id, what);
+        }
+    }
+
+    /// The highest index every node reported a hash at, with the hashes.
+    fn common(&self, nodes: &[u64]) -> Option<(u64, Vec<ReplicaHash>)> {
+        let first = self.seen.get(nodes.first()?)?;
+        let at = first.keys().rev().copied().find(|at| {
+            nodes
+                .iter()
+                .all(|n| self.seen.get(n).is_some_and(|m| m.contains_key(at)))
+        })?;
+        Some((
+            at,
+            nodes
+                .iter()
+                .map(|n| ReplicaHash {
+                    node: format!("n{n}"),
+                    hash: self.seen[n][&at].clone(),
+                })
+                .collect(),
+        ))
+    }
+
+    fn why_not(&self, within: Duration, nodes: &[u64]) -> String {
+        let per_node: Vec<String> = nodes
+            .iter()
+            .map(|n| {
+                let range = match self.seen.get(n) {
+                    Some(m) if !m.is_empty() => format!(
+                        "hashes at {}..={}",
+                        m.keys().next().unwrap_or(&0),
+                        m.keys().next_back().unwrap_or(&0)
+                    ),
+                    _ => "no hash ever".into(),
+                };
+                let last = self.last.get(n).map_or("never answered", String::as_str);
+                format!("n{n}: {range}, last poll: {last}")
+            })
+            .collect();
+        format!(
+            "the replicas never reported a state hash at one common applied index within {}s              ({} polls of /status): {}",
+            within.as_secs(),
+            self.polls,
+            per_node.join("; ")
+        )
+    }
+}
+
+/// Polls `/status` until every node has reported a hash at one common `stateApplied` (see
+/// [`HashProbe`]); returns that index and the hashes, or why it could not.
 fn converged_hashes(
     backend: &dyn Backend,
     within: Duration,
     interrupted: &AtomicBool,
-) -> Option<Vec<ReplicaHash>> {
+) -> Result<(u64, Vec<ReplicaHash>), String> {
+    let nodes = backend.nodes();
     let deadline = Instant::now() + within;
-    while Instant::now() < deadline && !interrupted.load(Ordering::Relaxed) {
-        if let Ok(s) = backend.status(Duration::from_secs(4)) {
-            if let Some(h) = s.comparable_hashes() {
-                if h.len() == backend.nodes().len() {
-                    return Some(
-                        h.into_iter()
-                            .map(|(node, hash)| ReplicaHash {
-                                node: format!("n{node}"),
-                                hash,
-                            })
-                            .collect(),
-                    );
+    let mut probe = HashProbe::default();
+    let mut last_err = None;
+    loop {
+        match backend.status(Duration::from_secs(4)) {
+            Ok(s) => {
+                probe.observe(&s, &nodes);
+                if let Some(found) = probe.common(&nodes) {
+                    return Ok(found);
                 }
             }
+            Err(e) => last_err = Some(format!("{e:#}")),
+        }
+        if interrupted.load(Ordering::Relaxed) {
+            return Err("interrupted".into());
+        }
+        if Instant::now() >= deadline {
+            let mut why = probe.why_not(within, &nodes);
+            if let Some(e) = last_err {
+                why.push_str(&format!("; last /status error: {e}"));
+            }
+            return Err(why);
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    None
 }
 
 fn outcome_counts(h: &History, from: u64) -> (usize, usize, usize) {
@@ -878,8 +1010,78 @@ fn recovery(h: &History, log: &NemesisLog, probe: Vec<Option<u64>>) -> Recovery 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::NodeStatus;
     use crate::history::{Recorder, Value};
     use crate::nemesis::LeaderKill;
+
+    fn status(nodes: &[(u64, Option<(u64, &str)>)]) -> ClusterStatus {
+        ClusterStatus {
+            nodes: nodes
+                .iter()
+                .map(|(id, seen)| NodeStatus {
+                    node_id: Some(*id),
+                    state_applied: seen.map(|(at, _)| at),
+                    state_hash: seen.map(|(_, h)| h.to_owned()),
+                    last_applied: Some(seen.map_or(99, |(at, _)| at)),
+                    ..NodeStatus::default()
+                })
+                .collect(),
+            ..ClusterStatus::default()
+        }
+    }
+
+    #[test]
+    fn replica_hashes_line_up_at_a_common_index_seen_in_different_polls() {
+        let nodes = [1, 2, 3];
+        let mut probe = HashProbe::default();
+        // Never all three at one index in one poll: the cluster keeps applying.
+        probe.observe(
+            &status(&[(1, Some((10, "a"))), (2, Some((11, "b"))), (3, None)]),
+            &nodes,
+        );
+        assert_eq!(probe.common(&nodes), None);
+        probe.observe(
+            &status(&[
+                (1, Some((12, "c"))),
+                (2, Some((12, "c"))),
+                (3, Some((10, "a"))),
+            ]),
+            &nodes,
+        );
+        probe.observe(
+            &status(&[
+                (1, Some((13, "d"))),
+                (2, Some((13, "d"))),
+                (3, Some((12, "x"))),
+            ]),
+            &nodes,
+        );
+        let (at, hashes) = probe.common(&nodes).expect("all three reported index 12");
+        assert_eq!(at, 12, "the highest common index");
+        assert_eq!(
+            hashes.iter().map(|h| h.hash.as_str()).collect::<Vec<_>>(),
+            ["c", "c", "x"],
+            "hashes are compared as reported, so a divergent replica shows"
+        );
+    }
+
+    #[test]
+    fn replica_hashes_that_never_line_up_say_why_per_node() {
+        let nodes = [1, 2, 3];
+        let mut probe = HashProbe::default();
+        let mut s = status(&[(1, Some((10, "a"))), (2, Some((11, "b"))), (3, None)]);
+        s.nodes[2].node_id = None;
+        s.nodes[2].error = Some("connect timeout".into());
+        probe.observe(&s, &nodes);
+        assert_eq!(probe.common(&nodes), None);
+        let why = probe.why_not(Duration::from_secs(60), &nodes);
+        assert!(why.contains("n1: hashes at 10..=10"), "{why}");
+        assert!(
+            why.contains("n3: no hash ever, last poll: unreachable (connect timeout)"),
+            "{why}"
+        );
+        assert!(why.contains("1 polls"), "{why}");
+    }
 
     #[test]
     fn recovery_is_the_first_acknowledged_write_invoked_after_the_kill() {

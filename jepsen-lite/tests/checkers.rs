@@ -110,3 +110,32 @@ fn check_dir_takes_the_revocation_bound_and_leader_kill_recovery_from_run_json()
     let html = std::fs::read_to_string(dir.path().join(files::INDEX)).unwrap();
     assert!(html.contains("MISSED") && html.contains("<td>25.000</td>"));
 }
+
+#[test]
+fn check_dir_says_why_convergence_is_unknown_from_run_json() {
+    let sim = simulate(&SimConfig::default(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    Run {
+        history: sim.history,
+        faults: sim.faults,
+        replicas: Some(Vec::new()),
+    }
+    .save(dir.path())
+    .unwrap();
+    let why = "the replicas never reported a state hash at one common applied index within 60s";
+    let run = serde_json::json!({ "convergence_unknown": why });
+    std::fs::write(dir.path().join(files::RUN), run.to_string()).unwrap();
+    let v = check_dir(dir.path(), &Options::default()).unwrap();
+    assert_eq!(v.validity, Validity::Unknown, "{}", v.summary());
+    let convergence = v
+        .checks
+        .iter()
+        .find(|c| c.checker == "convergence")
+        .expect("a convergence check");
+    assert_eq!(convergence.validity, Validity::Unknown);
+    assert!(
+        convergence.notes.iter().any(|n| n == why),
+        "{:?}",
+        convergence.notes
+    );
+}

@@ -22,8 +22,22 @@ use crate::types::{RequestId, Response};
 /// How long `propose`/`query` keep retrying "no leader / node down" before giving up, unless
 /// [`ClientOptions::retry_budget`] says otherwise.
 const RETRY_BUDGET: Duration = Duration::from_secs(10);
-/// One RPC's limit (a write waits for a quorum fsync; a forward adds a hop).
+/// The longest any one RPC may take (a write waits for a quorum fsync; a forward adds a hop).
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+/// A retried call's first per-attempt limit. A node that is paused or cut off (not dead: a dead
+/// one refuses at once) would otherwise hold every call for the full [`RPC_TIMEOUT`], longer
+/// than a front's callers wait. Giving up early is safe: reads are idempotent and a proposal
+/// keeps its request id across attempts, so a copy that did reach the log is applied once.
+/// The limit doubles after a round in which every node timed out (a slow cluster, not a
+/// silent node), up to [`RPC_TIMEOUT`], so a loaded cluster is not flooded with copies.
+const FIRST_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Pause after a round in which every node failed fast (no leader yet: an election takes a
+/// few hundred milliseconds), doubling up to [`MAX_BACKOFF`]. A pause also ends as soon as
+/// another call of this client succeeds: the leader is back.
+const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+/// Longest pause between rounds. A round against a region without a leader is cheap (a dead
+/// node refuses, a follower says it has no leader), so this stays short.
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A change notification from the watch stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,7 +91,8 @@ pub struct ClientOptions {
     /// How long `propose`/`query` keep retrying retryable failures (no leader yet, nodes down or
     /// unreachable) before returning [`StoreError::Unavailable`]. Default 10 s: long enough to
     /// ride out a leader election. No new attempt starts after it; one already in flight may
-    /// still take up to its own 5 s limit. Tests of store outages set it short to fail fast.
+    /// still take up to its own limit (1.5 s; longer, at most 5 s, when every node was slow).
+    /// Tests of store outages set it short to fail fast.
     pub retry_budget: Duration,
 }
 
@@ -101,6 +116,8 @@ struct Inner {
     retry_budget: Duration,
     clients: Vec<StoreServiceClient<Channel>>,
     preferred: AtomicUsize,
+    /// Woken whenever a call succeeds, so that calls pausing between rounds retry at once.
+    succeeded: tokio::sync::Notify,
     watch_tx: broadcast::Sender<WatchEvent>,
     watch_started: AtomicBool,
 }
@@ -170,6 +187,7 @@ impl StoreClient {
                 retry_budget: options.retry_budget,
                 clients,
                 preferred: AtomicUsize::new(0),
+                succeeded: tokio::sync::Notify::new(),
                 watch_tx,
                 watch_started: AtomicBool::new(false),
             }),
@@ -323,37 +341,49 @@ impl StoreClient {
         rx
     }
 
-    /// Asks every endpoint for its status (no retries), in endpoint order.
+    /// Asks every endpoint for its status (no retries), in endpoint order. All at once, so
+    /// that silent nodes cost one RPC limit (5 s; the status includes a hash of the whole
+    /// state, which takes a while on a large one), not one each.
     pub async fn node_status(&self) -> Vec<(String, Result<NodeStatus, StoreError>)> {
-        let mut out = Vec::new();
-        for (ep, c) in self.inner.endpoints.iter().zip(&self.inner.clients) {
+        let asks = self.inner.clients.iter().map(|c| {
             let mut c = c.clone();
-            let r = match tokio::time::timeout(RPC_TIMEOUT, c.status(StatusRequest {})).await {
-                Ok(Ok(r)) => {
-                    let r = r.into_inner();
-                    Ok(NodeStatus {
-                        node_id: r.node_id,
-                        leader_id: r.leader_id,
-                        term: r.term,
-                        last_applied: r.last_applied,
-                        state: r.state,
-                        last_purged: r.last_purged,
-                        state_hash: r.state_hash,
-                        state_applied: r.state_applied,
-                    })
+            async move {
+                match tokio::time::timeout(RPC_TIMEOUT, c.status(StatusRequest {})).await {
+                    Ok(Ok(r)) => {
+                        let r = r.into_inner();
+                        Ok(NodeStatus {
+                            node_id: r.node_id,
+                            leader_id: r.leader_id,
+                            term: r.term,
+                            last_applied: r.last_applied,
+                            state: r.state,
+                            last_purged: r.last_purged,
+                            state_hash: r.state_hash,
+                            state_applied: r.state_applied,
+                        })
+                    }
+                    Ok(Err(s)) => Err(StoreError::Unavailable(format!(
+                        "{}: {}",
+                        s.code(),
+                        s.message()
+                    ))),
+                    Err(_) => Err(StoreError::Unavailable("timed out".into())),
                 }
-                Ok(Err(s)) => Err(StoreError::Unavailable(format!(
-                    "{}: {}",
-                    s.code(),
-                    s.message()
-                ))),
-                Err(_) => Err(StoreError::Unavailable("timed out".into())),
-            };
-            out.push((ep.clone(), r));
-        }
-        out
+            }
+        });
+        let answers = futures::future::join_all(asks).await;
+        self.inner.endpoints.iter().cloned().zip(answers).collect()
     }
 
+    /// Runs `call` against the nodes, starting at the preferred one, until one answers or the
+    /// retry budget is spent.
+    ///
+    /// Failover is what bounds a leader change for callers: a node that is down refuses at
+    /// once and a follower without a leader says so at once, so the next node is tried
+    /// immediately, and a round that found no leader is repeated within [`MAX_BACKOFF`], or
+    /// as soon as another call got through; a silent node costs one
+    /// [`FIRST_ATTEMPT_TIMEOUT`]. A node that failed stops being the preferred one, so
+    /// concurrent and later calls do not queue up behind it.
     async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, StoreError>
     where
         F: FnMut(StoreServiceClient<Channel>) -> Fut,
@@ -361,35 +391,52 @@ impl StoreClient {
     {
         let n = self.inner.clients.len();
         let deadline = tokio::time::Instant::now() + self.inner.retry_budget;
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = FIRST_BACKOFF;
+        let mut limit = FIRST_ATTEMPT_TIMEOUT;
         let mut last_err;
         loop {
             let start = self.inner.preferred.load(Ordering::Relaxed);
+            let mut timeouts = 0;
             for k in 0..n {
                 let i = (start + k) % n;
                 let attempt =
-                    match tokio::time::timeout(RPC_TIMEOUT, call(self.inner.clients[i].clone()))
-                        .await
-                    {
+                    match tokio::time::timeout(limit, call(self.inner.clients[i].clone())).await {
                         Ok(r) => classify(r)?,
-                        Err(_) => Attempt::Retry("timed out".into()),
+                        Err(_) => {
+                            timeouts += 1;
+                            Attempt::Retry(format!("timed out after {} ms", limit.as_millis()))
+                        }
                     };
                 match attempt {
                     Attempt::Done(v) => {
                         self.inner.preferred.store(i, Ordering::Relaxed);
+                        self.inner.succeeded.notify_waiters();
                         return Ok(v);
                     }
                     Attempt::Retry(e) => {
                         tracing::debug!(endpoint = %self.inner.endpoints[i], error = %e, "store call failed, trying next");
                         last_err = format!("{}: {e}", self.inner.endpoints[i]);
+                        // Unless another call already moved on, move on from this node.
+                        let _ = self.inner.preferred.compare_exchange(
+                            i,
+                            (i + 1) % n,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
                     }
                 }
                 if tokio::time::Instant::now() >= deadline {
                     return Err(StoreError::Unavailable(last_err));
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
+            if timeouts == n {
+                limit = (limit * 2).min(RPC_TIMEOUT);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.inner.succeeded.notified() => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }

@@ -19,6 +19,13 @@ use crate::tls::{Tls, MAX_MESSAGE};
 use crate::types::{Snapshot, TypeConfig, Vote};
 
 const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Floor of the time limit of an append that carries entries. openraft gives every append
+/// `heartbeat_interval` (short, for fast failover: `node::raft_config`), but one with entries
+/// includes the follower's fsync: on a loaded machine every append would time out and be
+/// resent from scratch, and commits would stop. Heartbeats (no entries) keep openraft's limit,
+/// so that a slow reply does not hold back the next heartbeat. A peer that is really gone
+/// refuses at once; a silent one costs this long per append, which delays nothing else.
+const MIN_APPEND_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Creates connections to peers; channels are cached per address and shared.
 #[derive(Clone)]
@@ -91,7 +98,7 @@ impl Connection {
     async fn call<Req, Resp, F, Fut>(
         &self,
         req: &Req,
-        option: &RPCOption,
+        ttl: std::time::Duration,
         f: F,
     ) -> Result<Resp, RPCError<TypeConfig>>
     where
@@ -108,7 +115,7 @@ impl Connection {
                 snapshot: Vec::new(),
             },
         );
-        let reply = match tokio::time::timeout(option.hard_ttl(), fut).await {
+        let reply = match tokio::time::timeout(ttl, fut).await {
             Ok(r) => r.map_err(|s| status_to_rpc(self.target, s))?,
             Err(_) => {
                 return Err(unreachable(format!(
@@ -130,9 +137,16 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, p| async move {
-            c.append_entries(p).await
-        })
+        let ttl = if rpc.entries.is_empty() {
+            option.hard_ttl()
+        } else {
+            option.hard_ttl().max(MIN_APPEND_TTL)
+        };
+        self.call(
+            &rpc,
+            ttl,
+            |mut c, p| async move { c.append_entries(p).await },
+        )
         .await
     }
 
@@ -141,8 +155,10 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, p| async move { c.vote(p).await })
-            .await
+        self.call(&rpc, option.hard_ttl(), |mut c, p| async move {
+            c.vote(p).await
+        })
+        .await
     }
 
     async fn pre_vote(
@@ -150,8 +166,10 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, p| async move { c.pre_vote(p).await })
-            .await
+        self.call(&rpc, option.hard_ttl(), |mut c, p| async move {
+            c.pre_vote(p).await
+        })
+        .await
     }
 
     async fn full_snapshot(

@@ -398,6 +398,9 @@ fn bootstrap(
                 "keyraft dev wrote no env file in {timeout:?}"
             ));
         }
+        if crate::signals::interrupted() {
+            break Err(anyhow::anyhow!("interrupted"));
+        }
         std::thread::sleep(Duration::from_millis(200));
     };
     // SIGTERM lets dev stop its nodes cleanly (they close their databases).

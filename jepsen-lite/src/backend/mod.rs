@@ -139,6 +139,9 @@ pub trait Backend: Send + Sync {
         let deadline = std::time::Instant::now() + timeout;
         let mut last = String::from("no answer yet");
         while std::time::Instant::now() < deadline {
+            if crate::signals::interrupted() {
+                anyhow::bail!("interrupted while waiting for the {} region", self.name());
+            }
             match self.status(Duration::from_secs(4)) {
                 Ok(s) => {
                     let leader = s.leader_id;

@@ -107,7 +107,7 @@ pub struct Ctx {
     pub revocation_keys: Mutex<Vec<String>>,
     /// Set when the workers must stop (end of the run, or Ctrl-C).
     pub stop: AtomicBool,
-    /// Set on Ctrl-C: the final phase gives up too.
+    /// Set on SIGINT / SIGTERM: the final phase gives up too.
     pub interrupted: AtomicBool,
     next_process: AtomicU64,
     unique: AtomicU64,
@@ -141,12 +141,12 @@ impl Ctx {
 
     /// Whether workers should stop.
     pub fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.load(Ordering::Relaxed) || crate::signals::interrupted()
     }
 
-    /// Whether the run was interrupted (Ctrl-C).
+    /// Whether the run was interrupted (SIGINT / SIGTERM).
     pub fn interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::Relaxed)
+        self.interrupted.load(Ordering::Relaxed) || crate::signals::interrupted()
     }
 
     /// The register keys.
@@ -377,7 +377,7 @@ where
         if let Some(v) = body(attempt).await {
             return Some(v);
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || crate::signals::interrupted() {
             return None;
         }
         pause_before_retry(attempt).await;
