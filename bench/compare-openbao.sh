@@ -14,7 +14,9 @@
 # BENCH_WARMUP (s, default 3), BENCH_CLIENTS (default 32), BENCH_RATE (open-loop req/s,
 # default 5000), BENCH_VENV (default ~/.cache/keyraft-bench/venv), BENCH_PORT_BASE (default
 # 28400: keyraft on +0..+13, OpenBao API on +20/+22/+24, cluster on +21/+23/+25),
-# BENCH_BAO_AUDIT (1: OpenBao writes a file audit log too, default 1), CARGO_TARGET_DIR.
+# BENCH_BAO_AUDIT (1: OpenBao writes a file audit log too, default 1), CARGO_TARGET_DIR,
+# BENCH_PROFILE (release; `debug` only to check the script itself quickly: figures from a
+# debug build mean nothing).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -29,6 +31,7 @@ PORT="${BENCH_PORT_BASE:-28400}"
 BAO_AUDIT="${BENCH_BAO_AUDIT:-1}"
 BAO_VERSION="2.7.2"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+PROFILE="${BENCH_PROFILE:-release}"
 
 mkdir -p "$OUT"
 PIDS=()
@@ -53,10 +56,14 @@ trap cleanup EXIT INT TERM
 
 log() { echo "== $*" >&2; }
 
-log "building keyraft and keyraft-bench (release)"
-(cd "$ROOT" && cargo build --release -q -p keyraft-node -p keyraft-bench)
-KEYRAFT="$TARGET_DIR/release/keyraft"
-BENCH="$TARGET_DIR/release/keyraft-bench"
+log "building keyraft and keyraft-bench ($PROFILE)"
+if [ "$PROFILE" = release ]; then
+  (cd "$ROOT" && cargo build --release -q -p keyraft-node -p keyraft-bench)
+else
+  (cd "$ROOT" && cargo build -q -p keyraft-node -p keyraft-bench)
+fi
+KEYRAFT="$TARGET_DIR/$PROFILE/keyraft"
+BENCH="$TARGET_DIR/$PROFILE/keyraft-bench"
 
 log "installing OpenBao $BAO_VERSION into $VENV"
 if ! "$VENV/bin/bao" version 2>/dev/null | grep -q "v$BAO_VERSION"; then
@@ -185,7 +192,7 @@ run encrypt-open-keyraft-json keyraft-json encrypt --rate "$RATE"
 {
   echo "keyraft vs OpenBao transit — $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
-  echo "versions: keyraft $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') (release, 3 storage nodes redb + 1 front, audit sync), $("$BAO" version | head -1 | cut -d' ' -f1-2) (3 Raft nodes, TLS, file audit: $([ "$BAO_AUDIT" = 1 ] && echo on || echo off)), $(rustc --version | cut -d' ' -f1-2)"
+  echo "versions: keyraft $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') ($PROFILE, 3 storage nodes redb + 1 front, audit sync), $("$BAO" version | head -1 | cut -d' ' -f1-2) (3 Raft nodes, TLS, file audit: $([ "$BAO_AUDIT" = 1 ] && echo on || echo off)), $(rustc --version | cut -d' ' -f1-2)"
   echo "workload: $CLIENTS clients (one connection each), 200-byte plaintext, ${WARMUP}s warm-up + ${DURATION}s measured; open loop at $RATE req/s; client and servers on this host"
   echo
   "$BENCH" compare \

@@ -194,7 +194,8 @@ fn same_workload(a: &RunReport, b: &RunReport) -> bool {
 
 /// The comparison table: every run, and beside each keyraft run its throughput as a multiple
 /// of OpenBao's on the same workload (open loop: p99 side by side) and as a fraction of the
-/// transport floor (echo-https for JSON, echo-grpc for gRPC) at the same clients and payload.
+/// transport floor (echo-https for JSON, echo-grpc for gRPC) run with the same op (its
+/// requests), clients and payload.
 pub fn compare(runs: &[RunReport]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{HEADER}   vs-openbao   vs-floor   (latency ms)");
@@ -222,6 +223,7 @@ pub fn compare(runs: &[RunReport]) -> String {
         let floor = floor_name.and_then(|f| {
             runs.iter().find(|e| {
                 e.target == f
+                    && e.op == r.op
                     && e.mode == r.mode
                     && e.concurrency == r.concurrency
                     && e.rate == r.rate
