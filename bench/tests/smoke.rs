@@ -200,3 +200,101 @@ async fn a_wrong_secret_is_refused_with_the_servers_error_kind() {
         "setup fails with the server's refusal: {err:#}"
     );
 }
+
+/// The `bao` binary: BAO_BIN, or the venv `compare-openbao.sh` installs into.
+fn bao_bin() -> Option<PathBuf> {
+    if let Some(b) = std::env::var_os("BAO_BIN") {
+        return Some(b.into());
+    }
+    let venv = PathBuf::from(std::env::var_os("HOME")?).join(".cache/keyraft-bench/venv/bin/bao");
+    venv.is_file().then_some(venv)
+}
+
+/// The OpenBao target against `bao server -dev -dev-tls` (in memory, TLS with its own CA).
+/// Runs where OpenBao is installed (`bench/compare-openbao.sh` installs it, or set BAO_BIN);
+/// elsewhere it says so and checks nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openbao_target_drives_transit_where_openbao_is_installed() {
+    let Some(bao) = bao_bin() else {
+        eprintln!("SKIPPED: no bao binary (BAO_BIN or ~/.cache/keyraft-bench/venv/bin/bao)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port_base(2);
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(&bao)
+        .args([
+            "server",
+            "-dev",
+            "-dev-tls",
+            "-dev-root-token-id=bench-root",
+        ])
+        .arg(format!("-dev-listen-address={addr}"))
+        .arg(format!("-dev-tls-cert-dir={}", dir.path().display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(&mut child);
+    let ca = dir.path().join("vault-ca.pem");
+    let url = format!("https://{addr}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let bao_cmd = |args: &[&str]| {
+        Command::new(&bao)
+            .args(args)
+            .env("BAO_ADDR", &url)
+            .env("BAO_CACERT", &ca)
+            .env("BAO_TOKEN", "bench-root")
+            .output()
+            .unwrap()
+    };
+    while !(ca.is_file() && bao_cmd(&["status"]).status.success()) {
+        assert!(Instant::now() < deadline, "bao -dev did not come up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = bao_cmd(&["secrets", "enable", "transit"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = Endpoints {
+        openbao_addr: Some(url),
+        openbao_ca: Some(ca),
+        openbao_token: Some(keyraft_bench::config::SecretString::new("bench-root")),
+        ..Default::default()
+    };
+    for op in [
+        Op::Encrypt,
+        Op::Decrypt,
+        Op::GenerateDataKey,
+        Op::Sign,
+        Op::CreateKey,
+        Op::DescribeKey,
+        Op::Mix,
+    ] {
+        let what = format!("openbao {}", op.name());
+        let r = bench(&options(TargetKind::Openbao, op, &e), &brief(op, None))
+            .await
+            .unwrap_or_else(|err| panic!("{what}: {err:#}"));
+        assert_clean(&r, &what);
+    }
+    // A wrong token is refused at setup with OpenBao's own answer.
+    let mut bad = e.clone();
+    bad.openbao_token = Some(keyraft_bench::config::SecretString::new("wrong"));
+    let err = bench(
+        &options(TargetKind::Openbao, Op::Encrypt, &bad),
+        &brief(Op::Encrypt, None),
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("403"), "{err:#}");
+}
