@@ -545,6 +545,20 @@ pub fn record_encrypted_data_key(record: &[u8]) -> Result<&[u8], EnvelopeError> 
     parse_record(record).map(|p| p.edk)
 }
 
+/// Opens a record with its plaintext data key obtained elsewhere (KMS `Decrypt` of
+/// [`record_encrypted_data_key`] with the same context): for tools that hold the data key,
+/// and to check a record against KMS directly. No cache, no KMS call.
+pub fn decrypt_with_data_key(
+    record: &[u8],
+    key: &DataKey,
+    context: &EncryptionContext,
+) -> Result<Vec<u8>, EnvelopeError> {
+    let parts = parse_record(record)?;
+    let mut aad = parts.header.to_vec();
+    aad.extend_from_slice(&context.canonical);
+    open(&key.aead_key()?, &aad, &parts)
+}
+
 /// `header || ctx` for a data key: the record's first bytes and the AAD prefix.
 fn header_and_aad(edk: &[u8], ctx: &EncryptionContext) -> Result<(Vec<u8>, usize), EnvelopeError> {
     let edk_len =
@@ -741,10 +755,8 @@ impl<P: DataKeyProvider> EnvelopeEncryptor<P> {
             Some(slot) if slot.ctx != context.canonical => {
                 // Cached under another context: ask KMS, which refuses unless the context is
                 // the one the data key was bound to; cache nothing.
-                let key = inner.unwrap(parts.edk, context).await?.aead_key()?;
-                let mut aad = parts.header.to_vec();
-                aad.extend_from_slice(&context.canonical);
-                return open(&key, &aad, &parts);
+                let key = inner.unwrap(parts.edk, context).await?;
+                return decrypt_with_data_key(record, &key, context);
             }
             Some(slot) if slot.fresh(&inner.limits, now) => slot,
             _ => inner.insert_dec_slot(parts.edk, context, now),
