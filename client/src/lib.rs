@@ -55,15 +55,19 @@
 //! retry    RetryPolicy: full-jitter exponential backoff
 //! proto    generated from proto/kms/v1 (client side only)
 //! cli      kmsctl: `aws kms`-style subcommands, blob/context/tag argument parsing, AWS JSON output
+//! envelope EnvelopeEncryptor: client-side AES-256-GCM records under KMS data keys, with a
+//!          data-key cache (max age / messages / bytes) for encryption and an LRU for decryption
 //! ```
 //!
-//! Not yet here: the envelope-encryption helper (`client::envelope`). It needs local AEAD,
-//! and crypto crates are allowed only in the domain crates (`keystore` and its audit core).
+//! `envelope` is the SDK's one use of a crypto crate (aws-lc-rs, already linked by rustls):
+//! sealing records locally is the point of envelope encryption, as in the AWS Encryption SDK.
+//! It does not depend on `keystore`; see `docs/envelope.md` and `docs/contracts.md`.
 //!
 //! `kmsctl audit verify` depends on `keyraft-audit` (the leaf crate `keystore` re-exports as
 //! `keystore::audit`) for one thing: the chain's verifier (SHA-256 chain, Ed25519 digests).
 //! Verifying with the very code that defines the chain keeps a second implementation from
-//! drifting; the SDK itself does no other crypto and never depends on `keystore`.
+//! drifting; apart from `envelope` the SDK does no crypto of its own, and it never depends on
+//! `keystore`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -72,6 +76,7 @@ pub mod cli;
 mod client;
 pub mod compliance;
 pub mod config;
+pub mod envelope;
 mod error;
 pub mod iam;
 mod ops;

@@ -5,6 +5,7 @@ mod audit_durability;
 mod audit_events;
 mod aws_sdk_kms;
 mod common;
+mod envelope;
 mod front_basic;
 mod iam;
 mod import;

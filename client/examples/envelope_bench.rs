@@ -1,0 +1,166 @@
+//! Envelope encryption throughput against a real region: records per second and KMS calls per
+//! 10,000 records, for encryption and for decryption with a fresh (cold) encryptor.
+//!
+//! ```text
+//! keyraft dev --dir /tmp/kr &                     # a region; writes /tmp/kr/env
+//! cargo build --release -p keyraft-client --example envelope_bench
+//! taskset -c 0 target/release/examples/envelope_bench --env-file /tmp/kr/env
+//! ```
+//!
+//! One tokio current-thread runtime by default (`--threads 1`), so `taskset -c 0` measures one
+//! core; `--threads N` runs N tasks on N worker threads against one shared encryptor.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use client::envelope::{EncryptionContext, EnvelopeEncryptor};
+
+struct Args {
+    env_file: Option<String>,
+    key_id: Option<String>,
+    records: u64,
+    size: usize,
+    threads: usize,
+    max_messages: u64,
+    max_age: Duration,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        env_file: None,
+        key_id: None,
+        records: 1_000_000,
+        size: 1024,
+        threads: 1,
+        max_messages: 100_000,
+        max_age: Duration::from_secs(300),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--env-file" => a.env_file = Some(value()?),
+            "--key-id" => a.key_id = Some(value()?),
+            "--records" => a.records = value()?.parse()?,
+            "--size" => a.size = value()?.parse()?,
+            "--threads" => a.threads = value()?.parse()?,
+            "--max-messages" => a.max_messages = value()?.parse()?,
+            "--max-age-secs" => a.max_age = Duration::from_secs(value()?.parse()?),
+            _ => bail!(
+                "usage: envelope_bench [--env-file F] [--key-id K] [--records N] [--size B] \
+                 [--threads T] [--max-messages M] [--max-age-secs S]"
+            ),
+        }
+    }
+    if a.threads == 0 || a.records == 0 {
+        bail!("--threads and --records must be positive");
+    }
+    Ok(a)
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let rt = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let mut builder = client::Client::builder();
+    builder = match &args.env_file {
+        Some(f) => builder.env_file(f)?,
+        None => client::ClientBuilder::from_env(),
+    };
+    let kms = builder.build()?;
+    let key_id = match &args.key_id {
+        Some(k) => k.clone(),
+        None => {
+            kms.create_key()
+                .description("envelope_bench")
+                .send()
+                .await?
+                .key_metadata
+                .context("CreateKey returned no metadata")?
+                .key_id
+        }
+    };
+    let ctx = EncryptionContext::from_pairs([("bench", "envelope"), ("tenant", "acme")]);
+    let plaintext = vec![0x5au8; args.size];
+    let per_task = args.records / args.threads as u64;
+    let total = per_task * args.threads as u64;
+
+    let enc = EnvelopeEncryptor::builder(kms.clone())
+        .max_messages(args.max_messages)
+        .max_age(args.max_age)
+        .build()?;
+    // Warm-up: the first data key and the connection, outside the timed loop.
+    let sample = enc.encrypt(&key_id, &ctx, &plaintext).await?;
+    let warm_calls = enc.stats().generate_data_key_calls;
+
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..args.threads {
+        let (enc, ctx, key_id, pt) = (enc.clone(), ctx.clone(), key_id.clone(), plaintext.clone());
+        tasks.spawn(async move {
+            let mut last = Vec::new();
+            for _ in 0..per_task {
+                last = enc.encrypt(&key_id, &ctx, &pt).await?;
+            }
+            anyhow::Ok(last)
+        });
+    }
+    let mut records = vec![sample];
+    while let Some(r) = tasks.join_next().await {
+        records.push(r??);
+    }
+    let enc_secs = started.elapsed().as_secs_f64();
+    let enc_calls = enc.stats().generate_data_key_calls - warm_calls;
+
+    // Decrypt with a fresh encryptor: nothing shared with the one that encrypted.
+    let dec = EnvelopeEncryptor::builder(kms.clone()).build()?;
+    let record = records.last().context("no record")?.clone();
+    dec.decrypt(&record, &ctx).await?;
+    let warm_dec = dec.stats().decrypt_calls;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..args.threads {
+        let (dec, ctx, record, pt) = (dec.clone(), ctx.clone(), record.clone(), plaintext.clone());
+        tasks.spawn(async move {
+            for _ in 0..per_task {
+                let out = dec.decrypt(&record, &ctx).await?;
+                anyhow::ensure!(out == pt, "round trip mismatch");
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let dec_secs = started.elapsed().as_secs_f64();
+    let dec_calls = dec.stats().decrypt_calls - warm_dec;
+
+    println!(
+        "envelope_bench: {total} records of {} B, {} thread(s), max_messages {}",
+        args.size, args.threads, args.max_messages
+    );
+    println!(
+        "encrypt: {:.0} records/s ({:.1} MiB/s), {enc_calls} GenerateDataKey calls = {:.2} per 10,000 records",
+        total as f64 / enc_secs,
+        total as f64 * args.size as f64 / enc_secs / (1 << 20) as f64,
+        enc_calls as f64 * 10_000.0 / total as f64,
+    );
+    println!(
+        "decrypt: {:.0} records/s ({:.1} MiB/s), {dec_calls} Decrypt calls after warm-up (fresh encryptor)",
+        total as f64 / dec_secs,
+        total as f64 * args.size as f64 / dec_secs / (1 << 20) as f64,
+    );
+    Ok(())
+}
