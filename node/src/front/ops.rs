@@ -1242,6 +1242,7 @@ impl Kms {
             current_material_version: 1,
             rotation: Default::default(),
             import: Default::default(),
+            multi_region_config: None,
             key_id,
         };
         tracing::Span::current().record("key_id", record.key_id.as_str());
