@@ -25,7 +25,7 @@ pub const MAX_TAG_KEY_LEN: usize = 128;
 pub const MAX_TAG_VALUE_LEN: usize = 256;
 /// Longest key description, in characters.
 pub const MAX_DESCRIPTION_LEN: usize = 8192;
-const DAY_MILLIS: u64 = 86_400_000;
+pub(crate) const DAY_MILLIS: u64 = 86_400_000;
 
 /// Applies one proposal. Returns the command's output and the entities it touched (sorted,
 /// deduplicated; empty when the command was refused or was a no-op).
@@ -42,6 +42,17 @@ pub fn apply(
     }
     changes.sort();
     changes.dedup();
+    // A multi-region primary whose material changed (rotation, a new replica) queues the
+    // new versions for its replicas, whichever command added them.
+    if result.is_ok() {
+        for change in &changes {
+            if let Change::Key(key_id) = change {
+                if let Some(key) = state.keys.get_mut(key_id) {
+                    crate::multi_region::sync_outbox(key, proposal.now);
+                }
+            }
+        }
+    }
     // A deleted key's last usage goes with it.
     for change in &changes {
         if let Change::Key(key_id) = change {
@@ -136,6 +147,14 @@ fn alias_not_found(alias: &str) -> DomainError {
     DomainError::NotFound(format!("Alias {alias} is not found."))
 }
 
+/// The key a key-scoped command names, if it exists.
+fn command_key<'a>(state: &'a State, command: &Command) -> Option<&'a KeyRecord> {
+    command.subjects().into_iter().find_map(|c| match c {
+        Change::Key(id) => state.keys.get(&id),
+        _ => None,
+    })
+}
+
 fn key_mut<'a>(state: &'a mut State, key_id: &str) -> Result<&'a mut KeyRecord, DomainError> {
     state
         .keys
@@ -208,6 +227,24 @@ fn apply_command(
             if tags.len() > MAX_TAGS_PER_KEY {
                 return Err(too_many_tags());
             }
+            if let Some(cfg) = record.multi_region_config.as_deref() {
+                // CreateKey makes primaries only; replicas arrive through InstallReplica.
+                let ok = record.multi_region
+                    && crate::multi_region::is_mrk_id(&record.key_id)
+                    && cfg.key_type == crate::multi_region::MultiRegionKeyType::Primary
+                    && cfg.primary_region == record.region
+                    && cfg.replica_regions.is_empty()
+                    && cfg.outbox.is_empty();
+                if !ok {
+                    return Err(DomainError::Validation(
+                        "A multi-Region key is created as a primary with an mrk- id".into(),
+                    ));
+                }
+            } else if record.multi_region {
+                return Err(DomainError::Validation(
+                    "A multi-Region key needs its multi-Region configuration".into(),
+                ));
+            }
             state.keys.insert(record.key_id.clone(), record.clone());
             changes.push(Change::Key(record.key_id.clone()));
             Ok(CommandOutput::Key(Box::new(record.clone())))
@@ -276,8 +313,18 @@ fn apply_command(
             }
             let key = key_mut(state, key_id)?;
             check_state(key, Operation::ScheduleKeyDeletion)?;
-            key.state = KeyState::PendingDeletion;
-            key.deletion_date = Some(now.saturating_add(u64::from(days) * DAY_MILLIS));
+            let has_replicas = key.multi_region_config.as_deref().is_some_and(|c| {
+                crate::multi_region::is_primary(key) && !c.replica_regions.is_empty()
+            });
+            if has_replicas {
+                // AWS: a primary with replicas waits until every replica is deleted; its
+                // own waiting period starts then (`RemoveReplicaRegion`).
+                key.state = KeyState::PendingReplicaDeletion;
+                key.deletion_date = None;
+            } else {
+                key.state = KeyState::PendingDeletion;
+                key.deletion_date = Some(now.saturating_add(u64::from(days) * DAY_MILLIS));
+            }
             key.pending_deletion_window_days = Some(days);
             changes.push(Change::Key(key_id.clone()));
             Ok(CommandOutput::Key(Box::new(key.clone())))
@@ -442,6 +489,10 @@ fn apply_command(
         | Command::PrepareNextMaterial { .. }
         | Command::StartOnDemandRotation { .. }
         | Command::RotateKey { .. } => {
+            // Material versions are shared properties: only the primary rotates.
+            if let Some(key) = command_key(state, command) {
+                crate::multi_region::check_not_replica(key)?;
+            }
             crate::rotation::apply_rotation(state, now, command, changes)
         }
 
@@ -449,7 +500,18 @@ fn apply_command(
         | Command::ImportKeyMaterial { .. }
         | Command::DeleteImportedKeyMaterial { .. }
         | Command::ExpireImportedMaterial { .. } => {
+            if let Some(key) = command_key(state, command) {
+                crate::multi_region::check_not_replica(key)?;
+            }
             crate::import::apply_import(state, now, command, changes)
+        }
+
+        Command::ReplicateKey { .. }
+        | Command::InstallReplica { .. }
+        | Command::AckReplication { .. }
+        | Command::UpdatePrimaryRegion { .. }
+        | Command::RemoveReplicaRegion { .. } => {
+            crate::multi_region::apply_multi_region(state, now, command, changes)
         }
 
         Command::PutAccessKey { record } => {

@@ -267,6 +267,48 @@ pub enum Command {
         /// Last exported seq (inclusive).
         through_seq: u64,
     },
+    /// ReplicateKey, on the primary's region: add a replica region and queue its creation
+    /// and every material version in the outbox.
+    ReplicateKey {
+        /// Key id (`mrk-…`).
+        key_id: String,
+        /// The new replica's region.
+        replica_region: String,
+        /// The replica's independent properties.
+        init: crate::multi_region::ReplicaInit,
+    },
+    /// A front of this region received (and verified, and re-wrapped) a delivery from the
+    /// primary's region: create the replica, install missing material versions (idempotent
+    /// by (key, version)), adopt the configuration, or become the primary.
+    InstallReplica {
+        /// What arrived.
+        install: Box<crate::multi_region::ReplicaInstall>,
+    },
+    /// The replicator delivered every outbox entry of `region` up to `through_seq`.
+    AckReplication {
+        /// Key id.
+        key_id: String,
+        /// Target region.
+        region: String,
+        /// Highest seq delivered.
+        through_seq: u64,
+    },
+    /// UpdatePrimaryRegion, on the primary's region: the key becomes `Updating` and a
+    /// promotion is queued for the new primary region.
+    UpdatePrimaryRegion {
+        /// Key id.
+        key_id: String,
+        /// The replica region that becomes primary.
+        primary_region: String,
+    },
+    /// A replica region's key is gone: forget it on the primary (which moves from
+    /// PendingReplicaDeletion to PendingDeletion when it was the last one).
+    RemoveReplicaRegion {
+        /// Key id.
+        key_id: String,
+        /// The region whose replica was deleted.
+        region: String,
+    },
     /// Issued by the Raft leader's digest task when a retention period is set: delete the
     /// records up to `through_seq` from storage. Refused beyond what was exported or covered
     /// by a signed digest; at or below the current mark it is a no-op. Digests stay.
@@ -300,6 +342,11 @@ impl Command {
             | Command::ImportKeyMaterial { key_id, .. }
             | Command::DeleteImportedKeyMaterial { key_id }
             | Command::ExpireImportedMaterial { key_id } => vec![Change::Key(key_id.clone())],
+            Command::ReplicateKey { key_id, .. }
+            | Command::AckReplication { key_id, .. }
+            | Command::UpdatePrimaryRegion { key_id, .. }
+            | Command::RemoveReplicaRegion { key_id, .. } => vec![Change::Key(key_id.clone())],
+            Command::InstallReplica { install } => vec![Change::Key(install.key_id.clone())],
             Command::CreateAlias {
                 account_id,
                 alias_name,
@@ -484,6 +531,8 @@ pub enum Query {
         /// Key id.
         key_id: String,
     },
+    /// Multi-region keys whose replication outbox is not empty (answered as `Keys`).
+    ReplicationOutbox,
 }
 
 /// Answers to [`Query`].

@@ -12,6 +12,9 @@
 //! - `audit`: the tamper-evident audit trail (issue 5): CloudTrail-shaped events, allow-list
 //!   redaction, the per-region hash chain, Ed25519-signed digests, offline verification.
 //! - `query`: `query(&State, &Query)`, read-only answers (lists are paged by marker).
+//! - `multi_region`: multi-region keys (issue 7): configuration, replication outbox, replica
+//!   install; `transport` wraps material between regions (ECDH P-384 + HKDF + AES-GCM-SIV,
+//!   Ed25519-signed).
 //! - `rotation`: key rotation records, the schedule, and which rotations are due.
 //! - `import`: BYOK — import parameters and tokens, unwrapping imported material (RSA-OAEP,
 //!   RSA + AES-KWP), expiry of imported material.
@@ -65,6 +68,7 @@ pub mod mac;
 pub mod material;
 pub mod ml_kem;
 pub mod model;
+pub mod multi_region;
 pub mod policy;
 pub mod query;
 pub mod rotation;
@@ -73,6 +77,7 @@ pub mod sign;
 pub mod sigv4;
 pub mod spec;
 pub mod state;
+pub mod transport;
 pub mod usage;
 
 pub use apply::apply;

@@ -130,6 +130,11 @@ pub struct KeyRecord {
     /// (`import`). Boxed for the same reason as `rotation`.
     #[serde(default)]
     pub import: Box<crate::import::KeyImport>,
+    /// Multi-region keys only: type, primary and replica regions, and (on the primary) the
+    /// replication outbox (`multi_region`). Absent for single-region keys, so their stored
+    /// form is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_region_config: Option<Box<crate::multi_region::MultiRegionConfig>>,
 }
 
 /// An alias: `alias/<name>` pointing at one key of the same account and region.

@@ -193,6 +193,13 @@ pub fn query(state: &State, q: &Query) -> QueryOutput {
             last_usage: state.key_last_usage.get(key_id).cloned(),
             tracking_start: state.audit.usage_tracking_start,
         },
+        Query::ReplicationOutbox => QueryOutput::Keys {
+            keys: crate::multi_region::keys_with_outbox(state)
+                .iter()
+                .filter_map(|id| state.keys.get(id).cloned())
+                .collect(),
+            next_marker: None,
+        },
     }
 }
 

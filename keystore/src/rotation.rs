@@ -149,6 +149,7 @@ pub fn check_period(days: u32) -> Result<(), DomainError> {
 pub fn needs_material(key: &KeyRecord) -> bool {
     let r = &key.rotation;
     r.prepared.is_none()
+        && !crate::multi_region::is_replica(key)
         && (r.period_days.is_some() || r.on_demand_start_date.is_some())
         && check_rotatable(key).is_ok()
         && !matches!(
@@ -175,7 +176,11 @@ pub fn due_rotations(state: &State, now: EpochMillis) -> Vec<Command> {
     state
         .keys
         .values()
-        .filter(|k| k.state == KeyState::Enabled && check_rotatable(k).is_ok())
+        .filter(|k| {
+            k.state == KeyState::Enabled
+                && check_rotatable(k).is_ok()
+                && !crate::multi_region::is_replica(k)
+        })
         .filter_map(|k| {
             // Only what `apply` will accept, so the leader never proposes a no-op every tick.
             let prepared = k

@@ -253,6 +253,7 @@ mod tests {
             current_material_version: 1,
             rotation: Default::default(),
             import: Default::default(),
+            multi_region_config: None,
         }
     }
 

@@ -218,6 +218,18 @@ pub struct FrontArgs {
     /// operation is unsupported.
     #[arg(long, env = "KEYRAFT_ISSUING_CA_KEY")]
     pub issuing_ca_key: Option<PathBuf>,
+    /// Multi-region keys: this region's transport private key (48-byte P-384 scalar, mode
+    /// 0600). With `replication_key` and `region_peers`, the front replicates.
+    #[arg(long, env = "KEYRAFT_TRANSPORT_KEY")]
+    pub transport_key: Option<PathBuf>,
+    /// Multi-region keys: this region's Ed25519 replication signing key (32-byte seed,
+    /// mode 0600).
+    #[arg(long, env = "KEYRAFT_REPLICATION_KEY")]
+    pub replication_key: Option<PathBuf>,
+    /// Multi-region keys: JSON list of trusted peer regions (region, endpoint, transport
+    /// and replication public keys; see docs/multi-region.md).
+    #[arg(long, env = "KEYRAFT_REGION_PEERS")]
+    pub region_peers: Option<PathBuf>,
     /// Audit trail: `sync` (default) answers a call only once its audit event is committed
     /// and fails the call if that fails; `async` answers at once and appends in the
     /// background (an event can be lost).
@@ -259,6 +271,8 @@ pub struct FrontParams {
     pub cache_staleness: Duration,
     /// The CA private key for IssueClientCertificate (the CA certificate is `tls.ca`).
     pub issuing_ca_key: Option<PathBuf>,
+    /// Multi-region replication files, when this front replicates.
+    pub multi_region: Option<MultiRegionFiles>,
     /// Audit trail mode and group commit bounds.
     pub audit: crate::front::audit::AuditSettings,
     /// TLS files.
@@ -325,9 +339,37 @@ impl FrontArgs {
                     .unwrap_or(1000),
             ),
             issuing_ca_key: self.issuing_ca_key.or(file.issuing_ca_key),
+            multi_region: match (
+                self.transport_key.or(file.transport_key),
+                self.replication_key.or(file.replication_key),
+                self.region_peers.or(file.region_peers),
+            ) {
+                (Some(transport_key), Some(replication_key), Some(region_peers)) => {
+                    Some(MultiRegionFiles {
+                        transport_key,
+                        replication_key,
+                        region_peers,
+                    })
+                }
+                (None, None, None) => None,
+                _ => bail!(
+                    "multi-region replication needs all of transport-key, replication-key and region-peers"
+                ),
+            },
             tls: self.tls.merge(file.tls).validate()?,
         })
     }
+}
+
+/// The files of a front taking part in multi-region replication.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MultiRegionFiles {
+    /// Transport private key (P-384 scalar).
+    pub transport_key: PathBuf,
+    /// Replication signing key (Ed25519 seed).
+    pub replication_key: PathBuf,
+    /// Trusted peer regions (JSON).
+    pub region_peers: PathBuf,
 }
 
 /// `us-east-1`-shaped: lowercase letters and digits in dash-separated parts.

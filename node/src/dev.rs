@@ -60,8 +60,11 @@ pub struct DevArgs {
     /// Storage backend for the nodes (`redb` or `sled`).
     #[arg(long, env = "KEYRAFT_DEV_STORAGE", default_value = "redb")]
     pub storage: String,
-    /// Two regions (`A,B`): reserved for multi-region keys.
-    #[arg(long)]
+    /// Two regions (`A,B`) for multi-region keys: region A in DIR (ports from
+    /// --port-base), region B in DIR/B (ports from --port-base + 20), each its own Raft
+    /// cluster, domain key, transport and replication keys, trusting the other. The env file
+    /// DIR/env adds KMS_ENDPOINT_B, KMS_GRPC_ENDPOINT_B and KMS_REGION_B. --region is ignored.
+    #[arg(long, env = "KEYRAFT_DEV_REGIONS")]
     pub regions: Option<String>,
     /// DANGER, tests only: every storage node's leader clock adds the millisecond offset in
     /// this file (see `keyraft node --danger-clock-offset-file`).
@@ -133,12 +136,17 @@ pub struct DevRegion {
     children: Vec<Child>,
     // None after --init-only.
     front: Option<crate::roles::RunningFront>,
+    // `--regions A,B`: region B, stopped with this one.
+    peer: Option<Box<DevRegion>>,
 }
 
 impl DevRegion {
     /// Stops the front, then asks each storage node to shut down (SIGTERM: it closes its
     /// database cleanly) and kills any that has not exited within five seconds.
     pub async fn stop(mut self) {
+        if let Some(peer) = self.peer.take() {
+            Box::pin(peer.stop()).await;
+        }
         if let Some(front) = self.front {
             front.stop().await;
         }
@@ -163,11 +171,168 @@ impl DevRegion {
 
 /// Starts (or restarts) a dev region in `args.dir` and returns once it serves requests.
 pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
-    if args.regions.is_some() {
-        bail!(
-            "--regions (two-region dev clusters) is not available yet: it comes with multi-region keys"
-        );
+    match &args.regions {
+        Some(regions) => start_two_regions(args, regions).await,
+        None => start_region(args, None, &[]).await,
     }
+}
+
+/// Port offset of region B under `--regions` (region A uses fewer than 20 ports).
+pub const REGION_B_PORT_OFFSET: u16 = 20;
+
+/// `--regions A,B`: region B first (in DIR/B, sharing A's CA, certificates and
+/// credentials, so the same identities work in both), then region A, whose env file names
+/// B's endpoint; each front trusts the other region's transport and replication keys.
+async fn start_two_regions(args: &DevArgs, regions: &str) -> anyhow::Result<DevRegion> {
+    let names: Vec<&str> = regions.split(',').map(str::trim).collect();
+    let [a, b] = names[..] else {
+        bail!("--regions takes exactly two regions, like us-east-1,us-west-2");
+    };
+    for r in [a, b] {
+        if !is_region_name(r) {
+            bail!("--regions: {r:?} is not a region name like us-east-1");
+        }
+    }
+    if a == b {
+        bail!("--regions needs two different regions");
+    }
+    if !args.external_nodes.is_empty() {
+        bail!("--regions does not combine with --external-nodes yet");
+    }
+    fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let dir_a = fs::canonicalize(&args.dir)?;
+    let dir_b = dir_a.join(b);
+    fs::create_dir_all(&dir_b)?;
+    // One CA and one set of identities for both regions.
+    ensure_pki(&dir_a, &args.hosts)?;
+    ensure_credentials(&dir_a)?;
+    for f in fs::read_dir(&dir_a)?.flatten() {
+        let name = f.file_name();
+        let name = name.to_string_lossy();
+        let shared = name.ends_with(".pem")
+            || name.ends_with(".key")
+                && !matches!(&*name, "audit.key" | "transport.key" | "replication.key")
+            || name == "pki-version"
+            || name == "credentials.json";
+        if shared && f.path().is_file() {
+            let to = dir_b.join(&*name);
+            if fs::read(&to).ok() != fs::read(f.path()).ok() {
+                fs::copy(f.path(), &to)?;
+            }
+        }
+    }
+    let port_b = args
+        .port_base
+        .checked_add(REGION_B_PORT_OFFSET)
+        .context("--port-base too high for two regions")?;
+    let url_a = format!("https://127.0.0.1:{}", args.port_base);
+    let url_b = format!("https://127.0.0.1:{port_b}");
+    let entry_a = ensure_region_keys(&dir_a, a, &url_a)?;
+    let entry_b = ensure_region_keys(&dir_b, b, &url_b)?;
+    write_peers(&dir_a, &[entry_b])?;
+    write_peers(&dir_b, &[entry_a])?;
+
+    let args_b = DevArgs {
+        dir: dir_b.clone(),
+        region: b.to_string(),
+        port_base: port_b,
+        regions: None,
+        public_url: None,
+        public_grpc_url: None,
+        ..args.clone()
+    };
+    let region_b = start_region(&args_b, Some(multi_region_files(&dir_b)), &[]).await?;
+    let args_a = DevArgs {
+        dir: dir_a.clone(),
+        region: a.to_string(),
+        regions: None,
+        ..args.clone()
+    };
+    let extra_env = [
+        ("KMS_ENDPOINT_B".to_string(), region_b.json_url.clone()),
+        ("KMS_GRPC_ENDPOINT_B".to_string(), region_b.grpc_url.clone()),
+        ("KMS_REGION_B".to_string(), b.to_string()),
+        ("KMS_DIR_B".to_string(), dir_b.display().to_string()),
+    ];
+    let mut region_a =
+        match start_region(&args_a, Some(multi_region_files(&dir_a)), &extra_env).await {
+            Ok(r) => r,
+            Err(e) => {
+                region_b.stop().await;
+                return Err(e);
+            }
+        };
+    region_a.peer = Some(Box::new(region_b));
+    Ok(region_a)
+}
+
+/// The transport and replication key files of a region directory.
+const TRANSPORT_KEY_FILE: &str = "transport.key";
+const REPLICATION_KEY_FILE: &str = "replication.key";
+/// This region's public half (what the other region lists as a peer); not secret.
+const REGION_PUBLIC_FILE: &str = "region-public.json";
+/// The peer regions this region's front trusts.
+const REGION_PEERS_FILE: &str = "region-peers.json";
+
+fn multi_region_files(dir: &Path) -> crate::config::MultiRegionFiles {
+    crate::config::MultiRegionFiles {
+        transport_key: dir.join(TRANSPORT_KEY_FILE),
+        replication_key: dir.join(REPLICATION_KEY_FILE),
+        region_peers: dir.join(REGION_PEERS_FILE),
+    }
+}
+
+/// Generates the region's transport (P-384) and replication (Ed25519) keys once (0600) and
+/// writes its public entry; returns that entry.
+fn ensure_region_keys(
+    dir: &Path,
+    region: &str,
+    endpoint: &str,
+) -> anyhow::Result<crate::front::ops::multi_region::PeerRegion> {
+    use keystore::transport::{ReplicationSigningKey, TransportPrivateKey};
+    let tpath = dir.join(TRANSPORT_KEY_FILE);
+    if !tpath.exists() {
+        let k = TransportPrivateKey::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        write_private(&tpath, k.expose_secret())?;
+    }
+    let rpath = dir.join(REPLICATION_KEY_FILE);
+    if !rpath.exists() {
+        write_private(&rpath, ReplicationSigningKey::generate().expose_secret())?;
+    }
+    use crate::front::ops::multi_region::read_private_key_file;
+    let t = TransportPrivateKey::from_bytes(&read_private_key_file(
+        &tpath,
+        keystore::transport::TRANSPORT_PRIVATE_LEN,
+    )?)
+    .map_err(|e| anyhow::anyhow!("{}: {e}", tpath.display()))?;
+    let r = ReplicationSigningKey::from_bytes(&read_private_key_file(&rpath, 32)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", rpath.display()))?;
+    let entry = crate::front::ops::multi_region::public_entry(region, endpoint, &t, &r)?;
+    fs::write(
+        dir.join(REGION_PUBLIC_FILE),
+        serde_json::to_string_pretty(&entry)?,
+    )?;
+    Ok(entry)
+}
+
+fn write_peers(
+    dir: &Path,
+    peers: &[crate::front::ops::multi_region::PeerRegion],
+) -> anyhow::Result<()> {
+    fs::write(
+        dir.join(REGION_PEERS_FILE),
+        serde_json::to_string_pretty(peers)?,
+    )?;
+    Ok(())
+}
+
+/// Starts one region; `multi_region` makes its front replicate, `extra_env` is appended to
+/// its env file.
+async fn start_region(
+    args: &DevArgs,
+    multi_region: Option<crate::config::MultiRegionFiles>,
+    extra_env: &[(String, String)],
+) -> anyhow::Result<DevRegion> {
     if !is_region_name(&args.region) {
         bail!(
             "--region {:?} is not a region name like us-east-1",
@@ -262,6 +427,7 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
         strict_client_cert: false,
         cache_staleness: Duration::from_secs(1),
         issuing_ca_key: Some(dir.join("ca.key")),
+        multi_region,
         audit: crate::front::audit::AuditSettings {
             mode: args.audit,
             ..Default::default()
@@ -281,6 +447,7 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
             grpc_url: String::new(),
             children,
             front: None,
+            peer: None,
         });
     }
     if external {
@@ -299,16 +466,18 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
         .public_grpc_url
         .clone()
         .unwrap_or_else(|| format!("https://127.0.0.1:{}", front.grpc_addr.port()));
-    write_private(
-        &env_file,
-        env_file_text(&dir, &args.region, &json_url, &grpc_url, &creds).as_bytes(),
-    )?;
+    let mut env_text = env_file_text(&dir, &args.region, &json_url, &grpc_url, &creds);
+    for (name, value) in extra_env {
+        env_text.push_str(&format!("export {name}='{value}'\n"));
+    }
+    write_private(&env_file, env_text.as_bytes())?;
     Ok(DevRegion {
         env_file,
         json_url,
         grpc_url,
         children,
         front: Some(front),
+        peer: None,
     })
 }
 
@@ -337,6 +506,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         region.grpc_url,
         region.env_file.display()
     );
+    if let Some(b) = &region.peer {
+        println!(
+            "\nSecond region (multi-region keys): AWS KMS JSON endpoint {} (KMS_ENDPOINT_B, KMS_REGION_B in the env file)",
+            b.json_url
+        );
+    }
     crate::shutdown_signal().await;
     region.stop().await;
     Ok(())
@@ -360,6 +535,14 @@ fn write_front_config(path: &Path, params: &FrontParams) -> anyhow::Result<()> {
         },
         issuing = match &params.issuing_ca_key {
             Some(p) => format!("issuing_ca_key = \"{}\"\n", p.display()),
+            None => String::new(),
+        } + &match &params.multi_region {
+            Some(f) => format!(
+                "transport_key = \"{}\"\nreplication_key = \"{}\"\nregion_peers = \"{}\"\n",
+                f.transport_key.display(),
+                f.replication_key.display(),
+                f.region_peers.display()
+            ),
             None => String::new(),
         },
         ca = params.tls.ca.display(),

@@ -187,6 +187,16 @@ pub async fn start_front(params: &FrontParams) -> anyhow::Result<RunningFront> {
         let issuer = read_issuing_ca(&params.tls.ca, key_path)?;
         front.kms().set_client_cert_issuer(issuer);
     }
+    if let Some(files) = &params.multi_region {
+        let settings = crate::front::ops::multi_region::MultiRegionSettings::load(
+            &files.transport_key,
+            &files.replication_key,
+            &files.region_peers,
+            &params.tls,
+        )?;
+        tracing::info!(peers = ?settings.peer_regions(), "multi-region replication on");
+        front.kms().set_multi_region(settings);
+    }
     let grpc_listener = tokio::net::TcpListener::bind(params.grpc_listen)
         .await
         .with_context(|| format!("binding gRPC listener {}", params.grpc_listen))?;

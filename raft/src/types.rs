@@ -182,6 +182,11 @@ pub fn command_kind(c: &keystore::command::Command) -> &'static str {
         C::AppendDigest { .. } => "AppendDigest",
         C::MarkAuditExported { .. } => "MarkAuditExported",
         C::PruneAudit { .. } => "PruneAudit",
+        C::ReplicateKey { .. } => "ReplicateKey",
+        C::InstallReplica { .. } => "InstallReplica",
+        C::AckReplication { .. } => "AckReplication",
+        C::UpdatePrimaryRegion { .. } => "UpdatePrimaryRegion",
+        C::RemoveReplicaRegion { .. } => "RemoveReplicaRegion",
     }
 }
 

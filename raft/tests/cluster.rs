@@ -571,6 +571,7 @@ fn pending_deletion_key(key_id: &str) -> KeyRecord {
         current_material_version: 1,
         rotation: Default::default(),
         import: Default::default(),
+        multi_region_config: None,
     }
 }
 

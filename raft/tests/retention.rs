@@ -54,6 +54,7 @@ fn key() -> KeyRecord {
         current_material_version: 1,
         rotation: Default::default(),
         import: Default::default(),
+        multi_region_config: None,
     }
 }
 

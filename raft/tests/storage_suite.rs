@@ -266,6 +266,7 @@ fn enabled_key() -> keystore::model::KeyRecord {
         current_material_version: 1,
         rotation: Default::default(),
         import: Default::default(),
+        multi_region_config: None,
     }
 }
 

@@ -46,6 +46,7 @@ pub fn key_in(account: &str, key_id: &str, state: KeyState) -> KeyRecord {
         current_material_version: 1,
         rotation: Default::default(),
         import: Default::default(),
+        multi_region_config: None,
     }
 }
 

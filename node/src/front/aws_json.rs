@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! TLS (client cert optional, or required when strict; must chain to the CA)
-//!  -> GET /healthz, /readyz
+//!  -> GET /healthz, /readyz, /status (Raft view + multi-region replication lag)
+//!  -> POST /keyraft/replication: a peer region's delivery (front certificate + Ed25519
+//!     signature of the source region; ops/multi_region.rs), no SigV4
 //!  -> POST /  X-Amz-Target: TrentService.<Op> -> Operation   (else UnknownOperationException)
 //!             X-Amz-Target: KeyraftIam.<Op>   -> IamOperation (identity management, iam.rs)
 //!             X-Amz-Target: KeyraftAudit.<Op> -> AuditOperation (LookupEvents, audit_lookup.rs;
@@ -37,6 +39,7 @@ use super::audit::{identity_of, CallInfo};
 use super::authz::Caller;
 use super::errors::KmsError;
 use super::operation::Operation;
+use super::ops::multi_region::{PeerRoles, DELIVERY_PATH};
 use super::ops::Kms;
 use super::ops::{AuditOperation, IamOperation};
 
@@ -155,12 +158,22 @@ pub async fn serve(
                 }
             };
             let tls_details = tls_details(tls.get_ref().1);
+            // Roles of a verified client certificate (region-to-region deliveries).
+            let peer_roles = PeerRoles(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| super::ops::multi_region::uri_sans(leaf.as_ref()))
+                    .unwrap_or_default(),
+            );
             let service = hyper::service::service_fn(move |mut req: Request<_>| {
                 let kms = kms.clone();
                 // The client's address, for aws:SourceIp.
                 req.extensions_mut().insert(ClientAddr(peer.ip()));
                 // The TLS session, for the audit event's tlsDetails.
                 req.extensions_mut().insert(tls_details.clone());
+                req.extensions_mut().insert(peer_roles.clone());
                 async move { Ok::<_, Infallible>(handle(&kms, req).await) }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -237,6 +250,35 @@ where
                 http::HeaderValue::from_static("application/json"),
             );
             return r;
+        }
+        (&Method::POST, DELIVERY_PATH) => {
+            // Region-to-region: authenticated by the front certificate and the source
+            // region's signature, not SigV4.
+            let roles = req
+                .extensions()
+                .get::<PeerRoles>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default();
+            let body = tokio::time::timeout(
+                READ_TIMEOUT,
+                Limited::new(req.into_body(), MAX_BODY).collect(),
+            )
+            .await;
+            let r = match body {
+                Ok(Ok(b)) => kms.receive_delivery(&roles, &b.to_bytes()).await,
+                _ => Err(KmsError::Serialization(
+                    "Could not read the request body".into(),
+                )),
+            };
+            return match r {
+                Ok(body) => json(StatusCode::OK, body, &request_id),
+                Err(e) => {
+                    tracing::warn!(error = e.aws_type(), "replication delivery refused");
+                    let status =
+                        StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+                    json(status, e.to_json(), &request_id)
+                }
+            };
         }
         (&Method::GET, "/readyz") => {
             return if kms.ready().await {

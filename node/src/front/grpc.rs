@@ -747,7 +747,22 @@ mod convert {
             mac_algorithms: k.mac_algorithms.unwrap_or_default(),
             key_agreement_algorithms: k.key_agreement_algorithms.unwrap_or_default(),
             multi_region: k.multi_region,
-            multi_region_configuration: None,
+            multi_region_configuration: k.multi_region_configuration.map(|c| {
+                let key = |k: s::MultiRegionKey| pb::MultiRegionKey {
+                    arn: k.arn.unwrap_or_default(),
+                    region: k.region.unwrap_or_default(),
+                };
+                pb::MultiRegionConfiguration {
+                    multi_region_key_type: c.multi_region_key_type.unwrap_or_default(),
+                    primary_key: c.primary_key.map(key),
+                    replica_keys: c
+                        .replica_keys
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(key)
+                        .collect(),
+                }
+            }),
             pending_deletion_window_in_days: days(k.pending_deletion_window_in_days),
             expiration_model: k.expiration_model,
             custom_key_store_id: None,

@@ -9,6 +9,8 @@
 //! grpc_iam.rs   (child of grpc) the gRPC Iam service over the identity operations
 //! grpc_audit.rs (child of grpc) the gRPC Audit service over the audit operations
 //! ops.rs        Kms: one async method per operation (validate -> resolve -> authorize -> act)
+//! multi_region.rs (child of ops) multi-region keys: ReplicateKey, UpdatePrimaryRegion, the
+//!               region-to-region delivery endpoint and the outbox replicator
 //! rotation.rs   (child of ops) key rotation operations + the next-material preparer task
 //! import.rs     (child of ops) BYOK: GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial
 //! iam.rs        (child of ops) identities: principals, access keys, identity policies,

@@ -81,6 +81,9 @@ operations!(
     RevokeGrant,
     // GetKeyLastUsage, from the audit trail (front/last_usage.rs).
     GetKeyLastUsage,
+    // Multi-region keys (front/multi_region.rs).
+    ReplicateKey,
+    UpdatePrimaryRegion,
 );
 
 /// Every operation of the AWS KMS API (botocore's model), served or not. A known but

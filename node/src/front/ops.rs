@@ -60,6 +60,10 @@ pub use self::audit_export::*;
 // GetKeyLastUsage, answered from the audit batches' usage marks.
 #[path = "last_usage.rs"]
 mod last_usage;
+// Multi-region keys (ReplicateKey, UpdatePrimaryRegion, deliveries, the replicator): a
+// child module for the same reason.
+#[path = "multi_region.rs"]
+pub mod multi_region;
 pub use self::iam::*;
 pub use self::last_usage::*;
 pub use self::{asymmetric::*, rotation::*};
@@ -131,6 +135,11 @@ pub struct Kms {
     client_cert_issuer: std::sync::OnceLock<iam::ClientCertIssuer>,
     // Group commit of the audit events of this front's calls (`audit.rs`).
     audit: super::audit::AuditSink,
+    // Multi-region replication keys and peers (`multi_region.rs`), set once at startup;
+    // shared with the replicator task.
+    multi_region: Arc<std::sync::OnceLock<Arc<multi_region::MultiRegionSettings>>>,
+    // Replication lag as the replicator last measured it.
+    replication_lag: multi_region::LagMap,
 }
 
 /// Why a request was let through: grants carry conditions of their own (a grant's CreateGrant
@@ -432,6 +441,7 @@ pub fn key_metadata(k: &KeyRecord) -> KeyMetadata {
             k.key_spec.key_agreement_algorithms(k.key_usage),
         ),
         multi_region: Some(k.multi_region),
+        multi_region_configuration: multi_region::multi_region_configuration(k),
         pending_deletion_window_in_days: k.pending_deletion_window_days.filter(|_| pending),
         valid_to: k.import.valid_to.map(epoch_seconds),
         expiration_model: (k.origin == Origin::External)
@@ -499,6 +509,8 @@ impl Kms {
             cache: Arc::new(Cache::new(cache_staleness)),
             policies: PolicyCache::default(),
             client_cert_issuer: std::sync::OnceLock::new(),
+            multi_region: Default::default(),
+            replication_lag: Default::default(),
         }
     }
 
@@ -545,8 +557,10 @@ impl Kms {
         let cache = self.cache.clone().follow(rx);
         // Keys whose prepared rotation material was consumed get the next one from here.
         let preparer = self.rotation_material_preparer();
+        // Multi-region keys: deliveries from this region's outbox to peer regions.
+        let replicator = self.replicator();
         tokio::spawn(async move {
-            tokio::join!(cache, preparer);
+            tokio::join!(cache, preparer, replicator);
         })
     }
 
@@ -576,7 +590,12 @@ impl Kms {
             .iter()
             .find(|n| n["state"] == "Leader")
             .and_then(|n| n["nodeId"].as_u64());
-        serde_json::json!({ "region": self.region, "leaderId": leader, "nodes": nodes })
+        serde_json::json!({
+            "region": self.region,
+            "leaderId": leader,
+            "nodes": nodes,
+            "replication": self.replication_status(),
+        })
     }
 
     /// Whether the store answers (for `/readyz`).
@@ -730,6 +749,9 @@ impl Kms {
             | O::ListRetirableGrants
             | O::RetireGrant
             | O::RevokeGrant => self.dispatch_grants(caller, op, body).await,
+            O::ReplicateKey | O::UpdatePrimaryRegion => {
+                self.dispatch_multi_region(caller, op, body).await
+            }
             O::GetKeyLastUsage => to_body(
                 &self
                     .get_key_last_usage(caller, parse_request(body)?)
@@ -1175,9 +1197,12 @@ impl Kms {
                 "Custom key stores are not supported.".into(),
             ));
         }
-        if req.multi_region == Some(true) {
+        let multi_region = req.multi_region == Some(true);
+        if multi_region && external {
+            // Replicas of imported keys need their own import in each region (AWS's
+            // flow); not built yet.
             return Err(KmsError::UnsupportedOperation(
-                "Multi-Region keys are not supported yet.".into(),
+                "Multi-Region keys with imported key material are not supported.".into(),
             ));
         }
         let bypass = req.bypass_policy_lockout_safety_check == Some(true);
@@ -1189,12 +1214,16 @@ impl Kms {
                 .with("kms:KeySpec", key_spec.as_str())
                 .with("kms:KeyUsage", key_usage.as_str())
                 .with("kms:KeyOrigin", origin)
-                .with("kms:MultiRegion", "false")
+                .with("kms:MultiRegion", multi_region.to_string())
                 .with("kms:BypassPolicyLockoutSafetyCheck", bypass.to_string())
                 .request_tags(tags.clone()),
         )
         .await?;
-        let key_id = ids::new_key_id();
+        let key_id = if multi_region {
+            keystore::multi_region::new_mrk_id()
+        } else {
+            ids::new_key_id()
+        };
         let key_arn = ids::key_arn(&self.region, &caller.account_id, &key_id);
         let policy = match req.policy {
             Some(p) => {
@@ -1229,7 +1258,7 @@ impl Kms {
             pending_deletion_window_days: None,
             tags: tags.into_iter().collect(),
             policy,
-            multi_region: false,
+            multi_region,
             materials: if external {
                 vec![]
             } else {
@@ -1242,6 +1271,11 @@ impl Kms {
             current_material_version: 1,
             rotation: Default::default(),
             import: Default::default(),
+            multi_region_config: multi_region.then(|| {
+                Box::new(keystore::multi_region::MultiRegionConfig::primary(
+                    &self.region,
+                ))
+            }),
             key_id,
         };
         tracing::Span::current().record("key_id", record.key_id.as_str());

@@ -169,7 +169,7 @@ shape!(
         bypass_policy_lockout_safety_check: bool,
         /// Tags.
         tags: Vec<Tag>,
-        /// Must be false for now.
+        /// A multi-region primary key (`mrk-` id).
         multi_region: bool,
         /// Not supported.
         xks_key_id: String,
@@ -216,12 +216,36 @@ shape!(
         key_agreement_algorithms: Vec<String>,
         /// Multi-region key.
         multi_region: bool,
+        /// Primary and replicas of a multi-region key, as this region knows them.
+        multi_region_configuration: MultiRegionConfiguration,
         /// Waiting period of a pending deletion.
         pending_deletion_window_in_days: u32,
         /// When imported key material expires (origin `EXTERNAL`).
         valid_to: EpochSeconds,
         /// `KEY_MATERIAL_EXPIRES` / `KEY_MATERIAL_DOES_NOT_EXPIRE` (origin `EXTERNAL`).
         expiration_model: String,
+    }
+);
+
+shape!(
+    /// `MultiRegionKey`: one key of a multi-region key family.
+    MultiRegionKey {
+        /// Its ARN (in its region).
+        arn: String,
+        /// Its region.
+        region: String,
+    }
+);
+
+shape!(
+    /// `MultiRegionConfiguration`.
+    MultiRegionConfiguration {
+        /// `PRIMARY` or `REPLICA`.
+        multi_region_key_type: String,
+        /// The primary key.
+        primary_key: MultiRegionKey,
+        /// Every replica key.
+        replica_keys: Vec<MultiRegionKey>,
     }
 );
 

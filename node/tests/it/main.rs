@@ -13,6 +13,7 @@ mod key_types;
 mod kmsctl;
 mod kmsctl_access;
 mod last_usage;
+mod multi_region;
 mod rotation;
 mod rust_sdk;
 mod rust_sdk_access;

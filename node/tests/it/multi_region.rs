@@ -1,0 +1,308 @@
+//! Multi-region keys end to end with the AWS SDK for Rust against `keyraft dev --regions`:
+//! two region clusters (3 storage nodes + a front each), material replicated between them
+//! by the fronts' replicators over mTLS, wrapped to the target region's transport key.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{MultiRegionKeyType, Tag};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+
+use crate::common::{port_base_for, DevRegion};
+
+const A: &str = "us-east-1";
+const B: &str = "us-west-2";
+
+/// An admin client for the region whose endpoint and name are in `endpoint_var` /
+/// `region_var` of the env file.
+fn client(dev: &DevRegion, endpoint_var: &str, region_var: &str) -> aws_sdk_kms::Client {
+    let ca = std::fs::read(dev.var("AWS_CA_BUNDLE")).unwrap();
+    let tls = TlsContext::builder()
+        .with_trust_store(TrustStore::empty().with_pem_certificate(ca))
+        .build()
+        .unwrap();
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(tls)
+        .build_https();
+    let conf = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(dev.var(region_var)))
+        .endpoint_url(dev.var(endpoint_var))
+        .credentials_provider(Credentials::new(
+            dev.var("AWS_ACCESS_KEY_ID"),
+            dev.var("AWS_SECRET_ACCESS_KEY"),
+            None,
+            None,
+            "keyraft-test",
+        ))
+        .http_client(http)
+        .build();
+    aws_sdk_kms::Client::from_conf(conf)
+}
+
+/// Polls until `f` answers `Some` (panics with `what` after `within`).
+async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn key_state(kms: &aws_sdk_kms::Client, key_id: &str) -> Option<String> {
+    kms.describe_key()
+        .key_id(key_id)
+        .send()
+        .await
+        .ok()?
+        .key_metadata()
+        .and_then(|m| m.key_state().map(|s| s.as_str().to_string()))
+}
+
+async fn decrypts(kms: &aws_sdk_kms::Client, blob: &[u8]) -> Option<Vec<u8>> {
+    let out = kms
+        .decrypt()
+        .ciphertext_blob(Blob::new(blob.to_vec()))
+        .send()
+        .await
+        .ok()?;
+    out.plaintext().map(|p| p.as_ref().to_vec())
+}
+
+async fn encrypt(kms: &aws_sdk_kms::Client, key_id: &str, text: &[u8]) -> Vec<u8> {
+    kms.encrypt()
+        .key_id(key_id)
+        .plaintext(Blob::new(text.to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob()
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn multi_region_keys_replicate_rotate_and_move_their_primary_between_two_regions() {
+    let dev = DevRegion::start_with(port_base_for(160), &["--regions", "us-east-1,us-west-2"]);
+    assert_eq!(dev.var("KMS_REGION_B"), B);
+    let a = client(&dev, "KMS_ENDPOINT", "AWS_DEFAULT_REGION");
+    let b = client(&dev, "KMS_ENDPOINT_B", "KMS_REGION_B");
+
+    // Create the primary in A: an mrk- id, PRIMARY with no replicas yet.
+    let created = a
+        .create_key()
+        .multi_region(true)
+        .description("primary")
+        .send()
+        .await
+        .unwrap();
+    let meta = created.key_metadata().unwrap();
+    let key_id = meta.key_id().to_string();
+    assert!(key_id.starts_with("mrk-") && key_id.len() == 36, "{key_id}");
+    assert_eq!(meta.multi_region(), Some(true));
+    let cfg = meta.multi_region_configuration().unwrap();
+    assert_eq!(
+        cfg.multi_region_key_type(),
+        Some(&MultiRegionKeyType::Primary)
+    );
+    assert_eq!(cfg.primary_key().unwrap().region(), Some(A));
+
+    // Bad inputs, with AWS's error types.
+    let own = a
+        .replicate_key()
+        .key_id(&key_id)
+        .replica_region(A)
+        .send()
+        .await;
+    assert_eq!(
+        own.unwrap_err().into_service_error().meta().code(),
+        Some("ValidationException")
+    );
+    let unknown = a
+        .replicate_key()
+        .key_id(&key_id)
+        .replica_region("eu-west-3")
+        .send()
+        .await;
+    assert!(unknown
+        .unwrap_err()
+        .into_service_error()
+        .is_unsupported_operation_exception());
+    let single = a.create_key().send().await.unwrap();
+    let not_mr = a
+        .replicate_key()
+        .key_id(single.key_metadata().unwrap().key_id())
+        .replica_region(B)
+        .send()
+        .await;
+    assert!(not_mr
+        .unwrap_err()
+        .into_service_error()
+        .is_unsupported_operation_exception());
+
+    // Replicate into B: answered Creating, then Enabled once the material arrived.
+    let rep = a
+        .replicate_key()
+        .key_id(&key_id)
+        .replica_region(B)
+        .description("replica in b")
+        .tags(
+            Tag::builder()
+                .tag_key("site")
+                .tag_value("b")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let rm = rep.replica_key_metadata().unwrap();
+    assert_eq!(rm.key_id(), key_id);
+    assert_eq!(
+        rm.arn().unwrap(),
+        format!("arn:aws:kms:{B}:111122223333:key/{key_id}")
+    );
+    assert_eq!(rm.key_state().unwrap().as_str(), "Creating");
+    assert_eq!(rep.replica_tags().len(), 1);
+    assert!(rep.replica_policy().is_some());
+    let again = a
+        .replicate_key()
+        .key_id(&key_id)
+        .replica_region(B)
+        .send()
+        .await;
+    assert!(again
+        .unwrap_err()
+        .into_service_error()
+        .is_already_exists_exception());
+
+    eventually(
+        Duration::from_secs(10),
+        "the replica to be Enabled",
+        || async { (key_state(&b, &key_id).await.as_deref() == Some("Enabled")).then_some(()) },
+    )
+    .await;
+    let rd = b.describe_key().key_id(&key_id).send().await.unwrap();
+    let rmeta = rd.key_metadata().unwrap();
+    assert_eq!(rmeta.description(), Some("replica in b"));
+    let rcfg = rmeta.multi_region_configuration().unwrap();
+    assert_eq!(
+        rcfg.multi_region_key_type(),
+        Some(&MultiRegionKeyType::Replica)
+    );
+    assert_eq!(rcfg.primary_key().unwrap().region(), Some(A));
+    assert_eq!(rcfg.replica_keys()[0].region(), Some(B));
+    // The primary lists the replica too.
+    let pd = a.describe_key().key_id(&key_id).send().await.unwrap();
+    let pcfg = pd
+        .key_metadata()
+        .unwrap()
+        .multi_region_configuration()
+        .unwrap()
+        .clone();
+    assert_eq!(pcfg.replica_keys().len(), 1);
+    assert_eq!(pcfg.replica_keys()[0].region(), Some(B));
+
+    // Encrypt in A, decrypt in B, and the other way round.
+    let blob_a = encrypt(&a, &key_id, b"made in a").await;
+    assert_eq!(decrypts(&b, &blob_a).await.unwrap(), b"made in a");
+    let blob_b = encrypt(&b, &key_id, b"made in b").await;
+    assert_eq!(decrypts(&a, &blob_b).await.unwrap(), b"made in b");
+
+    // Rotation on the primary: the replica decrypts new ciphertexts within 10 s, old ones
+    // still.
+    a.rotate_key_on_demand()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "the rotation on A", || async {
+        let r = a.list_key_rotations().key_id(&key_id).send().await.ok()?;
+        (!r.rotations().is_empty()).then_some(())
+    })
+    .await;
+    let blob_v2 = encrypt(&a, &key_id, b"after rotation").await;
+    let started = Instant::now();
+    eventually(
+        Duration::from_secs(10),
+        "B to decrypt a post-rotation ciphertext",
+        || async {
+            decrypts(&b, &blob_v2)
+                .await
+                .filter(|p| p == b"after rotation")
+        },
+    )
+    .await;
+    eprintln!(
+        "replica decrypted the rotated ciphertext after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(decrypts(&b, &blob_a).await.unwrap(), b"made in a");
+    // A replica does not rotate itself.
+    let own_rotation = b.rotate_key_on_demand().key_id(&key_id).send().await;
+    assert!(own_rotation
+        .unwrap_err()
+        .into_service_error()
+        .is_unsupported_operation_exception());
+
+    // UpdatePrimaryRegion: B becomes primary, A a replica; both keep working.
+    a.update_primary_region()
+        .key_id(&key_id)
+        .primary_region(B)
+        .send()
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "B to be primary and A a replica",
+        || async {
+            let kb = b.describe_key().key_id(&key_id).send().await.ok()?;
+            let ka = a.describe_key().key_id(&key_id).send().await.ok()?;
+            let tb = kb
+                .key_metadata()?
+                .multi_region_configuration()?
+                .multi_region_key_type()?
+                .clone();
+            let ta = ka
+                .key_metadata()?
+                .multi_region_configuration()?
+                .multi_region_key_type()?
+                .clone();
+            let sa = ka.key_metadata()?.key_state()?.as_str().to_string();
+            (tb == MultiRegionKeyType::Primary
+                && ta == MultiRegionKeyType::Replica
+                && sa == "Enabled")
+                .then_some(())
+        },
+    )
+    .await;
+    let kb = b.describe_key().key_id(&key_id).send().await.unwrap();
+    let cb = kb
+        .key_metadata()
+        .unwrap()
+        .multi_region_configuration()
+        .unwrap();
+    assert_eq!(cb.primary_key().unwrap().region(), Some(B));
+    assert_eq!(cb.replica_keys()[0].region(), Some(A));
+    let blob_b2 = encrypt(&b, &key_id, b"b is primary").await;
+    assert_eq!(decrypts(&a, &blob_b2).await.unwrap(), b"b is primary");
+    let blob_a2 = encrypt(&a, &key_id, b"a is replica").await;
+    assert_eq!(decrypts(&b, &blob_a2).await.unwrap(), b"a is replica");
+    assert_eq!(decrypts(&a, &blob_v2).await.unwrap(), b"after rotation");
+    // Now only B may rotate; A refuses.
+    let a_rot = a.rotate_key_on_demand().key_id(&key_id).send().await;
+    assert!(a_rot
+        .unwrap_err()
+        .into_service_error()
+        .is_unsupported_operation_exception());
+}
