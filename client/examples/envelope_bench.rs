@@ -7,8 +7,12 @@
 //! taskset -c 0 target/release/examples/envelope_bench --env-file /tmp/kr/env
 //! ```
 //!
-//! One tokio current-thread runtime by default (`--threads 1`), so `taskset -c 0` measures one
-//! core; `--threads N` runs N tasks on N worker threads against one shared encryptor.
+//! `--threads N` encrypting tasks (default 1) share one encryptor, on a tokio runtime with
+//! `--workers W` threads (default 2; 0 = current-thread runtime). Under `taskset -c 0` all of
+//! them share one core. With a current-thread runtime a loop that never waits starves every
+//! other task, so the data-key prefetch cannot run until the loop blocks on the refill; with
+//! two workers the prefetch is driven by the idle worker, as in an application whose tasks
+//! wait for I/O. `--no-prefetch` turns prefetching off (refill on demand only).
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +27,8 @@ struct Args {
     threads: usize,
     max_messages: u64,
     max_age: Duration,
+    workers: usize,
+    prefetch: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -34,6 +40,8 @@ fn parse_args() -> Result<Args> {
         threads: 1,
         max_messages: 100_000,
         max_age: Duration::from_secs(300),
+        workers: 2,
+        prefetch: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,9 +54,11 @@ fn parse_args() -> Result<Args> {
             "--threads" => a.threads = value()?.parse()?,
             "--max-messages" => a.max_messages = value()?.parse()?,
             "--max-age-secs" => a.max_age = Duration::from_secs(value()?.parse()?),
+            "--workers" => a.workers = value()?.parse()?,
+            "--no-prefetch" => a.prefetch = false,
             _ => bail!(
                 "usage: envelope_bench [--env-file F] [--key-id K] [--records N] [--size B] \
-                 [--threads T] [--max-messages M] [--max-age-secs S]"
+                 [--threads T] [--workers W] [--max-messages M] [--max-age-secs S] [--no-prefetch]"
             ),
         }
     }
@@ -60,13 +70,13 @@ fn parse_args() -> Result<Args> {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
-    let rt = if args.threads == 1 {
+    let rt = if args.workers == 0 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads)
+            .worker_threads(args.workers)
             .enable_all()
             .build()?
     };
@@ -100,6 +110,7 @@ async fn run(args: Args) -> Result<()> {
     let enc = EnvelopeEncryptor::builder(kms.clone())
         .max_messages(args.max_messages)
         .max_age(args.max_age)
+        .prefetch(args.prefetch)
         .build()?;
     // Warm-up: the first data key and the connection, outside the timed loop.
     let sample = enc.encrypt(&key_id, &ctx, &plaintext).await?;
@@ -148,8 +159,8 @@ async fn run(args: Args) -> Result<()> {
     let dec_calls = dec.stats().decrypt_calls - warm_dec;
 
     println!(
-        "envelope_bench: {total} records of {} B, {} thread(s), max_messages {}",
-        args.size, args.threads, args.max_messages
+        "envelope_bench: {total} records of {} B, {} task(s), {} worker(s), max_messages {}, prefetch {}",
+        args.size, args.threads, args.workers, args.max_messages, args.prefetch
     );
     println!(
         "encrypt: {:.0} records/s ({:.1} MiB/s), {enc_calls} GenerateDataKey calls = {:.2} per 10,000 records",

@@ -28,7 +28,8 @@
 //!        entry usable (age < max_age) and reserve(1 message, len bytes) fits -> seal locally
 //!        else: one task per slot refills (DataKeyProvider::new_data_key = KMS GenerateDataKey
 //!        AES_256 with ctx); the others wait on the refill lock and use what it installed
-//!        at 90% of a limit: a background task prefetches the next key (under the same lock),
+//!        at 75% of messages/bytes or 90% of age: a background task prefetches the next key
+//!        (under the same lock),
 //!        so the refill that retires the entry usually installs it without waiting for KMS
 //!   -> record v1 = 0x01 | u16 edk len | edk | nonce | AES-256-GCM(plaintext, AAD = header || ctx)
 //!
@@ -333,10 +334,11 @@ pub struct CacheLimits {
     /// Entries per cache (encryption: per key id and context; decryption: per encrypted data
     /// key); the least recently used goes first.
     pub capacity: usize,
-    /// Refresh ahead: when an entry has used 90% of a limit, fetch the next data key in the
-    /// background, so that the record which spends the entry does not wait for KMS. At most
-    /// one prefetch per entry; it is dropped, uncounted against no limit, if the entry is
-    /// replaced first. Off gives the AWS Encryption SDK's exact behaviour (refill on demand).
+    /// Refresh ahead: when an entry has used 75% of its messages or bytes or 90% of its age,
+    /// fetch the next data key in a background task, so that the record which spends the
+    /// entry need not wait for KMS. At most one prefetch per entry, skipped if the entry was
+    /// replaced first; the prefetched key's age counts from its generation. Off gives the AWS
+    /// Encryption SDK's behaviour (refill on demand only).
     pub prefetch: bool,
 }
 
@@ -691,9 +693,11 @@ impl EncEntry {
         true
     }
 
-    /// 90% of a limit is used: time to fetch the next data key.
+    /// Time to fetch the next data key: 75% of the messages or bytes used, or 90% of the age.
+    /// Early enough that the fetch usually lands before the entry is spent at full speed; the
+    /// age threshold is late because a prefetched key ages while it waits.
     fn nearly_spent(&self, limits: &CacheLimits, now: Instant) -> bool {
-        let near = |used: u64, max: u64| used >= max - max / 10;
+        let near = |used: u64, max: u64| used >= max - max / 4;
         near(self.messages.load(Ordering::Relaxed), limits.max_messages)
             || near(self.bytes.load(Ordering::Relaxed), limits.max_bytes)
             || now.saturating_duration_since(self.created) >= limits.max_age - limits.max_age / 10
@@ -1260,7 +1264,7 @@ mod tests {
             for _ in 0..9 {
                 records.push(env.encrypt("key-1", &c, b"x").await.unwrap());
             }
-            // The 9th record reached 90%: the next key is fetched in the background.
+            // The 8th record reached 75%: the next key is fetched in the background.
             tokio::time::sleep(Duration::from_millis(50)).await;
             let expected = if prefetch { 2 } else { 1 };
             assert_eq!(env.stats().generate_data_key_calls, expected);
