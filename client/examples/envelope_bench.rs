@@ -68,6 +68,24 @@ fn parse_args() -> Result<Args> {
     Ok(a)
 }
 
+/// This process's CPU time (user + system) from /proc/self/stat, in seconds; `None` elsewhere.
+/// On a shared machine wall-clock rates depend on the neighbours; CPU time does not.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+fn per_cpu_second(records: u64, cpu: Option<f64>) -> String {
+    match cpu {
+        Some(c) if c > 0.0 => format!("{:.0} records per CPU-second", records as f64 / c),
+        _ => "CPU time unavailable".into(),
+    }
+}
+
 fn main() -> Result<()> {
     let args = parse_args()?;
     let rt = if args.workers == 0 {
@@ -116,7 +134,7 @@ async fn run(args: Args) -> Result<()> {
     let sample = enc.encrypt(&key_id, &ctx, &plaintext).await?;
     let warm_calls = enc.stats().generate_data_key_calls;
 
-    let started = Instant::now();
+    let (started, cpu0) = (Instant::now(), cpu_seconds());
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..args.threads {
         let (enc, ctx, key_id, pt) = (enc.clone(), ctx.clone(), key_id.clone(), plaintext.clone());
@@ -133,6 +151,7 @@ async fn run(args: Args) -> Result<()> {
         records.push(r??);
     }
     let enc_secs = started.elapsed().as_secs_f64();
+    let enc_cpu = cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
     let enc_calls = enc.stats().generate_data_key_calls - warm_calls;
 
     // Decrypt with a fresh encryptor: nothing shared with the one that encrypted.
@@ -140,7 +159,7 @@ async fn run(args: Args) -> Result<()> {
     let record = records.last().context("no record")?.clone();
     dec.decrypt(&record, &ctx).await?;
     let warm_dec = dec.stats().decrypt_calls;
-    let started = Instant::now();
+    let (started, cpu0) = (Instant::now(), cpu_seconds());
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..args.threads {
         let (dec, ctx, record, pt) = (dec.clone(), ctx.clone(), record.clone(), plaintext.clone());
@@ -156,6 +175,7 @@ async fn run(args: Args) -> Result<()> {
         r??;
     }
     let dec_secs = started.elapsed().as_secs_f64();
+    let dec_cpu = cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
     let dec_calls = dec.stats().decrypt_calls - warm_dec;
 
     println!(
@@ -163,15 +183,17 @@ async fn run(args: Args) -> Result<()> {
         args.size, args.threads, args.workers, args.max_messages, args.prefetch
     );
     println!(
-        "encrypt: {:.0} records/s ({:.1} MiB/s), {enc_calls} GenerateDataKey calls = {:.2} per 10,000 records",
+        "encrypt: {:.0} records/s wall ({:.1} MiB/s), {}, {enc_calls} GenerateDataKey calls = {:.2} per 10,000 records",
         total as f64 / enc_secs,
         total as f64 * args.size as f64 / enc_secs / (1 << 20) as f64,
+        per_cpu_second(total, enc_cpu),
         enc_calls as f64 * 10_000.0 / total as f64,
     );
     println!(
-        "decrypt: {:.0} records/s ({:.1} MiB/s), {dec_calls} Decrypt calls after warm-up (fresh encryptor)",
+        "decrypt: {:.0} records/s wall ({:.1} MiB/s), {}, {dec_calls} Decrypt calls after warm-up (fresh encryptor)",
         total as f64 / dec_secs,
         total as f64 * args.size as f64 / dec_secs / (1 << 20) as f64,
+        per_cpu_second(total, dec_cpu),
     );
     Ok(())
 }
