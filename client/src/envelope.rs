@@ -28,6 +28,9 @@
 //!        entry usable (age < max_age) and reserve(1 message, len bytes) fits -> seal locally
 //!        else: one task per slot refills (DataKeyProvider::new_data_key = KMS GenerateDataKey
 //!        AES_256 with ctx); the others wait on the refill lock and use what it installed
+//!        at 75% of messages/bytes or 90% of age: a background task prefetches the next key
+//!        (under the same lock),
+//!        so the refill that retires the entry usually installs it without waiting for KMS
 //!   -> record v1 = 0x01 | u16 edk len | edk | nonce | AES-256-GCM(plaintext, AAD = header || ctx)
 //!
 //! decrypt(record, ctx)
@@ -49,7 +52,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
@@ -331,16 +334,23 @@ pub struct CacheLimits {
     /// Entries per cache (encryption: per key id and context; decryption: per encrypted data
     /// key); the least recently used goes first.
     pub capacity: usize,
+    /// Refresh ahead: when an entry has used 75% of its messages or bytes or 90% of its age,
+    /// fetch the next data key in a background task, so that the record which spends the
+    /// entry need not wait for KMS. At most one prefetch per entry, skipped if the entry was
+    /// replaced first; the prefetched key's age counts from its generation. Off gives the AWS
+    /// Encryption SDK's behaviour (refill on demand only).
+    pub prefetch: bool,
 }
 
 impl Default for CacheLimits {
-    /// Five minutes, 2^32 records, 2^63-1 bytes, 1000 entries.
+    /// Five minutes, 2^32 records, 2^63-1 bytes, 1000 entries, prefetch on.
     fn default() -> Self {
         CacheLimits {
             max_age: Duration::from_secs(300),
             max_messages: MAX_MESSAGES_LIMIT,
             max_bytes: MAX_BYTES_LIMIT,
             capacity: 1000,
+            prefetch: true,
         }
     }
 }
@@ -407,6 +417,12 @@ impl<P: DataKeyProvider> EnvelopeEncryptorBuilder<P> {
     /// Sets [`CacheLimits::capacity`].
     pub fn capacity(mut self, v: usize) -> Self {
         self.limits.capacity = v;
+        self
+    }
+
+    /// Sets [`CacheLimits::prefetch`].
+    pub fn prefetch(mut self, v: bool) -> Self {
+        self.limits.prefetch = v;
         self
     }
 
@@ -479,6 +495,8 @@ struct EncMap {
 /// One (key id, context): the data key in use and the lock that makes refills single-flight.
 struct EncSlot {
     current: RwLock<Option<Arc<EncEntry>>>,
+    /// A prefetched data key, installed by the refill that retires `current`.
+    next: Mutex<Option<Arc<EncEntry>>>,
     refill: tokio::sync::Mutex<()>,
     last_used: AtomicU64,
 }
@@ -493,6 +511,8 @@ struct EncEntry {
     messages: AtomicU64,
     bytes: AtomicU64,
     retired: AtomicBool,
+    /// Set once a prefetch of the next data key has been started for this entry.
+    prefetch_started: AtomicBool,
 }
 
 /// One encrypted data key in the decryption cache.
@@ -634,6 +654,10 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
 
+fn lock<T>(l: &Mutex<T>) -> MutexGuard<'_, T> {
+    l.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl EncEntry {
     fn new(generated: GeneratedDataKey, ctx: &EncryptionContext) -> Result<Self, EnvelopeError> {
         let key = generated.plaintext.aead_key()?;
@@ -646,6 +670,7 @@ impl EncEntry {
             messages: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             retired: AtomicBool::new(false),
+            prefetch_started: AtomicBool::new(false),
         })
     }
 
@@ -666,6 +691,16 @@ impl EncEntry {
             return false;
         }
         true
+    }
+
+    /// Time to fetch the next data key: 75% of the messages or bytes used, or 90% of the age.
+    /// Early enough that the fetch usually lands before the entry is spent at full speed; the
+    /// age threshold is late because a prefetched key ages while it waits.
+    fn nearly_spent(&self, limits: &CacheLimits, now: Instant) -> bool {
+        let near = |used: u64, max: u64| used >= max - max / 4;
+        near(self.messages.load(Ordering::Relaxed), limits.max_messages)
+            || near(self.bytes.load(Ordering::Relaxed), limits.max_bytes)
+            || now.saturating_duration_since(self.created) >= limits.max_age - limits.max_age / 10
     }
 
     fn usable(&self, limits: &CacheLimits, now: Instant) -> bool {
@@ -829,7 +864,7 @@ impl<P: DataKeyProvider> Inner<P> {
 
     /// The hot path: shared locks only. `None` when the slot is missing or its entry is spent.
     fn encrypt_cached(
-        &self,
+        self: &Arc<Self>,
         key_id: &str,
         ctx: &EncryptionContext,
         plaintext: &[u8],
@@ -847,10 +882,47 @@ impl<P: DataKeyProvider> Inner<P> {
         let current = read(&slot.current);
         match current.as_ref() {
             Some(e) if e.reserve(plaintext.len() as u64, &self.limits, now) => {
+                if self.limits.prefetch
+                    && e.nearly_spent(&self.limits, now)
+                    && !e.prefetch_started.swap(true, Ordering::AcqRel)
+                {
+                    self.spawn_prefetch(slot.clone(), e.clone(), key_id, ctx);
+                }
                 seal(&e.key, &e.aad, e.header_len, plaintext).map(Some)
             }
             _ => Ok(None),
         }
+    }
+
+    /// Fetches the data key that will follow `spent` in `slot`, holding the refill lock so
+    /// that a refill racing with it waits for it instead of calling KMS a second time. Does
+    /// nothing if `spent` was replaced meanwhile (a refill got there first) or outside a tokio
+    /// runtime. Errors are dropped: the refill that needs the key asks again and reports.
+    fn spawn_prefetch(
+        self: &Arc<Self>,
+        slot: Arc<EncSlot>,
+        spent: Arc<EncEntry>,
+        key_id: &str,
+        ctx: &EncryptionContext,
+    ) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (inner, key_id, ctx) = (self.clone(), key_id.to_owned(), ctx.clone());
+        runtime.spawn(async move {
+            let _refilling = slot.refill.lock().await;
+            let still_current = read(&slot.current)
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, &spent));
+            if !still_current || lock(&slot.next).is_some() {
+                return;
+            }
+            if let Ok(generated) = inner.generate(&key_id, &ctx).await {
+                if let Ok(entry) = EncEntry::new(generated, &ctx) {
+                    *lock(&slot.next) = Some(Arc::new(entry));
+                }
+            }
+        });
     }
 
     /// The slow path: one task per slot asks KMS for a data key; tasks that queued behind it
@@ -872,6 +944,16 @@ impl<P: DataKeyProvider> Inner<P> {
                     return seal(&e.key, &e.aad, e.header_len, plaintext);
                 }
             }
+        }
+        let prefetched = lock(&slot.next).take();
+        if let Some(next) = prefetched {
+            // Reserved before it becomes visible, so this record is its first use.
+            if next.reserve(len, &self.limits, now) {
+                let record = seal(&next.key, &next.aad, next.header_len, plaintext);
+                *write(&slot.current) = Some(next);
+                return record;
+            }
+            // Aged out while waiting: dropped (and its key wiped) here.
         }
         let generated = self.generate(key_id, ctx).await?;
         let entry = Arc::new(EncEntry::new(generated, ctx)?);
@@ -936,6 +1018,7 @@ impl<P: DataKeyProvider> Inner<P> {
         }
         let slot = Arc::new(EncSlot {
             current: RwLock::new(None),
+            next: Mutex::new(None),
             refill: tokio::sync::Mutex::new(()),
             last_used: AtomicU64::new(self.tick(now)),
         });
@@ -1169,6 +1252,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_prefetched_data_key_takes_over_without_a_kms_call_on_the_hot_path() {
+        let c = ctx(&[("k", "v")]);
+        for prefetch in [true, false] {
+            let env = EnvelopeEncryptor::builder(LocalKeys::new())
+                .max_messages(10)
+                .prefetch(prefetch)
+                .build()
+                .unwrap();
+            let mut records = Vec::new();
+            for _ in 0..9 {
+                records.push(env.encrypt("key-1", &c, b"x").await.unwrap());
+            }
+            // The 8th record reached 75%: the next key is fetched in the background.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let expected = if prefetch { 2 } else { 1 };
+            assert_eq!(env.stats().generate_data_key_calls, expected);
+            for _ in 0..3 {
+                records.push(env.encrypt("key-1", &c, b"x").await.unwrap());
+            }
+            // 10 under the first key, the rest under the second; no third call either way.
+            assert_eq!(runs(&records), vec![10, 2]);
+            assert_eq!(env.stats().generate_data_key_calls, 2);
+            for r in &records {
+                assert_eq!(env.decrypt(r, &c).await.unwrap(), b"x");
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn max_bytes_forces_a_new_data_key_and_the_spent_key_never_returns() {
         let env = encryptor(CacheLimits {
             max_bytes: 1500,
@@ -1355,7 +1467,7 @@ mod tests {
             slow: true,
             ..LocalKeys::new()
         })
-        .max_messages(500)
+        .max_messages(600)
         .build()
         .unwrap();
         let c = ctx(&[("k", "v")]);
@@ -1377,11 +1489,13 @@ mod tests {
                 *per_key.entry(edk(&r)).or_default() += 1;
             }
         }
-        // 8000 records, 500 per key, every key filled exactly: one refill per key, no
-        // duplicate GenerateDataKey from tasks racing on an exhausted entry.
-        assert!(per_key.values().all(|n| *n == 500), "{per_key:?}");
-        assert_eq!(per_key.len(), 16);
-        assert_eq!(env.stats().generate_data_key_calls, 16);
+        // 8000 records, 600 per key: 13 keys filled exactly and one with 200. One KMS call
+        // per key (prefetched or not): no duplicate GenerateDataKey from tasks racing on an
+        // exhausted entry, and the last key (33% used) triggered no prefetch.
+        let mut counts: Vec<usize> = per_key.values().copied().collect();
+        counts.sort_unstable();
+        assert_eq!(counts, [vec![200], vec![600; 13]].concat(), "{per_key:?}");
+        assert_eq!(env.stats().generate_data_key_calls, 14);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
