@@ -225,7 +225,8 @@ pub type Vote = openraft::alias::VoteOf<TypeConfig>;
 pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 /// Snapshot metadata of [`TypeConfig`].
 pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
-/// A snapshot whose data is the serialized state (serde_json of `keystore::model::State`).
+/// A snapshot: its meta and [`crate::store::SnapshotData`] (the stored state; the audit chain
+/// is read from its tables only when the snapshot is sent).
 pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, crate::store::SnapshotData>;
 /// The openraft handle of a storage node.
 pub type Raft = openraft::Raft<TypeConfig, crate::store::StateMachineStore>;
