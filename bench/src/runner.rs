@@ -137,6 +137,9 @@ impl RunReport {
     }
 }
 
+/// Open loop: requests due in the window that the clients had not sent when it ended.
+pub const NOT_SENT: &str = "not sent: clients behind schedule at the end";
+
 fn histogram(sigfig: u8) -> Histogram<u64> {
     // 1 µs .. 10 min, auto-resize off: values above are clamped.
     Histogram::new_with_bounds(1, 600_000_000, sigfig).expect("static bounds")
@@ -193,6 +196,11 @@ async fn worker(mut conn: Box<dyn Conn>, shared: Arc<Shared>, seed: u64) -> Work
             break;
         }
         if cfg.rate.is_some() {
+            // Behind schedule at the end of the window: stop; what was due and not sent is
+            // counted below, so a saturated target cannot stretch the run or hide the backlog.
+            if Instant::now() >= shared.end {
+                break;
+            }
             tokio::time::sleep_until(due.into()).await;
         }
         // xorshift: the mix's draw must not cost more than the call it picks.
@@ -303,6 +311,13 @@ pub async fn run(
     }
     if let Some(p) = progress {
         p.abort();
+    }
+    if let Some(rate) = cfg.rate {
+        let due = (cfg.duration.as_secs_f64() * rate).floor() as u64;
+        let sent = ok + errors.values().sum::<u64>();
+        if due > sent {
+            errors.insert(NOT_SENT.into(), due - sent);
+        }
     }
     let secs = shared.seconds.lock().expect("workers are done");
     let measured = cfg.duration.as_secs() as usize;

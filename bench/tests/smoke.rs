@@ -163,17 +163,19 @@ async fn every_keyraft_target_and_operation_and_both_floors_run_clean() {
             .unwrap();
         assert_clean(&r, kind.name());
     }
-    // Open loop: the offered rate is what is sent (a slow debug region still keeps up at 20/s).
-    let r = bench(
-        &options(TargetKind::KeyraftJson, Op::Encrypt, &e),
-        &brief(Op::Encrypt, Some(20.0)),
-    )
-    .await
-    .unwrap();
+    // Open loop: the offered rate is what is sent. 8 clients at 10/s leave room even for a
+    // debug region on a loaded machine (a call may take a few hundred ms).
+    let open = RunConfig {
+        concurrency: 8,
+        ..brief(Op::Encrypt, Some(10.0))
+    };
+    let r = bench(&options(TargetKind::KeyraftJson, Op::Encrypt, &e), &open)
+        .await
+        .unwrap();
     assert_clean(&r, "open loop");
     assert!(
-        (15..=30).contains(&r.ok),
-        "1.2 s at 20/s is about 24 calls, got {}",
+        (9..=15).contains(&r.ok),
+        "1.2 s at 10/s is 12 calls, got {}",
         r.ok
     );
     assert!(r.service_time.is_some());
