@@ -42,6 +42,9 @@ pub const DELIVERY_PATH: &str = "/keyraft/replication";
 const TICK: Duration = Duration::from_millis(500);
 /// Longest wait between attempts at an unreachable or refusing region.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often a primary waiting in PendingReplicaDeletion asks each replica region whether
+/// its replica still exists.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// How long one delivery may take.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -612,6 +615,7 @@ impl Replicator {
         // (key, region) -> (next attempt, current backoff)
         let mut backoff: HashMap<(String, String), (tokio::time::Instant, Duration)> =
             HashMap::new();
+        let mut probed: HashMap<(String, String), tokio::time::Instant> = HashMap::new();
         loop {
             tick.tick().await;
             let Some(settings) = self.settings.get().cloned() else {
@@ -638,6 +642,24 @@ impl Replicator {
             }
             if let Ok(mut m) = self.lag.lock() {
                 *m = lag.clone();
+            }
+            for key in keys
+                .iter()
+                .filter(|k| k.state == KeyState::PendingReplicaDeletion)
+            {
+                let Some(cfg) = key.multi_region_config.as_deref() else {
+                    continue;
+                };
+                for region in &cfg.replica_regions {
+                    let slot = (key.key_id.clone(), region.clone());
+                    let pending = cfg.outbox.iter().any(|e| e.region == *region);
+                    let recent = probed.get(&slot).is_some_and(|t| t.elapsed() < PROBE_EVERY);
+                    if pending || recent {
+                        continue;
+                    }
+                    probed.insert(slot, tokio::time::Instant::now());
+                    self.probe(&settings, key, region).await;
+                }
             }
             for ((key_id, region), _) in lag {
                 let slot = (key_id.clone(), region.clone());
@@ -666,6 +688,41 @@ impl Replicator {
         }
     }
 
+    /// Asks `region` whether the replica still exists (an empty delivery); when the region
+    /// answers NotFound, the replica is gone and the primary forgets it.
+    async fn probe(&self, settings: &MultiRegionSettings, key: &KeyRecord, region: &str) {
+        let Some(peer) = settings.peers.get(region) else {
+            return;
+        };
+        let Ok((payload, _)) =
+            build_delivery(&self.domain_key, &self.region, settings, key, region)
+        else {
+            return;
+        };
+        let answer = tokio::time::timeout(
+            DELIVERY_TIMEOUT,
+            post(&settings.client_tls, &peer.endpoint, payload),
+        )
+        .await;
+        let gone = matches!(&answer, Ok(Err(e)) if e.downcast_ref::<PeerRefused>().is_some_and(|r| r.aws_type == "NotFoundException"));
+        if !gone {
+            return;
+        }
+        match self
+            .store
+            .propose(Command::RemoveReplicaRegion {
+                key_id: key.key_id.clone(),
+                region: region.to_string(),
+            })
+            .await
+        {
+            Ok(_) => tracing::info!(key_id = %key.key_id, %region, "replica deleted in its region"),
+            Err(e) => {
+                tracing::warn!(key_id = %key.key_id, %region, error = %e, "cannot forget a deleted replica")
+            }
+        }
+    }
+
     async fn deliver(
         &self,
         settings: &MultiRegionSettings,
@@ -684,6 +741,9 @@ impl Replicator {
         )
         .await
         .context("timed out")??;
+        if through_seq == 0 {
+            return Ok(());
+        }
         self.store
             .propose(Command::AckReplication {
                 key_id: key.key_id.clone(),
@@ -716,11 +776,8 @@ fn build_delivery(
         .with_context(|| format!("region {region} is not a configured peer"))?;
     let target_public = hex::decode(&peer.transport_public_key)?;
     let entries: Vec<_> = cfg.outbox.iter().filter(|e| e.region == region).collect();
-    let through_seq = entries
-        .iter()
-        .map(|e| e.seq)
-        .max()
-        .context("nothing to deliver")?;
+    // 0: an empty delivery (a probe: does the replica still exist?).
+    let through_seq = entries.iter().map(|e| e.seq).max().unwrap_or(0);
     let mut init = None;
     let mut promote = false;
     let mut materials = vec![];
@@ -812,12 +869,25 @@ async fn post(
     let body = resp.into_body().collect().await?.to_bytes();
     conn_task.abort();
     if !status.is_success() {
-        anyhow::bail!(
-            "peer answered {status}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(300)])
-        );
+        let aws_type = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["__type"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        return Err(PeerRefused {
+            status: status.as_u16(),
+            aws_type,
+        }
+        .into());
     }
     Ok(())
+}
+
+/// A peer front answered a delivery with an error.
+#[derive(Debug, thiserror::Error)]
+#[error("peer answered {status} {aws_type}")]
+struct PeerRefused {
+    status: u16,
+    aws_type: String,
 }
 
 #[cfg(test)]

@@ -93,7 +93,19 @@ async fn encrypt(kms: &aws_sdk_kms::Client, key_id: &str, text: &[u8]) -> Vec<u8
 
 #[tokio::test]
 async fn multi_region_keys_replicate_rotate_and_move_their_primary_between_two_regions() {
-    let dev = DevRegion::start_with(port_base_for(160), &["--regions", "us-east-1,us-west-2"]);
+    // Both regions' storage nodes follow one DANGER clock-offset file, so the end of the
+    // test can move past a deletion window.
+    let clock = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(clock.path(), "0").unwrap();
+    let dev = DevRegion::start_with(
+        port_base_for(160),
+        &[
+            "--regions",
+            "us-east-1,us-west-2",
+            "--danger-clock-offset-file",
+            clock.path().to_str().unwrap(),
+        ],
+    );
     assert_eq!(dev.var("KMS_REGION_B"), B);
     let a = client(&dev, "KMS_ENDPOINT", "AWS_DEFAULT_REGION");
     let b = client(&dev, "KMS_ENDPOINT_B", "KMS_REGION_B");
@@ -305,4 +317,46 @@ async fn multi_region_keys_replicate_rotate_and_move_their_primary_between_two_r
         .unwrap_err()
         .into_service_error()
         .is_unsupported_operation_exception());
+    // Deleting the primary (now B) waits for its replica (A): PendingReplicaDeletion until
+    // A's replica is deleted in A's region, then PendingDeletion with its own window.
+    let out = b
+        .schedule_key_deletion()
+        .key_id(&key_id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.key_state().unwrap().as_str(), "PendingReplicaDeletion");
+    a.schedule_key_deletion()
+        .key_id(&key_id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(clock.path(), (8 * 86_400_000u64).to_string()).unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "A's replica to be deleted",
+        || async {
+            let r = a.describe_key().key_id(&key_id).send().await;
+            match r {
+                Err(e) => e
+                    .into_service_error()
+                    .is_not_found_exception()
+                    .then_some(()),
+                Ok(_) => None,
+            }
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "B to learn its replica is gone and start its own window",
+        || async {
+            (key_state(&b, &key_id).await.as_deref() == Some("PendingDeletion")).then_some(())
+        },
+    )
+    .await;
+    let kb = b.describe_key().key_id(&key_id).send().await.unwrap();
+    assert!(kb.key_metadata().unwrap().deletion_date().is_some());
 }
