@@ -317,6 +317,52 @@ async fn multi_region_keys_replicate_rotate_and_move_their_primary_between_two_r
         .unwrap_err()
         .into_service_error()
         .is_unsupported_operation_exception());
+    // The same over gRPC (Rust SDK): ReplicateKey, then DescribeKey's configuration in B.
+    let grpc = |endpoint: String| {
+        client::Client::builder()
+            .endpoint(endpoint)
+            .ca_bundle_file(dev.var("KMS_CA_BUNDLE"))
+            .client_cert_file(dev.var("KMS_CLIENT_CERT"))
+            .client_key_file(dev.var("KMS_CLIENT_KEY"))
+            .build()
+            .unwrap()
+    };
+    let ga = grpc(dev.var("KMS_GRPC_ENDPOINT"));
+    let gb = grpc(dev.var("KMS_GRPC_ENDPOINT_B"));
+    let gkey = ga
+        .create_key()
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let grep = ga
+        .replicate_key()
+        .key_id(&gkey)
+        .replica_region(B)
+        .description("via grpc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grep.replica_key_metadata.unwrap().key_state, "Creating");
+    let gmeta = eventually(Duration::from_secs(10), "the gRPC replica", || async {
+        let m = gb
+            .describe_key()
+            .key_id(&gkey)
+            .send()
+            .await
+            .ok()?
+            .key_metadata?;
+        (m.key_state == "Enabled").then_some(m)
+    })
+    .await;
+    assert_eq!(gmeta.description, "via grpc");
+    let gcfg = gmeta.multi_region_configuration.unwrap();
+    assert_eq!(gcfg.multi_region_key_type, "REPLICA");
+    assert_eq!(gcfg.primary_key.unwrap().region, A);
+
     // Deleting the primary (now B) waits for its replica (A): PendingReplicaDeletion until
     // A's replica is deleted in A's region, then PendingDeletion with its own window.
     let out = b
