@@ -448,6 +448,25 @@ operations! {
         string key_id;
     }
 
+    /// Replicates a multi-region primary key into another region (`ReplicateKey`); the
+    /// replica is `Creating` until its material has arrived there.
+    replicate_key => ReplicateKeyFluentBuilder, "ReplicateKey",
+        ReplicateKeyRequest -> ReplicateKeyResponse {
+        string key_id;
+        string replica_region;
+        opt_string policy set_policy;
+        bool bypass_policy_lockout_safety_check;
+        string description;
+        tags tags set_tags;
+    }
+
+    /// Makes a replica region the primary of a multi-region key (`UpdatePrimaryRegion`).
+    update_primary_region => UpdatePrimaryRegionFluentBuilder, "UpdatePrimaryRegion",
+        UpdatePrimaryRegionRequest -> UpdatePrimaryRegionResponse {
+        string key_id;
+        string primary_region;
+    }
+
     /// Starts a rotation now; it completes in the background (`RotateKeyOnDemand`).
     rotate_key_on_demand => RotateKeyOnDemandFluentBuilder, "RotateKeyOnDemand",
         RotateKeyOnDemandRequest -> RotateKeyOnDemandResponse {

@@ -263,15 +263,19 @@ pub fn check_not_replica(key: &KeyRecord) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// Ids of keys whose outbox is not empty (the replicators' work list).
+/// Ids of keys the replicators have work for: a non-empty outbox, or a primary waiting in
+/// PendingReplicaDeletion (its replicas are probed until each is gone).
 pub fn keys_with_outbox(state: &State) -> Vec<String> {
     state
         .keys
         .values()
         .filter(|k| {
-            k.multi_region_config
-                .as_deref()
-                .is_some_and(|c| !c.outbox.is_empty())
+            k.multi_region_config.as_deref().is_some_and(|c| {
+                !c.outbox.is_empty()
+                    || (c.key_type == MultiRegionKeyType::Primary
+                        && k.state == KeyState::PendingReplicaDeletion
+                        && !c.replica_regions.is_empty())
+            })
         })
         .map(|k| k.key_id.clone())
         .collect()

@@ -148,7 +148,14 @@ impl DevRegion {
             Box::pin(peer.stop()).await;
         }
         if let Some(front) = self.front {
-            front.stop().await;
+            // Bounded: a client that keeps an HTTP/2 connection open must not keep the
+            // storage nodes (stopped next) running after the dev process is gone.
+            if tokio::time::timeout(Duration::from_secs(5), front.stop())
+                .await
+                .is_err()
+            {
+                tracing::warn!("front did not stop within 5 s; stopping the storage nodes anyway");
+            }
         }
         for child in &self.children {
             if let Some(pid) = child.id() {

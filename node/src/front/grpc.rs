@@ -545,6 +545,10 @@ kms_service! {
         revoke_grant "RevokeGrant"(RevokeGrantRequest -> RevokeGrantResponse) => convert::revoke_grant, convert::empty;
         get_key_last_usage "GetKeyLastUsage"(GetKeyLastUsageRequest -> GetKeyLastUsageResponse)
             => convert::get_key_last_usage, convert::get_key_last_usage_out;
+        replicate_key "ReplicateKey"(ReplicateKeyRequest -> ReplicateKeyResponse)
+            => convert::replicate_key, convert::replicate_key_out;
+        update_primary_region "UpdatePrimaryRegion"(UpdatePrimaryRegionRequest -> UpdatePrimaryRegionResponse)
+            => convert::update_primary_region, convert::empty;
     }
     other {
     // The import shapes live in a private child module of `ops` (not re-exported), so this
@@ -662,6 +666,7 @@ mod convert {
     use crate::front::errors::KmsError;
     // The asymmetric and rotation shapes live next to their operations (re-exported by ops).
     use crate::front::ops as o;
+    use crate::front::ops::multi_region as mr;
     use crate::front::shapes as s;
 
     fn text(v: String) -> Option<String> {
@@ -1344,6 +1349,42 @@ mod convert {
             }),
             tracking_start_date: r.tracking_start_date,
             key_creation_date: r.key_creation_date.unwrap_or_default(),
+        }
+    }
+
+    pub fn replicate_key(r: pb::ReplicateKeyRequest) -> mr::ReplicateKeyRequest {
+        mr::ReplicateKeyRequest {
+            key_id: text(r.key_id),
+            replica_region: text(r.replica_region),
+            policy: r.policy,
+            bypass_policy_lockout_safety_check: flag(r.bypass_policy_lockout_safety_check),
+            description: text(r.description),
+            tags: tags(r.tags),
+        }
+    }
+
+    pub fn replicate_key_out(r: mr::ReplicateKeyResponse) -> pb::ReplicateKeyResponse {
+        pb::ReplicateKeyResponse {
+            replica_key_metadata: r.replica_key_metadata.map(key_metadata),
+            replica_policy: r.replica_policy.unwrap_or_default(),
+            replica_tags: r
+                .replica_tags
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| pb::Tag {
+                    tag_key: t.tag_key.unwrap_or_default(),
+                    tag_value: t.tag_value.unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn update_primary_region(
+        r: pb::UpdatePrimaryRegionRequest,
+    ) -> mr::UpdatePrimaryRegionRequest {
+        mr::UpdatePrimaryRegionRequest {
+            key_id: text(r.key_id),
+            primary_region: text(r.primary_region),
         }
     }
 

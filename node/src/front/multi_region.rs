@@ -42,6 +42,9 @@ pub const DELIVERY_PATH: &str = "/keyraft/replication";
 const TICK: Duration = Duration::from_millis(500);
 /// Longest wait between attempts at an unreachable or refusing region.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often a primary waiting in PendingReplicaDeletion asks each replica region whether
+/// its replica still exists.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// How long one delivery may take.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -612,6 +615,7 @@ impl Replicator {
         // (key, region) -> (next attempt, current backoff)
         let mut backoff: HashMap<(String, String), (tokio::time::Instant, Duration)> =
             HashMap::new();
+        let mut probed: HashMap<(String, String), tokio::time::Instant> = HashMap::new();
         loop {
             tick.tick().await;
             let Some(settings) = self.settings.get().cloned() else {
@@ -638,6 +642,24 @@ impl Replicator {
             }
             if let Ok(mut m) = self.lag.lock() {
                 *m = lag.clone();
+            }
+            for key in keys
+                .iter()
+                .filter(|k| k.state == KeyState::PendingReplicaDeletion)
+            {
+                let Some(cfg) = key.multi_region_config.as_deref() else {
+                    continue;
+                };
+                for region in &cfg.replica_regions {
+                    let slot = (key.key_id.clone(), region.clone());
+                    let pending = cfg.outbox.iter().any(|e| e.region == *region);
+                    let recent = probed.get(&slot).is_some_and(|t| t.elapsed() < PROBE_EVERY);
+                    if pending || recent {
+                        continue;
+                    }
+                    probed.insert(slot, tokio::time::Instant::now());
+                    self.probe(&settings, key, region).await;
+                }
             }
             for ((key_id, region), _) in lag {
                 let slot = (key_id.clone(), region.clone());
@@ -666,92 +688,62 @@ impl Replicator {
         }
     }
 
+    /// Asks `region` whether the replica still exists (an empty delivery); when the region
+    /// answers NotFound, the replica is gone and the primary forgets it.
+    async fn probe(&self, settings: &MultiRegionSettings, key: &KeyRecord, region: &str) {
+        let Some(peer) = settings.peers.get(region) else {
+            return;
+        };
+        let Ok((payload, _)) =
+            build_delivery(&self.domain_key, &self.region, settings, key, region)
+        else {
+            return;
+        };
+        let answer = tokio::time::timeout(
+            DELIVERY_TIMEOUT,
+            post(&settings.client_tls, &peer.endpoint, payload),
+        )
+        .await;
+        let gone = matches!(&answer, Ok(Err(e)) if e.downcast_ref::<PeerRefused>().is_some_and(|r| r.aws_type == "NotFoundException"));
+        if !gone {
+            return;
+        }
+        match self
+            .store
+            .propose(Command::RemoveReplicaRegion {
+                key_id: key.key_id.clone(),
+                region: region.to_string(),
+            })
+            .await
+        {
+            Ok(_) => tracing::info!(key_id = %key.key_id, %region, "replica deleted in its region"),
+            Err(e) => {
+                tracing::warn!(key_id = %key.key_id, %region, error = %e, "cannot forget a deleted replica")
+            }
+        }
+    }
+
     async fn deliver(
         &self,
         settings: &MultiRegionSettings,
         key: &KeyRecord,
         region: &str,
     ) -> anyhow::Result<()> {
-        let cfg = key
-            .multi_region_config
-            .as_deref()
-            .context("not a multi-region key")?;
         let peer = settings
             .peers
             .get(region)
             .with_context(|| format!("region {region} is not a configured peer"))?;
-        let target_public = hex::decode(&peer.transport_public_key)?;
-        let entries: Vec<_> = cfg.outbox.iter().filter(|e| e.region == region).collect();
-        let through_seq = entries
-            .iter()
-            .map(|e| e.seq)
-            .max()
-            .context("nothing to deliver")?;
-        let mut init = None;
-        let mut promote = false;
-        let mut materials = vec![];
-        for e in &entries {
-            match &e.kind {
-                OutboxKind::CreateReplica(i) => init = Some(i.clone()),
-                OutboxKind::Promote => promote = true,
-                OutboxKind::Config => {}
-                OutboxKind::Material { version } => {
-                    let version = *version;
-                    let Some(mv) = key.materials.iter().find(|m| m.version == version) else {
-                        continue;
-                    };
-                    let sealed = transport::rewrap_for_region(
-                        &self.domain_key,
-                        &key.key_id,
-                        mv.version,
-                        key.key_spec,
-                        &mv.wrapped,
-                        &target_public,
-                        &self.region,
-                        region,
-                    )
-                    .map_err(|e| anyhow::anyhow!("sealing version {}: {e}", mv.version))?;
-                    materials.push(SealedVersion {
-                        version: mv.version,
-                        created_at: mv.created_at,
-                        sealed,
-                    });
-                }
-            }
-        }
-        let body = DeliveryBody {
-            key_id: key.key_id.clone(),
-            account_id: key.account_id.clone(),
-            source_region: self.region.clone(),
-            target_region: region.to_string(),
-            key_spec: key.key_spec,
-            key_usage: key.key_usage,
-            origin: key.origin,
-            creation_date: key.creation_date,
-            primary_region: cfg.primary_region.clone(),
-            replica_regions: cfg.replica_regions.clone(),
-            epoch: cfg.epoch,
-            current_version: key.current_material_version,
-            init,
-            materials,
-            promote,
-            through_seq,
-        };
-        let body_bytes = serde_json::to_vec(&body)?;
-        let signature = settings.signing.sign(&self.region, region, &body_bytes);
-        let delivery = Delivery {
-            source_region: self.region.clone(),
-            target_region: region.to_string(),
-            body: B64.encode(&body_bytes),
-            signature: B64.encode(signature),
-        };
-        let payload = serde_json::to_vec(&delivery)?;
+        let (payload, through_seq) =
+            build_delivery(&self.domain_key, &self.region, settings, key, region)?;
         tokio::time::timeout(
             DELIVERY_TIMEOUT,
             post(&settings.client_tls, &peer.endpoint, payload),
         )
         .await
         .context("timed out")??;
+        if through_seq == 0 {
+            return Ok(());
+        }
         self.store
             .propose(Command::AckReplication {
                 key_id: key.key_id.clone(),
@@ -763,6 +755,88 @@ impl Replicator {
         tracing::info!(key_id = %key.key_id, %region, through_seq, "replicated");
         Ok(())
     }
+}
+
+/// The signed delivery of every outbox entry of `key` for `region` (JSON bytes), and the
+/// highest seq it covers. Material is sealed to the region's transport key here.
+fn build_delivery(
+    domain_key: &DomainKey,
+    own_region: &str,
+    settings: &MultiRegionSettings,
+    key: &KeyRecord,
+    region: &str,
+) -> anyhow::Result<(Vec<u8>, u64)> {
+    let cfg = key
+        .multi_region_config
+        .as_deref()
+        .context("not a multi-region key")?;
+    let peer = settings
+        .peers
+        .get(region)
+        .with_context(|| format!("region {region} is not a configured peer"))?;
+    let target_public = hex::decode(&peer.transport_public_key)?;
+    let entries: Vec<_> = cfg.outbox.iter().filter(|e| e.region == region).collect();
+    // 0: an empty delivery (a probe: does the replica still exist?).
+    let through_seq = entries.iter().map(|e| e.seq).max().unwrap_or(0);
+    let mut init = None;
+    let mut promote = false;
+    let mut materials = vec![];
+    for e in &entries {
+        match &e.kind {
+            OutboxKind::CreateReplica(i) => init = Some(i.clone()),
+            OutboxKind::Promote => promote = true,
+            OutboxKind::Config => {}
+            OutboxKind::Material { version } => {
+                let version = *version;
+                let Some(mv) = key.materials.iter().find(|m| m.version == version) else {
+                    continue;
+                };
+                let sealed = transport::rewrap_for_region(
+                    domain_key,
+                    &key.key_id,
+                    mv.version,
+                    key.key_spec,
+                    &mv.wrapped,
+                    &target_public,
+                    own_region,
+                    region,
+                )
+                .map_err(|e| anyhow::anyhow!("sealing version {}: {e}", mv.version))?;
+                materials.push(SealedVersion {
+                    version: mv.version,
+                    created_at: mv.created_at,
+                    sealed,
+                });
+            }
+        }
+    }
+    let body = DeliveryBody {
+        key_id: key.key_id.clone(),
+        account_id: key.account_id.clone(),
+        source_region: own_region.to_string(),
+        target_region: region.to_string(),
+        key_spec: key.key_spec,
+        key_usage: key.key_usage,
+        origin: key.origin,
+        creation_date: key.creation_date,
+        primary_region: cfg.primary_region.clone(),
+        replica_regions: cfg.replica_regions.clone(),
+        epoch: cfg.epoch,
+        current_version: key.current_material_version,
+        init,
+        materials,
+        promote,
+        through_seq,
+    };
+    let body_bytes = serde_json::to_vec(&body)?;
+    let signature = settings.signing.sign(own_region, region, &body_bytes);
+    let delivery = Delivery {
+        source_region: own_region.to_string(),
+        target_region: region.to_string(),
+        body: B64.encode(&body_bytes),
+        signature: B64.encode(signature),
+    };
+    Ok((serde_json::to_vec(&delivery)?, through_seq))
 }
 
 /// One HTTPS POST of a delivery to a peer front (HTTP/1.1 over mTLS).
@@ -795,10 +869,210 @@ async fn post(
     let body = resp.into_body().collect().await?.to_bytes();
     conn_task.abort();
     if !status.is_success() {
-        anyhow::bail!(
-            "peer answered {status}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(300)])
-        );
+        let aws_type = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["__type"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        return Err(PeerRefused {
+            status: status.as_u16(),
+            aws_type,
+        }
+        .into());
     }
     Ok(())
+}
+
+/// A peer front answered a delivery with an error.
+#[derive(Debug, thiserror::Error)]
+#[error("peer answered {status} {aws_type}")]
+struct PeerRefused {
+    status: u16,
+    aws_type: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::front::testing::{self, StorageNode, ACCOUNT, ADMIN};
+
+    const B: &str = "us-west-2";
+
+    fn settings(
+        own_transport: TransportPrivateKey,
+        own_signing: ReplicationSigningKey,
+        peers: Vec<PeerRegion>,
+    ) -> MultiRegionSettings {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        MultiRegionSettings {
+            transport: own_transport,
+            signing: own_signing,
+            peers: peers.into_iter().map(|p| (p.region.clone(), p)).collect(),
+            client_tls: Arc::new(tls),
+        }
+    }
+
+    fn keys() -> (TransportPrivateKey, ReplicationSigningKey) {
+        (
+            TransportPrivateKey::generate().unwrap(),
+            ReplicationSigningKey::generate(),
+        )
+    }
+
+    /// Region A (us-east-1) and region B (us-west-2): one storage node and one front each,
+    /// their own domain keys, trusting each other.
+    async fn two_regions() -> (Arc<Kms>, Arc<Kms>, StorageNode, StorageNode) {
+        let (kms_a, node_a) = testing::kms().await;
+        let node_b = StorageNode::start().await;
+        let store_b = node_b.client().await;
+        let dk_b = DomainKey::generate(1);
+        testing::seed(&store_b, &dk_b).await;
+        let kms_b = Arc::new(Kms::new(B.into(), store_b, dk_b, Duration::from_secs(1)));
+        let (ta, sa) = keys();
+        let (tb, sb) = keys();
+        let entry_a = public_entry(testing::REGION, "https://127.0.0.1:1", &ta, &sa).unwrap();
+        let entry_b = public_entry(B, "https://127.0.0.1:2", &tb, &sb).unwrap();
+        kms_a.set_multi_region(settings(ta, sa, vec![entry_b]));
+        kms_b.set_multi_region(settings(tb, sb, vec![entry_a]));
+        (kms_a, kms_b, node_a, node_b)
+    }
+
+    async fn primary_with_replica_in_b(kms_a: &Kms) -> KeyRecord {
+        let admin = Caller::from_principal_arn(ADMIN).unwrap();
+        let meta = kms_a
+            .create_key(
+                &admin,
+                CreateKeyRequest {
+                    multi_region: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
+        let key_id = meta.key_id.unwrap();
+        kms_a
+            .replicate_key(
+                &admin,
+                ReplicateKeyRequest {
+                    key_id: Some(key_id.clone()),
+                    replica_region: Some(B.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        kms_a.get_key(&key_id, true).await.unwrap().unwrap()
+    }
+
+    fn delivery_of(kms_a: &Kms, key: &KeyRecord) -> Vec<u8> {
+        let settings = kms_a.multi_region.get().unwrap();
+        build_delivery(&kms_a.domain_key, &kms_a.region, settings, key, B)
+            .unwrap()
+            .0
+    }
+
+    fn front_role() -> Vec<String> {
+        vec![raft::tls::ROLE_FRONT.to_string()]
+    }
+
+    #[tokio::test]
+    async fn a_signed_delivery_creates_the_replica_with_material_only_its_region_can_unwrap() {
+        let (kms_a, kms_b, _na, _nb) = two_regions().await;
+        let key = primary_with_replica_in_b(&kms_a).await;
+        let payload = delivery_of(&kms_a, &key);
+        kms_b
+            .receive_delivery(&front_role(), &payload)
+            .await
+            .unwrap();
+        let replica = kms_b.get_key(&key.key_id, true).await.unwrap().unwrap();
+        assert_eq!(replica.state, KeyState::Enabled);
+        assert_eq!(replica.account_id, ACCOUNT);
+        assert_eq!(replica.arn, ids::key_arn(B, ACCOUNT, &key.key_id));
+        // Same material, wrapped under B's domain key (A's does not open it).
+        let m_a = kms_a.material(&key, 1).unwrap();
+        let m_b = kms_b.material(&replica, 1).unwrap();
+        assert!(m_a == m_b);
+        assert!(kms_a.material(&replica, 1).is_err());
+        // Delivered twice (two fronts, a lost ack): the same record.
+        kms_b
+            .receive_delivery(&front_role(), &payload)
+            .await
+            .unwrap();
+        assert_eq!(
+            kms_b.get_key(&key.key_id, true).await.unwrap().unwrap(),
+            replica
+        );
+    }
+
+    #[tokio::test]
+    async fn deliveries_without_a_front_certificate_trusted_signature_or_intact_body_are_refused() {
+        let (kms_a, kms_b, _na, _nb) = two_regions().await;
+        let key = primary_with_replica_in_b(&kms_a).await;
+        let payload = delivery_of(&kms_a, &key);
+
+        // No front certificate (a client certificate, or none).
+        let e = kms_b.receive_delivery(&[], &payload).await.unwrap_err();
+        assert_eq!(e.aws_type(), "AccessDeniedException");
+        let e = kms_b
+            .receive_delivery(&["arn:aws:iam::111122223333:role/App".into()], &payload)
+            .await
+            .unwrap_err();
+        assert_eq!(e.aws_type(), "AccessDeniedException");
+
+        // A body altered after signing (here: promote flipped on).
+        let mut d: Delivery = serde_json::from_slice(&payload).unwrap();
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&B64.decode(&d.body).unwrap()).unwrap();
+        body["promote"] = serde_json::Value::Bool(true);
+        d.body = B64.encode(serde_json::to_vec(&body).unwrap());
+        let e = kms_b
+            .receive_delivery(&front_role(), &serde_json::to_vec(&d).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(e.aws_type(), "ValidationException");
+
+        // Signed by a key that is not the configured one for the source region.
+        let b_entry = kms_a.multi_region.get().unwrap().peers[B].clone();
+        let (t, sig) = keys();
+        let impostor = settings(t, sig, vec![b_entry]);
+        let (forged, _) =
+            build_delivery(&kms_a.domain_key, &kms_a.region, &impostor, &key, B).unwrap();
+        let e = kms_b
+            .receive_delivery(&front_role(), &forged)
+            .await
+            .unwrap_err();
+        assert_eq!(e.aws_type(), "ValidationException");
+
+        // From a region B does not trust, and addressed to another region.
+        let mut d: Delivery = serde_json::from_slice(&payload).unwrap();
+        d.source_region = "eu-west-1".into();
+        let e = kms_b
+            .receive_delivery(&front_role(), &serde_json::to_vec(&d).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(e.aws_type(), "AccessDeniedException");
+        let mut d: Delivery = serde_json::from_slice(&payload).unwrap();
+        d.target_region = "eu-west-1".into();
+        let e = kms_b
+            .receive_delivery(&front_role(), &serde_json::to_vec(&d).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(e.aws_type(), "ValidationException");
+
+        // Nothing of the refused deliveries reached B's store.
+        assert!(kms_b.get_key(&key.key_id, true).await.unwrap().is_none());
+        // Garbage.
+        let e = kms_b
+            .receive_delivery(&front_role(), b"{not json")
+            .await
+            .unwrap_err();
+        assert_eq!(e.aws_type(), "SerializationException");
+    }
 }

@@ -93,7 +93,19 @@ async fn encrypt(kms: &aws_sdk_kms::Client, key_id: &str, text: &[u8]) -> Vec<u8
 
 #[tokio::test]
 async fn multi_region_keys_replicate_rotate_and_move_their_primary_between_two_regions() {
-    let dev = DevRegion::start_with(port_base_for(160), &["--regions", "us-east-1,us-west-2"]);
+    // Both regions' storage nodes follow one DANGER clock-offset file, so the end of the
+    // test can move past a deletion window.
+    let clock = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(clock.path(), "0").unwrap();
+    let dev = DevRegion::start_with(
+        port_base_for(160),
+        &[
+            "--regions",
+            "us-east-1,us-west-2",
+            "--danger-clock-offset-file",
+            clock.path().to_str().unwrap(),
+        ],
+    );
     assert_eq!(dev.var("KMS_REGION_B"), B);
     let a = client(&dev, "KMS_ENDPOINT", "AWS_DEFAULT_REGION");
     let b = client(&dev, "KMS_ENDPOINT_B", "KMS_REGION_B");
@@ -305,4 +317,92 @@ async fn multi_region_keys_replicate_rotate_and_move_their_primary_between_two_r
         .unwrap_err()
         .into_service_error()
         .is_unsupported_operation_exception());
+    // The same over gRPC (Rust SDK): ReplicateKey, then DescribeKey's configuration in B.
+    let grpc = |endpoint: String| {
+        client::Client::builder()
+            .endpoint(endpoint)
+            .ca_bundle_file(dev.var("KMS_CA_BUNDLE"))
+            .client_cert_file(dev.var("KMS_CLIENT_CERT"))
+            .client_key_file(dev.var("KMS_CLIENT_KEY"))
+            .build()
+            .unwrap()
+    };
+    let ga = grpc(dev.var("KMS_GRPC_ENDPOINT"));
+    let gb = grpc(dev.var("KMS_GRPC_ENDPOINT_B"));
+    let gkey = ga
+        .create_key()
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let grep = ga
+        .replicate_key()
+        .key_id(&gkey)
+        .replica_region(B)
+        .description("via grpc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grep.replica_key_metadata.unwrap().key_state, "Creating");
+    let gmeta = eventually(Duration::from_secs(10), "the gRPC replica", || async {
+        let m = gb
+            .describe_key()
+            .key_id(&gkey)
+            .send()
+            .await
+            .ok()?
+            .key_metadata?;
+        (m.key_state == "Enabled").then_some(m)
+    })
+    .await;
+    assert_eq!(gmeta.description, "via grpc");
+    let gcfg = gmeta.multi_region_configuration.unwrap();
+    assert_eq!(gcfg.multi_region_key_type, "REPLICA");
+    assert_eq!(gcfg.primary_key.unwrap().region, A);
+
+    // Deleting the primary (now B) waits for its replica (A): PendingReplicaDeletion until
+    // A's replica is deleted in A's region, then PendingDeletion with its own window.
+    let out = b
+        .schedule_key_deletion()
+        .key_id(&key_id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.key_state().unwrap().as_str(), "PendingReplicaDeletion");
+    a.schedule_key_deletion()
+        .key_id(&key_id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(clock.path(), (8 * 86_400_000u64).to_string()).unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "A's replica to be deleted",
+        || async {
+            let r = a.describe_key().key_id(&key_id).send().await;
+            match r {
+                Err(e) => e
+                    .into_service_error()
+                    .is_not_found_exception()
+                    .then_some(()),
+                Ok(_) => None,
+            }
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "B to learn its replica is gone and start its own window",
+        || async {
+            (key_state(&b, &key_id).await.as_deref() == Some("PendingDeletion")).then_some(())
+        },
+    )
+    .await;
+    let kb = b.describe_key().key_id(&key_id).send().await.unwrap();
+    assert!(kb.key_metadata().unwrap().deletion_date().is_some());
 }
