@@ -214,7 +214,8 @@ fn bao_bin() -> Option<PathBuf> {
 
 /// The OpenBao target against `bao server -dev -dev-tls` (in memory, TLS with its own CA).
 /// Runs where OpenBao is installed (`bench/compare-openbao.sh` installs it, or set BAO_BIN);
-/// elsewhere it says so and checks nothing.
+/// elsewhere it says so and checks nothing. `./scripts/test` (CI) installs it and sets BAO_BIN,
+/// so there a missing or broken `bao` fails the test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openbao_target_drives_transit_where_openbao_is_installed() {
     let Some(bao) = bao_bin() else {

@@ -20,15 +20,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port_base(start):
-    """The first base at or after `start` whose 20 ports are all free on loopback (the Rust
-    tests use 20000-24999, so the default starts above them)."""
+def free_port_base(start, width=20, span=2000):
+    """The first base at or after `start` whose `width` ports are all free on loopback (the
+    Rust tests use 20000-24999, so the default starts above them)."""
     import socket
 
-    for base in range(start, start + 2000, 100):
+    for base in range(start, start + span, 100):
         sockets = []
         try:
-            for port in range(base, base + 20):
+            for port in range(base, base + width):
                 s = socket.socket()
                 s.bind(("127.0.0.1", port))
                 sockets.append(s)

@@ -6,7 +6,6 @@ region B's from KMS_ENDPOINT_B / KMS_REGION_B; the same credentials work in both
 """
 
 import shutil
-import socket
 import tempfile
 import time
 
@@ -15,28 +14,10 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import PORT_BASE, Region
+from conftest import PORT_BASE, Region, free_port_base
 
 A = "us-east-1"
 B = "us-west-2"
-
-
-def free_base_for_two_regions(start):
-    """A base whose 40 loopback ports (region A: base.., region B: base+20..) are free."""
-    for base in range(start, start + 3000, 100):
-        sockets = []
-        try:
-            for port in range(base, base + 40):
-                s = socket.socket()
-                s.bind(("127.0.0.1", port))
-                sockets.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free loopback port range")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +25,8 @@ def two_regions():
     directory = tempfile.mkdtemp(prefix="keyraft-py-mr-")
     r = Region(
         directory,
-        port_base=free_base_for_two_regions(PORT_BASE + 300),
+        # Region A uses base.., region B base+20..: 40 ports.
+        port_base=free_port_base(PORT_BASE + 300, width=40, span=3000),
         extra_args=["--regions", f"{A},{B}"],
     )
     r.start()
