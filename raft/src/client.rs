@@ -66,7 +66,8 @@ pub struct NodeStatus {
     pub last_purged: Option<u64>,
     /// SHA-256 (hex) of its state machine, taken at `state_applied`.
     pub state_hash: String,
-    /// The applied index of `state_hash` (absent if entries were applied while it was taken).
+    /// The applied index of `state_hash`, read under the same lock (absent before the first
+    /// entry is applied).
     pub state_applied: Option<u64>,
 }
 
