@@ -92,6 +92,10 @@ pub struct NodeArgs {
     /// and are covered by a signed digest (default: keep forever). Digests are never pruned.
     #[arg(long, env = "KEYRAFT_AUDIT_RETENTION_DAYS")]
     pub audit_retention_days: Option<u32>,
+    /// Raft log entries kept behind each snapshot (default 50000): a node that fell behind by
+    /// fewer catches up by appends rather than by installing a snapshot. Costs disk.
+    #[arg(long, env = "KEYRAFT_RAFT_LOG_KEPT_AFTER_SNAPSHOT")]
+    pub raft_log_kept_after_snapshot: Option<u64>,
     /// TLS files (a `[tls]` table in TOML: `ca`, `cert`, `key`).
     #[command(flatten)]
     #[serde(default)]
@@ -172,6 +176,10 @@ impl NodeArgs {
                 }
                 None => raft::Clock::System,
             },
+            log_kept_after_snapshot: self
+                .raft_log_kept_after_snapshot
+                .or(file.raft_log_kept_after_snapshot)
+                .unwrap_or(raft::node::DEFAULT_LOG_KEPT_AFTER_SNAPSHOT),
         };
         Ok(NodeParams {
             storage,

@@ -19,6 +19,9 @@ use crate::tls::{Tls, MAX_MESSAGE};
 use crate::types::{Snapshot, TypeConfig, Vote};
 
 const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a leader waits for a follower's audit chain base before sending a snapshot with
+/// the whole retained chain instead.
+const CHAIN_BASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Floor of the time limit of an append that carries entries. openraft gives every append
 /// `heartbeat_interval` (short, for fast failover: `node::raft_config`), but one with entries
 /// includes the follower's fsync: on a loaded machine every append would time out and be
@@ -129,6 +132,28 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// The target's audit chain base, or `None` if it cannot tell within a few seconds.
+    async fn audit_chain_base(
+        &self,
+        client: &RaftServiceClient<Channel>,
+    ) -> Option<crate::store::audit::ChainBase> {
+        let mut client = client.clone();
+        let ask = client.audit_chain_base(RaftPayload {
+            data: b"{}".to_vec(),
+            snapshot: Vec::new(),
+        });
+        match tokio::time::timeout(CHAIN_BASE_TIMEOUT, ask).await {
+            Ok(Ok(reply)) => serde_json::from_slice(&reply.into_inner().data).ok(),
+            Ok(Err(status)) => {
+                tracing::debug!(target_node = self.target, %status, "no audit chain base");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+}
+
 impl RaftNetworkV2<TypeConfig> for Connection {
     type SnapshotData = crate::store::SnapshotData;
 
@@ -182,13 +207,24 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         let mut client = self.client().map_err(StreamingError::from)?;
         let data = serde_json::to_vec(&(&vote, &snapshot.meta))
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        // What the follower already holds of the audit chain: only what follows is sent. Any
+        // failure to ask just means sending the whole retained chain.
+        let base = self.audit_chain_base(&client).await;
+        let base_seq = base.as_ref().map(|b| b.head.last_seq());
         // A stored snapshot leaves the audit chain in the tables until it is sent: read it now.
-        let snapshot = tokio::task::spawn_blocking(move || snapshot.snapshot.complete())
-            .await
-            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?
-            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-        let req = RaftPayload { data, snapshot };
+        let snapshot =
+            tokio::task::spawn_blocking(move || snapshot.snapshot.complete_after(base.as_ref()))
+                .await
+                .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?
+                .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         let target = self.target;
+        tracing::info!(
+            target_node = target,
+            bytes = snapshot.len(),
+            follower_audit_seq = ?base_seq,
+            "sending snapshot"
+        );
+        let req = RaftPayload { data, snapshot };
         let send = async move { client.install_snapshot(req).await };
         let reply = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),

@@ -49,6 +49,21 @@ fn fatal(e: impl std::fmt::Display) -> Status {
 /// Raft RPCs from peers.
 pub(crate) struct RaftSvc {
     pub(crate) raft: Raft,
+    /// The applied state and the database: the audit chain base a snapshot can build on.
+    pub(crate) state: Arc<RwLock<AppliedState>>,
+    pub(crate) kv: Arc<dyn KvBackend>,
+}
+
+impl RaftSvc {
+    fn audit_log(&self) -> Result<keystore::model::AuditLog, Status> {
+        Ok(self
+            .state
+            .read()
+            .map_err(|_| Status::internal("state lock poisoned"))?
+            .state
+            .audit
+            .clone())
+    }
 }
 
 #[tonic::async_trait]
@@ -97,6 +112,23 @@ impl RaftService for RaftSvc {
             .await
             .map_err(|e| Status::internal(format!("snapshot decode task: {e}")))?
             .map_err(|e| Status::invalid_argument(format!("malformed snapshot data: {e}")))?;
+        // A snapshot built on this node's audit chain base must still find it here (it only
+        // moves forward, but a wiped data directory would not hold it): refuse before
+        // openraft installs it, and the leader asks for the base again on its next try.
+        if let Some(base) = snapshot.audit_base() {
+            let log = self.audit_log()?;
+            let kv = self.kv.clone();
+            let base = base.clone();
+            let extends = tokio::task::spawn_blocking(move || base.is_extended_by(&log, &*kv))
+                .await
+                .map_err(|e| Status::internal(format!("snapshot check task: {e}")))?
+                .map_err(|e| Status::internal(format!("reading the audit chain: {e}")))?;
+            if !extends {
+                return Err(Status::failed_precondition(
+                    "snapshot's audit chain base is not this node's chain",
+                ));
+            }
+        }
         let resp = self
             .raft
             .install_full_snapshot(vote, Snapshot { meta, snapshot })
@@ -104,6 +136,22 @@ impl RaftService for RaftSvc {
             .map_err(fatal)?;
         Ok(Response::new(RaftPayload {
             data: encode(&resp)?,
+            snapshot: Vec::new(),
+        }))
+    }
+
+    async fn audit_chain_base(
+        &self,
+        _req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let log = self.audit_log()?;
+        let kv = self.kv.clone();
+        let base = tokio::task::spawn_blocking(move || audit::ChainBase::of(&log, &*kv))
+            .await
+            .map_err(|e| Status::internal(format!("chain base task: {e}")))?
+            .map_err(|e| Status::internal(format!("reading the audit chain: {e}")))?;
+        Ok(Response::new(RaftPayload {
+            data: encode(&base)?,
             snapshot: Vec::new(),
         }))
     }

@@ -141,6 +141,7 @@ struct Cluster {
     peers: BTreeMap<u64, String>,
     nodes: BTreeMap<u64, Node>,
     audit: AuditSettings,
+    log_kept_after_snapshot: u64,
 }
 
 impl Cluster {
@@ -150,6 +151,15 @@ impl Cluster {
 
     /// A cluster whose nodes sign audit digests with `audit` (as leader).
     async fn start_with_audit(backend: Backend, audit: AuditSettings) -> Cluster {
+        Self::start_with(backend, audit, raft::node::DEFAULT_LOG_KEPT_AFTER_SNAPSHOT).await
+    }
+
+    /// [`Cluster::start_with_audit`], keeping `log_kept_after_snapshot` entries behind snapshots.
+    async fn start_with(
+        backend: Backend,
+        audit: AuditSettings,
+        log_kept_after_snapshot: u64,
+    ) -> Cluster {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -169,6 +179,7 @@ impl Cluster {
             peers,
             nodes: BTreeMap::new(),
             audit,
+            log_kept_after_snapshot,
         };
         for (id, l) in listeners {
             c.start_node(id, l);
@@ -191,6 +202,7 @@ impl Cluster {
             tls: self.pki.storage(&format!("node{id}")),
             peers: self.peers.clone(),
             clock: Default::default(),
+            log_kept_after_snapshot: self.log_kept_after_snapshot,
         };
         let (stop, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(raft::run_storage_node_with_listener_and_audit(
@@ -528,6 +540,7 @@ async fn node_without_the_storage_role_refuses_to_start() {
             tls: files,
             peers: BTreeMap::from([(1, "127.0.0.1:1".to_string())]),
             clock: Default::default(),
+            log_kept_after_snapshot: raft::node::DEFAULT_LOG_KEPT_AFTER_SNAPSHOT,
         };
         let res = tokio::time::timeout(
             Duration::from_secs(5),
@@ -614,12 +627,39 @@ async fn sled_cluster_writes_continue_after_leader_loss_and_data_survives_full_r
     writes_continue_after_leader_loss_and_data_survives_full_restart(Backend::Sled).await;
 }
 
+/// With only 100 entries kept behind a snapshot, a node that missed 1,100 can only catch up by
+/// installing the leader's snapshot (audit records and digests included).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lagging_node_catches_up_from_a_snapshot_after_logs_are_purged() {
+    lagging_node_catches_up(100, CatchUp::Snapshot).await;
+}
+
+/// With the default log retention the same node catches up by appends: nobody purged what it
+/// missed, and it never installs a snapshot (installing one purges its own log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lagging_node_catches_up_by_appends_within_the_default_log_retention() {
+    lagging_node_catches_up(
+        raft::node::DEFAULT_LOG_KEPT_AFTER_SNAPSHOT,
+        CatchUp::Appends,
+    )
+    .await;
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum CatchUp {
+    Snapshot,
+    Appends,
+}
+
+async fn lagging_node_catches_up(log_kept_after_snapshot: u64, expected: CatchUp) {
     use futures::{StreamExt, TryStreamExt};
 
-    let mut cluster =
-        Cluster::start_with_audit(Backend::Redb, audit_settings(Duration::from_millis(200))).await;
+    let mut cluster = Cluster::start_with(
+        Backend::Redb,
+        audit_settings(Duration::from_millis(200)),
+        log_kept_after_snapshot,
+    )
+    .await;
     let client = cluster.client(&[1, 2, 3]).await;
     let leader = cluster.leader(&client).await;
     let lagging = (1..=3).find(|id| *id != leader).unwrap();
@@ -655,16 +695,25 @@ async fn lagging_node_catches_up_from_a_snapshot_after_logs_are_purged() {
         .await
         .unwrap();
     digest_at_head(&client).await;
-    // Wait until the leader has purged what the lagging node would need from its log.
-    let mut purged = false;
-    for _ in 0..100 {
-        if leader_status().await.last_purged > Some(stopped_at) {
-            purged = true;
-            break;
+    match expected {
+        CatchUp::Snapshot => {
+            // Wait until the leader has purged what the lagging node would need from its log.
+            let mut purged = false;
+            for _ in 0..100 {
+                if leader_status().await.last_purged > Some(stopped_at) {
+                    purged = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(purged, "the leader snapshots and purges its log");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        CatchUp::Appends => {
+            // The leader has snapshotted (1,100 entries > one interval) but kept its log.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(leader_status().await.last_purged, None, "nothing purged");
+        }
     }
-    assert!(purged, "the leader snapshots and purges its log");
     let target = leader_status().await.last_applied.unwrap();
 
     cluster.restart_node(lagging).await;
@@ -680,6 +729,13 @@ async fn lagging_node_catches_up_from_a_snapshot_after_logs_are_purged() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(caught_up, "the restarted node catches up");
+    let (_, lagging_status) = lagging_client.node_status().await.pop().unwrap();
+    let lagging_purged = lagging_status.unwrap().last_purged;
+    match expected {
+        // Installing a snapshot purges the log up to it.
+        CatchUp::Snapshot => assert!(lagging_purged > Some(stopped_at), "{lagging_purged:?}"),
+        CatchUp::Appends => assert_eq!(lagging_purged, None, "caught up without a snapshot"),
+    }
     applied_everywhere(&cluster).await;
     // The same state machine everywhere: equal hashes at the same applied index.
     let mut hashes = Vec::new();
@@ -912,6 +968,7 @@ async fn node_with_unusable_tls_files_fails_to_start() {
         },
         peers: BTreeMap::from([(1, "127.0.0.1:1".to_string())]),
         clock: Default::default(),
+        log_kept_after_snapshot: raft::node::DEFAULT_LOG_KEPT_AFTER_SNAPSHOT,
     };
     let res = tokio::time::timeout(
         Duration::from_secs(5),

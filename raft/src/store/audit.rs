@@ -106,11 +106,7 @@ pub(crate) fn load_head(kv: &dyn KvBackend) -> io::Result<AuditLog> {
     // After installing a snapshot whose sender had pruned further than the snapshot's state
     // says, the table may start (or be empty) past `pruned_through` until that prune is
     // replayed from the log.
-    let absent: u64 = kv
-        .get(Table::SmMeta, ABSENT_THROUGH)?
-        .map(|v| from_json(&v))
-        .transpose()?
-        .unwrap_or(0);
+    let absent = absent_through(kv)?;
     let mut checked = log.clone();
     checked.pruned_through = checked.pruned_through.max(absent);
     check_consistent(
@@ -216,6 +212,70 @@ impl ChainEnd {
     }
 }
 
+/// How much of the audit chain a follower already holds, as it answers the `AuditChainBase`
+/// Raft RPC: its chain head, its newest digest, and up to where its table has no records. A
+/// snapshot sent to it then carries only what follows (see [`complete`]). Applied entries are
+/// committed, so a follower's chain is always a prefix of the leader's: the leader still checks
+/// the hashes and sends everything when they disagree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ChainBase {
+    pub(crate) head: ChainHead,
+    pub(crate) last_digest: Option<DigestRecord>,
+    /// Records up to here are not in the follower's table (pruned, or absent from a snapshot).
+    pub(crate) absent_through: u64,
+}
+
+impl ChainBase {
+    /// This node's chain base: the applied state's audit log and the stored absent mark.
+    pub(crate) fn of(log: &AuditLog, kv: &dyn KvBackend) -> io::Result<Self> {
+        Ok(ChainBase {
+            head: log.head.clone(),
+            last_digest: log.last_digest.clone(),
+            absent_through: log.pruned_through.max(absent_through(kv)?),
+        })
+    }
+
+    fn last_digest_seq(&self) -> u64 {
+        self.last_digest.as_ref().map_or(0, |d| d.digest_seq)
+    }
+
+    /// Whether the chain `log` (with its table in `kv`) extends this base: same records and
+    /// digests up to the base's ends. A follower checks this before installing a snapshot that
+    /// carries only what follows the base.
+    pub(crate) fn is_extended_by(&self, log: &AuditLog, kv: &dyn KvBackend) -> io::Result<bool> {
+        let seq = self.head.last_seq();
+        let record_matches = if log.head == self.head {
+            true
+        } else if log.head.last_seq() < seq {
+            false
+        } else {
+            match kv.get(Table::Audit, &seq_key(seq))? {
+                Some(v) => ChainHead::after(&from_json(&v)?).as_ref() == Some(&self.head),
+                // Pruned by an entry applied since the base was taken: applied entries are
+                // committed, so the chain is still the same; there is just no hash to compare.
+                None => log.pruned_through >= seq,
+            }
+        };
+        let digest_matches = match &self.last_digest {
+            None => true,
+            Some(d) => match kv.get(Table::AuditDigests, &seq_key(d.digest_seq))? {
+                Some(v) => from_json::<DigestRecord>(&v)? == *d,
+                None => false,
+            },
+        };
+        Ok(record_matches && digest_matches)
+    }
+}
+
+/// The stored absent mark (0 when never set).
+fn absent_through(kv: &dyn KvBackend) -> io::Result<u64> {
+    Ok(kv
+        .get(Table::SmMeta, ABSENT_THROUGH)?
+        .map(|v| from_json(&v))
+        .transpose()?
+        .unwrap_or(0))
+}
+
 /// Rows read per range call while completing a snapshot, so that the rows read and the
 /// output are never both whole in memory.
 const COMPLETE_PAGE: u64 = 4096;
@@ -225,22 +285,44 @@ const COMPLETE_PAGE: u64 = 4096;
 /// stored. Records and digests are append-only, so the ones up to `end` are exactly the
 /// snapshot's, except records a later `PruneAudit` deleted since: those are absent, and
 /// `"audit_pruned_through"` says up to where (the follower replays that prune from the log).
-pub(crate) fn complete(doc: &[u8], kv: &dyn KvBackend, end: ChainEnd) -> io::Result<Vec<u8>> {
+///
+/// With the follower's [`ChainBase`], when this node's chain extends it, only the records and
+/// digests after the base are sent, and `"audit_base"` names it: a follower that fell behind
+/// receives what it missed, not the region's whole audit history.
+pub(crate) fn complete(
+    doc: &[u8],
+    kv: &dyn KvBackend,
+    end: ChainEnd,
+    base: Option<&ChainBase>,
+) -> io::Result<Vec<u8>> {
     let Some(body) = doc.strip_suffix(b"}") else {
         return Err(invalid("stored snapshot document is not a JSON object"));
     };
     // Records below the current prune mark are gone: start reading after it.
-    let pruned_now = kv
+    let log_now = kv
         .get(Table::SmMeta, AUDIT_LOG)?
         .map(|v| from_json::<AuditLog>(&v))
-        .transpose()?
-        .map_or(0, |l| l.pruned_through);
+        .transpose()?;
+    let pruned_now = log_now.as_ref().map_or(0, |l| l.pruned_through);
+    let base = match (base, &log_now) {
+        (Some(b), Some(log)) if base_is_usable(b, log, kv, end)? => Some(b),
+        _ => None,
+    };
+    let (records_from, digests_from) = match base {
+        Some(b) => (b.head.last_seq() + 1, b.last_digest_seq() + 1),
+        None => (pruned_now + 1, 0),
+    };
     let mut out = Vec::with_capacity(doc.len() + 128);
     out.extend_from_slice(body);
     let mut first_record = None;
     for (name, table, from, last) in [
-        ("audit_records", Table::Audit, pruned_now + 1, end.last_seq),
-        ("audit_digests", Table::AuditDigests, 0, end.last_digest_seq),
+        ("audit_records", Table::Audit, records_from, end.last_seq),
+        (
+            "audit_digests",
+            Table::AuditDigests,
+            digests_from,
+            end.last_digest_seq,
+        ),
     ] {
         out.extend_from_slice(format!(",\"{name}\":[").as_bytes());
         let mut any = false;
@@ -261,11 +343,41 @@ pub(crate) fn complete(doc: &[u8], kv: &dyn KvBackend, end: ChainEnd) -> io::Res
         }
         out.push(b']');
     }
-    // A prune committed while this ran shows as a later first record (or none): the follower
-    // checks that what it got is contiguous up to the head.
-    let absent = first_record.map_or(end.last_seq, |s| s - 1);
-    out.extend_from_slice(format!(",\"audit_pruned_through\":{absent}}}").as_bytes());
+    match base {
+        // The follower checks that the records follow its base without a gap (a prune
+        // committed while this ran would show as one: it then refuses, and gets a new try).
+        Some(b) => {
+            out.extend_from_slice(b",\"audit_base\":");
+            out.extend_from_slice(&to_json(b)?);
+            out.push(b'}');
+        }
+        None => {
+            // A prune committed while this ran shows as a later first record (or none): the
+            // follower checks that what it got is contiguous up to the head.
+            let absent = first_record.map_or(end.last_seq, |s| s - 1);
+            out.extend_from_slice(format!(",\"audit_pruned_through\":{absent}}}").as_bytes());
+        }
+    }
     Ok(out)
+}
+
+/// Whether a snapshot ending at `end` can be sent as the records after the follower's `base`:
+/// this node's chain extends the base (same record hash and digest at its ends), the base is
+/// not past the snapshot, and nothing after the base has been pruned here.
+fn base_is_usable(
+    base: &ChainBase,
+    log_now: &AuditLog,
+    kv: &dyn KvBackend,
+    end: ChainEnd,
+) -> io::Result<bool> {
+    let seq = base.head.last_seq();
+    if seq == 0 || seq > end.last_seq || base.last_digest_seq() > end.last_digest_seq {
+        return Ok(false);
+    }
+    if log_now.pruned_through >= seq {
+        return Ok(false);
+    }
+    base.is_extended_by(log_now, kv)
 }
 
 fn seq_of(key: &[u8]) -> io::Result<u64> {
@@ -291,6 +403,10 @@ pub(crate) struct SnapshotData {
     /// older formats carry every record above `state.audit.pruned_through`).
     #[serde(default)]
     pub(crate) audit_pruned_through: u64,
+    /// Set when the records and digests are only those after the receiver's chain base (the
+    /// receiver keeps what it holds up to there).
+    #[serde(default)]
+    pub(crate) audit_base: Option<ChainBase>,
 }
 
 impl SnapshotData {
@@ -318,8 +434,13 @@ pub(crate) fn decode_snapshot(bytes: &[u8]) -> io::Result<SnapshotData> {
             audit_digests: Vec::new(),
             requests: Vec::new(),
             audit_pruned_through: 0,
+            audit_base: None,
         }
     };
+    if let Some(base) = &data.audit_base {
+        check_after_base(&data, base)?;
+        return Ok(data);
+    }
     let absent = data.absent_through();
     for (i, r) in data.audit_records.iter().enumerate() {
         if Some(r.seq) != absent.checked_add(i as u64 + 1) {
@@ -332,17 +453,95 @@ pub(crate) fn decode_snapshot(bytes: &[u8]) -> io::Result<SnapshotData> {
     Ok(data)
 }
 
+/// A snapshot carrying only what follows `base`: its records and digests continue the base
+/// without a gap and end at the state's chain head and newest digest.
+fn check_after_base(data: &SnapshotData, base: &ChainBase) -> io::Result<()> {
+    let mut head = base.head.clone();
+    for r in &data.audit_records {
+        if r.seq != head.next_seq {
+            return Err(invalid(
+                "snapshot audit records do not follow the chain base",
+            ));
+        }
+        head = ChainHead::after(r).ok_or_else(|| invalid("audit record with a bad hash"))?;
+    }
+    if head != data.state.audit.head {
+        return Err(invalid(
+            "snapshot audit records do not end at the snapshot's chain head",
+        ));
+    }
+    let mut digest_seq = base.last_digest_seq();
+    for d in &data.audit_digests {
+        if d.digest_seq != digest_seq + 1 {
+            return Err(invalid(
+                "snapshot audit digests do not follow the chain base",
+            ));
+        }
+        digest_seq = d.digest_seq;
+    }
+    let last_digest = data.audit_digests.last().or(base.last_digest.as_ref());
+    if last_digest != data.state.audit.last_digest.as_ref() {
+        return Err(invalid(
+            "snapshot audit digests do not end at the snapshot's newest digest",
+        ));
+    }
+    Ok(())
+}
+
 /// The ops that replace both audit tables and the head with a snapshot's, and note up to
 /// where its records were absent (see [`load_head`]).
-pub(crate) fn install_ops(data: &SnapshotData, ops: &mut Vec<Op>) -> io::Result<()> {
-    ops.push(Op::DeleteRange(Table::Audit, Vec::new(), None));
-    ops.push(Op::DeleteRange(Table::AuditDigests, Vec::new(), None));
+///
+/// A snapshot with an `audit_base` keeps the receiver's records and digests up to the base
+/// (after checking that they are the base's): only records the snapshot's state has pruned
+/// and anything past its head are deleted, and what follows the base is written.
+pub(crate) fn install_ops(
+    data: &SnapshotData,
+    kv: &dyn KvBackend,
+    current: &AuditLog,
+    ops: &mut Vec<Op>,
+) -> io::Result<()> {
+    let Some(base) = &data.audit_base else {
+        ops.push(Op::DeleteRange(Table::Audit, Vec::new(), None));
+        ops.push(Op::DeleteRange(Table::AuditDigests, Vec::new(), None));
+        append_ops(&data.audit_records, &data.audit_digests, ops)?;
+        ops.push(head_op(&data.state.audit)?);
+        ops.push(Op::Put(
+            Table::SmMeta,
+            ABSENT_THROUGH.to_vec(),
+            to_json(&data.absent_through())?,
+        ));
+        return Ok(());
+    };
+    if !base.is_extended_by(current, kv)? {
+        return Err(invalid(
+            "this node's audit chain does not extend the snapshot's chain base",
+        ));
+    }
+    let end = ChainEnd::of(&data.state.audit);
+    let pruned = data.state.audit.pruned_through;
+    if pruned > 0 {
+        ops.push(Op::DeleteRange(
+            Table::Audit,
+            Vec::new(),
+            Some(seq_key(pruned + 1)),
+        ));
+    }
+    ops.push(Op::DeleteRange(
+        Table::Audit,
+        seq_key(end.last_seq + 1),
+        None,
+    ));
+    ops.push(Op::DeleteRange(
+        Table::AuditDigests,
+        seq_key(end.last_digest_seq + 1),
+        None,
+    ));
     append_ops(&data.audit_records, &data.audit_digests, ops)?;
     ops.push(head_op(&data.state.audit)?);
     ops.push(Op::Put(
         Table::SmMeta,
         ABSENT_THROUGH.to_vec(),
-        to_json(&data.absent_through())?,
+        to_json(&data.absent_through().max(base.absent_through))?,
     ));
     Ok(())
 }
@@ -350,6 +549,104 @@ pub(crate) fn install_ops(data: &SnapshotData, ops: &mut Vec<Op>) -> io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::RedbBackend;
+
+    /// A node's database holding a chain of `n` records (and no digests), its head stored.
+    fn node_with_chain(dir: &std::path::Path, n: u64) -> (RedbBackend, State) {
+        std::fs::create_dir_all(dir).unwrap();
+        let kv = RedbBackend::open(&dir.join("db")).unwrap();
+        let mut state = State::default();
+        let records: Vec<_> = (0..n)
+            .map(|i| state.audit.head.append(format!("{{\"event\":{i}}}")))
+            .collect();
+        let mut ops = Vec::new();
+        append_ops(&records, &[], &mut ops).unwrap();
+        ops.push(head_op(&state.audit).unwrap());
+        kv.commit(ops).unwrap();
+        (kv, state)
+    }
+
+    fn table(kv: &RedbBackend) -> Vec<(Vec<u8>, Vec<u8>)> {
+        kv.range(Table::Audit, &[], None).unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_for_a_follower_carries_only_the_records_after_its_chain_base() {
+        let dirs = tempfile::tempdir().unwrap();
+        let (leader, state) = node_with_chain(&dirs.path().join("leader"), 50);
+        // The follower holds the first 30 records of the same chain.
+        let (follower, follower_state) = node_with_chain(&dirs.path().join("follower"), 30);
+        let base = ChainBase::of(&follower_state.audit, &follower).unwrap();
+        let doc = encode_stored(&to_json(&state).unwrap(), b"[]");
+        let end = ChainEnd::of(&state.audit);
+
+        let sent = complete(&doc, &leader, end, Some(&base)).unwrap();
+        let data = decode_snapshot(&sent).unwrap();
+        assert_eq!(data.audit_base.as_ref(), Some(&base));
+        let seqs: Vec<u64> = data.audit_records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (31..=50).collect::<Vec<_>>());
+
+        // Installed on the follower, its table is the leader's, byte for byte.
+        let mut ops = Vec::new();
+        install_ops(&data, &follower, &follower_state.audit, &mut ops).unwrap();
+        follower.commit(ops).unwrap();
+        assert_eq!(table(&follower), table(&leader));
+        assert_eq!(load_head(&follower).unwrap().head, state.audit.head);
+
+        // Without a base (or for an empty follower) the whole chain goes.
+        let full = decode_snapshot(&complete(&doc, &leader, end, None).unwrap()).unwrap();
+        assert!(full.audit_base.is_none());
+        assert_eq!(full.audit_records.len(), 50);
+    }
+
+    #[test]
+    fn a_chain_base_the_leader_does_not_share_gets_the_whole_chain() {
+        let dirs = tempfile::tempdir().unwrap();
+        let (leader, state) = node_with_chain(&dirs.path().join("leader"), 20);
+        // A different chain of 10 records: same seqs, other hashes.
+        let mut other = State::default();
+        for i in 0..10 {
+            other.audit.head.append(format!("{{\"other\":{i}}}"));
+        }
+        let base = ChainBase {
+            head: other.audit.head.clone(),
+            last_digest: None,
+            absent_through: 0,
+        };
+        let doc = encode_stored(&to_json(&state).unwrap(), b"[]");
+        let sent = complete(&doc, &leader, ChainEnd::of(&state.audit), Some(&base)).unwrap();
+        let data = decode_snapshot(&sent).unwrap();
+        assert!(data.audit_base.is_none());
+        assert_eq!(data.audit_records.len(), 20);
+    }
+
+    #[test]
+    fn a_snapshot_whose_records_skip_past_the_base_is_refused() {
+        let dirs = tempfile::tempdir().unwrap();
+        let (leader, state) = node_with_chain(&dirs.path().join("leader"), 20);
+        let (follower, follower_state) = node_with_chain(&dirs.path().join("follower"), 5);
+        let base = ChainBase::of(&follower_state.audit, &follower).unwrap();
+        let doc = encode_stored(&to_json(&state).unwrap(), b"[]");
+        let sent = complete(&doc, &leader, ChainEnd::of(&state.audit), Some(&base)).unwrap();
+        // Record 6 missing on the sender: a gap after the base.
+        leader
+            .commit(vec![Op::Delete(Table::Audit, seq_key(6))])
+            .unwrap();
+        let gap = complete(&doc, &leader, ChainEnd::of(&state.audit), Some(&base)).unwrap();
+        let Err(err) = decode_snapshot(&gap) else {
+            panic!("a gap after the base was accepted");
+        };
+        assert!(
+            err.to_string().contains("do not follow the chain base"),
+            "{err}"
+        );
+
+        // A follower whose chain is not the base's refuses to install.
+        let data = decode_snapshot(&sent).unwrap();
+        let (stranger, stranger_state) = node_with_chain(&dirs.path().join("stranger"), 3);
+        let mut ops = Vec::new();
+        assert!(install_ops(&data, &stranger, &stranger_state.audit, &mut ops).is_err());
+    }
 
     #[test]
     fn a_format_1_snapshot_is_a_bare_state_with_no_audit_records() {

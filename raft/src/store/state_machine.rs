@@ -109,12 +109,27 @@ impl SnapshotData {
     /// The complete document, as sent to a follower: a stored snapshot reads the audit
     /// records and digests it covers from the tables now. Blocking I/O.
     pub fn complete(self) -> io::Result<Vec<u8>> {
+        self.complete_after(None)
+    }
+
+    /// [`SnapshotData::complete`] for a follower that already holds the audit chain up to
+    /// `base`: when this node's chain extends it, only what follows is included.
+    pub(crate) fn complete_after(self, base: Option<&audit::ChainBase>) -> io::Result<Vec<u8>> {
         match self.0 {
-            Repr::Stored { doc, end, kv } => audit::complete(&doc, kv.as_ref(), end),
+            Repr::Stored { doc, end, kv } => audit::complete(&doc, kv.as_ref(), end, base),
             Repr::Complete(bytes) => Ok(bytes),
             Repr::Decoded(_) => Err(io::Error::other(
                 "a decoded snapshot is only installed, never sent",
             )),
+        }
+    }
+
+    /// The audit chain base a decoded snapshot was built on (`None`: it carries the whole
+    /// retained chain).
+    pub(crate) fn audit_base(&self) -> Option<&audit::ChainBase> {
+        match &self.0 {
+            Repr::Decoded(d) => d.audit_base.as_ref(),
+            _ => None,
         }
     }
 
@@ -496,7 +511,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for e in all_entities(&data.state) {
             ops.push(Op::Put(Table::Entities, e.storage_key()?, to_json(&e)?));
         }
-        audit::install_ops(&data, &mut ops)?;
+        let current_audit = self.read_state()?.state.audit.clone();
+        audit::install_ops(&data, self.kv.as_ref(), &current_audit, &mut ops)?;
         // The ops hold their own copies of the chain.
         data.audit_records = Vec::new();
         data.audit_digests = Vec::new();
