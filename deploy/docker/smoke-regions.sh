@@ -67,6 +67,18 @@ step "docker-compose up -d (project $project: 2 regions x 3 nodes + 2 fronts)"
 "${compose[@]}" up -d >"$work/up.log" 2>&1 || { cat "$work/up.log"; exit 1; }
 step "both regions up; env files $KEYRAFT_DIR/env and $KEYRAFT_DIR/$KEYRAFT_REGION_B/env"
 
+# Each region's storage network is internal and holds only that region's containers.
+for r in a b; do
+    net=$(docker network inspect "${project}_region-$r" \
+        --format '{{.Internal}} {{range .Containers}}{{.Name}} {{end}}')
+    other=$([[ $r == a ]] && echo b || echo a)
+    if [[ $net != true* || $net == *"_$other-"* || $net != *"_$r-node1_"* ]]; then
+        echo "network region-$r: expected internal with region $r's containers only: $net"
+        exit 1
+    fi
+done
+step "networks region-a and region-b are internal, one region each"
+
 # shellcheck disable=SC1091
 source "$KEYRAFT_DIR/env"
 export SMOKE_WORK=$work

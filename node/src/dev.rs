@@ -588,10 +588,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         } else {
             "identities bootstrapped"
         };
-        println!(
-            "keyraft dev: {step} in {}",
-            fs::canonicalize(&args.dir)?.display()
-        );
+        // The region's own directory (DIR/B for `--only-region B`).
+        let dir = match region.env_file.parent() {
+            Some(d) => d.to_path_buf(),
+            None => fs::canonicalize(&args.dir)?,
+        };
+        println!("keyraft dev: {step} in {}", dir.display());
         region.stop().await;
         return Ok(());
     }
