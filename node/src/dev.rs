@@ -158,6 +158,8 @@ pub struct DevRegion {
     pub json_url: String,
     /// gRPC endpoint URL.
     pub grpc_url: String,
+    /// The region's name (with `--regions`, the region this value stands for).
+    pub region: String,
     children: Vec<Child>,
     // None after --init-only.
     front: Option<crate::roles::RunningFront>,
@@ -538,6 +540,7 @@ async fn start_region(
     if args.init_only {
         return Ok(DevRegion {
             env_file,
+            region: args.region.clone(),
             json_url: String::new(),
             grpc_url: String::new(),
             children,
@@ -570,6 +573,7 @@ async fn start_region(
     write_private(&env_file, env_text.as_bytes())?;
     Ok(DevRegion {
         env_file,
+        region: args.region.clone(),
         json_url,
         grpc_url,
         children,
@@ -599,7 +603,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     println!(
         "keyraft dev: region {} with {} storage nodes is up\n  AWS KMS JSON endpoint: {}\n  gRPC endpoint:         {}\n\nIn another shell:\n  source {}\n  aws kms create-key --description demo\n\nCtrl-C stops the region; starting again on the same --dir keeps every key.",
-        args.region,
+        region.region,
         args.nodes,
         region.json_url,
         region.grpc_url,
