@@ -109,6 +109,31 @@ pub struct DevArgs {
     /// The gRPC endpoint the env file names (default: this process's own front).
     #[arg(long, env = "KEYRAFT_DEV_PUBLIC_GRPC_URL")]
     pub public_grpc_url: Option<String>,
+    /// With --regions: region A's replication endpoint as region B's fronts reach it (in
+    /// A's region-public.json and B's region-peers.json; it must be a name the front
+    /// certificate carries). Default: `https://127.0.0.1:<port-base>`.
+    #[arg(long, env = "KEYRAFT_DEV_REPLICATION_URL")]
+    pub replication_url: Option<String>,
+    /// With --regions: region B's replication endpoint as region A's fronts reach it.
+    /// Default: `https://127.0.0.1:<port-base + 20>`.
+    #[arg(long, env = "KEYRAFT_DEV_REPLICATION_URL_B")]
+    pub replication_url_b: Option<String>,
+    /// With --regions and --external-nodes (containers): region B's storage nodes, as
+    /// --external-nodes lists region A's.
+    #[arg(long, env = "KEYRAFT_DEV_EXTERNAL_NODES_B", value_delimiter = ',')]
+    pub external_nodes_b: Vec<String>,
+    /// With --regions: region B's AWS JSON endpoint in the env files (KMS_ENDPOINT_B of DIR/env,
+    /// KMS_ENDPOINT of B's own env file). Default: `https://127.0.0.1:<port-base + 20>`.
+    #[arg(long, env = "KEYRAFT_DEV_PUBLIC_URL_B")]
+    pub public_url_b: Option<String>,
+    /// With --regions: region B's gRPC endpoint in the env files.
+    #[arg(long, env = "KEYRAFT_DEV_PUBLIC_GRPC_URL_B")]
+    pub public_grpc_url_b: Option<String>,
+    /// With --regions: start (or, with --external-nodes, bootstrap) only this one of the two
+    /// regions; the other region's files are still written (unchanged files are left alone).
+    /// For a container that reaches only its own region's storage network.
+    #[arg(long, env = "KEYRAFT_DEV_ONLY_REGION")]
+    pub only_region: Option<String>,
 }
 
 /// Dev credentials persisted across restarts (mode 0600).
@@ -133,6 +158,8 @@ pub struct DevRegion {
     pub json_url: String,
     /// gRPC endpoint URL.
     pub grpc_url: String,
+    /// The region's name (with `--regions`, the region this value stands for).
+    pub region: String,
     children: Vec<Child>,
     // None after --init-only.
     front: Option<crate::roles::RunningFront>,
@@ -180,7 +207,20 @@ impl DevRegion {
 pub async fn start(args: &DevArgs) -> anyhow::Result<DevRegion> {
     match &args.regions {
         Some(regions) => start_two_regions(args, regions).await,
-        None => start_region(args, None, &[]).await,
+        None => {
+            let b_only = [
+                ("--replication-url", args.replication_url.is_some()),
+                ("--replication-url-b", args.replication_url_b.is_some()),
+                ("--external-nodes-b", !args.external_nodes_b.is_empty()),
+                ("--public-url-b", args.public_url_b.is_some()),
+                ("--public-grpc-url-b", args.public_grpc_url_b.is_some()),
+                ("--only-region", args.only_region.is_some()),
+            ];
+            if let Some((flag, _)) = b_only.iter().find(|(_, set)| *set) {
+                bail!("{flag} needs --regions A,B");
+            }
+            start_region(args, None, &[]).await
+        }
     }
 }
 
@@ -190,6 +230,10 @@ pub const REGION_B_PORT_OFFSET: u16 = 20;
 /// `--regions A,B`: region B first (in DIR/B, sharing A's CA, certificates and
 /// credentials, so the same identities work in both), then region A, whose env file names
 /// B's endpoint; each front trusts the other region's transport and replication keys.
+///
+/// Containers (`--external-nodes` and `--external-nodes-b`): the storage nodes and fronts of
+/// both regions run elsewhere; `--init-only` writes every file of both regions, and without
+/// it each region is bootstrapped (`--only-region` picks one) and dev exits.
 async fn start_two_regions(args: &DevArgs, regions: &str) -> anyhow::Result<DevRegion> {
     let names: Vec<&str> = regions.split(',').map(str::trim).collect();
     let [a, b] = names[..] else {
@@ -203,8 +247,22 @@ async fn start_two_regions(args: &DevArgs, regions: &str) -> anyhow::Result<DevR
     if a == b {
         bail!("--regions needs two different regions");
     }
-    if !args.external_nodes.is_empty() {
-        bail!("--regions does not combine with --external-nodes yet");
+    if args.external_nodes.is_empty() != args.external_nodes_b.is_empty() {
+        bail!("--regions with external nodes needs both --external-nodes (region {a}) and --external-nodes-b (region {b})");
+    }
+    let only = args.only_region.as_deref();
+    if let Some(only) = only {
+        if only != a && only != b {
+            bail!("--only-region {only:?} is neither of --regions {a},{b}");
+        }
+    }
+    for url in [&args.replication_url, &args.replication_url_b]
+        .into_iter()
+        .flatten()
+    {
+        if !url.starts_with("https://") {
+            bail!("replication endpoint {url:?} must be an https:// URL");
+        }
     }
     fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     let dir_a = fs::canonicalize(&args.dir)?;
@@ -232,20 +290,37 @@ async fn start_two_regions(args: &DevArgs, regions: &str) -> anyhow::Result<DevR
         .port_base
         .checked_add(REGION_B_PORT_OFFSET)
         .context("--port-base too high for two regions")?;
-    let url_a = format!("https://127.0.0.1:{}", args.port_base);
-    let url_b = format!("https://127.0.0.1:{port_b}");
+    let url_a = args
+        .replication_url
+        .clone()
+        .unwrap_or_else(|| format!("https://127.0.0.1:{}", args.port_base));
+    let url_b = args
+        .replication_url_b
+        .clone()
+        .unwrap_or_else(|| format!("https://127.0.0.1:{port_b}"));
     let entry_a = ensure_region_keys(&dir_a, a, &url_a)?;
     let entry_b = ensure_region_keys(&dir_b, b, &url_b)?;
     write_peers(&dir_a, &[entry_b])?;
     write_peers(&dir_b, &[entry_a])?;
 
+    // What the env files name for region B (its own front when dev runs it).
+    let json_b = args
+        .public_url_b
+        .clone()
+        .unwrap_or_else(|| format!("https://127.0.0.1:{port_b}"));
+    let grpc_b = args
+        .public_grpc_url_b
+        .clone()
+        .unwrap_or_else(|| format!("https://127.0.0.1:{}", port_b + 1));
     let args_b = DevArgs {
         dir: dir_b.clone(),
         region: b.to_string(),
         port_base: port_b,
         regions: None,
-        public_url: None,
-        public_grpc_url: None,
+        external_nodes: args.external_nodes_b.clone(),
+        public_url: Some(json_b.clone()),
+        public_grpc_url: Some(grpc_b.clone()),
+        init_only: args.init_only || only == Some(a),
         ..args.clone()
     };
     let region_b = start_region(&args_b, Some(multi_region_files(&dir_b)), &[]).await?;
@@ -253,11 +328,12 @@ async fn start_two_regions(args: &DevArgs, regions: &str) -> anyhow::Result<DevR
         dir: dir_a.clone(),
         region: a.to_string(),
         regions: None,
+        init_only: args.init_only || only == Some(b),
         ..args.clone()
     };
     let extra_env = [
-        ("KMS_ENDPOINT_B".to_string(), region_b.json_url.clone()),
-        ("KMS_GRPC_ENDPOINT_B".to_string(), region_b.grpc_url.clone()),
+        ("KMS_ENDPOINT_B".to_string(), json_b),
+        ("KMS_GRPC_ENDPOINT_B".to_string(), grpc_b),
         ("KMS_REGION_B".to_string(), b.to_string()),
         ("KMS_DIR_B".to_string(), dir_b.display().to_string()),
     ];
@@ -269,8 +345,15 @@ async fn start_two_regions(args: &DevArgs, regions: &str) -> anyhow::Result<DevR
                 return Err(e);
             }
         };
-    region_a.peer = Some(Box::new(region_b));
-    Ok(region_a)
+    match only {
+        // Region A's files are written; region B is the one that runs.
+        Some(o) if o == b => Ok(region_b),
+        Some(_) => Ok(region_a),
+        None => {
+            region_a.peer = Some(Box::new(region_b));
+            Ok(region_a)
+        }
+    }
 }
 
 /// The transport and replication key files of a region directory.
@@ -315,9 +398,9 @@ fn ensure_region_keys(
     let r = ReplicationSigningKey::from_bytes(&read_private_key_file(&rpath, 32)?)
         .map_err(|e| anyhow::anyhow!("{}: {e}", rpath.display()))?;
     let entry = crate::front::ops::multi_region::public_entry(region, endpoint, &t, &r)?;
-    fs::write(
-        dir.join(REGION_PUBLIC_FILE),
-        serde_json::to_string_pretty(&entry)?,
+    write_if_changed(
+        &dir.join(REGION_PUBLIC_FILE),
+        &serde_json::to_string_pretty(&entry)?,
     )?;
     Ok(entry)
 }
@@ -326,10 +409,19 @@ fn write_peers(
     dir: &Path,
     peers: &[crate::front::ops::multi_region::PeerRegion],
 ) -> anyhow::Result<()> {
-    fs::write(
-        dir.join(REGION_PEERS_FILE),
-        serde_json::to_string_pretty(peers)?,
-    )?;
+    write_if_changed(
+        &dir.join(REGION_PEERS_FILE),
+        &serde_json::to_string_pretty(peers)?,
+    )
+}
+
+/// Writes a (non-secret) file unless it already holds `text`: in containers, the init step
+/// and both regions' bootstrap steps write the same files while fronts and nodes may be
+/// reading them, so an unchanged file must not be truncated and rewritten.
+fn write_if_changed(path: &Path, text: &str) -> anyhow::Result<()> {
+    if fs::read_to_string(path).ok().as_deref() != Some(text) {
+        fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }
 
@@ -416,9 +508,7 @@ async fn start_region(
             key = dir.join("storage.key").display(),
         );
         // Unchanged files are left alone: a container may be reading its config right now.
-        if fs::read_to_string(&config).ok().as_deref() != Some(toml.as_str()) {
-            fs::write(&config, toml)?;
-        }
+        write_if_changed(&config, &toml)?;
         if !external {
             children.push(spawn_node(&dir, id, &config)?);
         }
@@ -450,6 +540,7 @@ async fn start_region(
     if args.init_only {
         return Ok(DevRegion {
             env_file,
+            region: args.region.clone(),
             json_url: String::new(),
             grpc_url: String::new(),
             children,
@@ -458,9 +549,11 @@ async fn start_region(
         });
     }
     if external {
-        // The containerized fronts own the public ports; this one only bootstraps.
+        // The containerized fronts own the public ports and replicate; this one only
+        // bootstraps (its network may not even reach the peer region).
         params.json_listen = "127.0.0.1:0".parse()?;
         params.grpc_listen = "127.0.0.1:0".parse()?;
+        params.multi_region = None;
     }
     let front = crate::roles::start_front(&params).await?;
     bootstrap_identities(&front, &domain_key, &creds).await?;
@@ -480,6 +573,7 @@ async fn start_region(
     write_private(&env_file, env_text.as_bytes())?;
     Ok(DevRegion {
         env_file,
+        region: args.region.clone(),
         json_url,
         grpc_url,
         children,
@@ -498,16 +592,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         } else {
             "identities bootstrapped"
         };
-        println!(
-            "keyraft dev: {step} in {}",
-            fs::canonicalize(&args.dir)?.display()
-        );
+        // The region's own directory (DIR/B for `--only-region B`).
+        let dir = match region.env_file.parent() {
+            Some(d) => d.to_path_buf(),
+            None => fs::canonicalize(&args.dir)?,
+        };
+        println!("keyraft dev: {step} in {}", dir.display());
         region.stop().await;
         return Ok(());
     }
     println!(
         "keyraft dev: region {} with {} storage nodes is up\n  AWS KMS JSON endpoint: {}\n  gRPC endpoint:         {}\n\nIn another shell:\n  source {}\n  aws kms create-key --description demo\n\nCtrl-C stops the region; starting again on the same --dir keeps every key.",
-        args.region,
+        region.region,
         args.nodes,
         region.json_url,
         region.grpc_url,
@@ -556,8 +652,7 @@ fn write_front_config(path: &Path, params: &FrontParams) -> anyhow::Result<()> {
         cert = params.tls.cert.display(),
         key = params.tls.key.display(),
     );
-    fs::write(path, toml)?;
-    Ok(())
+    write_if_changed(path, &toml)
 }
 
 fn spawn_node(dir: &Path, id: u64, config: &Path) -> anyhow::Result<Child> {
@@ -904,5 +999,218 @@ mod audit_key_tests {
         fs::remove_file(dir.path().join(AUDIT_PUBLIC_KEYS_FILE)).unwrap();
         ensure_audit_key(dir.path()).unwrap();
         assert_eq!(list()[0].key_id, key.key_id());
+    }
+}
+
+#[cfg(test)]
+mod container_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        dev: DevArgs,
+    }
+
+    fn args(dir: &Path, extra: &[&str]) -> DevArgs {
+        let mut argv = vec!["keyraft-dev", "--dir", dir.to_str().unwrap()];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().dev
+    }
+
+    /// The flags docker-compose.regions.yml passes (through KEYRAFT_DEV_* variables).
+    const TWO_REGIONS_IN_CONTAINERS: &[&str] = &[
+        "--regions",
+        "us-east-1,us-west-2",
+        "--hosts",
+        "a-node1,a-node2,a-node3,a-front1,a-front2,b-node1,b-node2,b-node3,b-front1,b-front2,kms-a,kms-b",
+        "--external-nodes",
+        "a-node1:7411,a-node2:7412,a-node3:7413",
+        "--external-nodes-b",
+        "b-node1:7411,b-node2:7412,b-node3:7413",
+        "--replication-url",
+        "https://kms-a:7400",
+        "--replication-url-b",
+        "https://kms-b:7420",
+    ];
+
+    fn peers(path: &Path) -> Vec<crate::front::ops::multi_region::PeerRegion> {
+        serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn dns_sans(pem_path: &Path) -> Vec<String> {
+        let pem = fs::read(pem_path).unwrap();
+        let der = rustls_pemfile::certs(&mut pem.as_slice())
+            .next()
+            .unwrap()
+            .unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        san.value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn init_only_two_regions_in_containers_names_the_container_hosts_in_every_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut flags = TWO_REGIONS_IN_CONTAINERS.to_vec();
+        flags.push("--init-only");
+        start(&args(tmp.path(), &flags)).await.unwrap();
+        let a = fs::canonicalize(tmp.path()).unwrap();
+        let b = a.join("us-west-2");
+
+        // Each region trusts the other at its replication endpoint (a container host name),
+        // with the keys that region published.
+        let a_peers = peers(&a.join(REGION_PEERS_FILE));
+        let b_public: crate::front::ops::multi_region::PeerRegion =
+            serde_json::from_str(&fs::read_to_string(b.join(REGION_PUBLIC_FILE)).unwrap()).unwrap();
+        assert_eq!(a_peers, vec![b_public.clone()]);
+        assert_eq!(b_public.region, "us-west-2");
+        assert_eq!(b_public.endpoint, "https://kms-b:7420");
+        let b_peers = peers(&b.join(REGION_PEERS_FILE));
+        assert_eq!(b_peers.len(), 1);
+        assert_eq!(b_peers[0].region, "us-east-1");
+        assert_eq!(b_peers[0].endpoint, "https://kms-a:7400");
+        assert_ne!(
+            b_peers[0].transport_public_key, b_public.transport_public_key,
+            "each region has its own transport key"
+        );
+
+        // Region B's nodes form their own cluster of B's containers.
+        for n in 1..=3u64 {
+            let node: toml::Value =
+                toml::from_str(&fs::read_to_string(b.join(format!("node-{n}.toml"))).unwrap())
+                    .unwrap();
+            assert_eq!(node["region"].as_str(), Some("us-west-2"));
+            assert_eq!(node["listen"].as_str(), Some(&*format!("0.0.0.0:741{n}")));
+            assert_eq!(
+                node["advertise"].as_str(),
+                Some(&*format!("b-node{n}:741{n}"))
+            );
+            let node_peers: Vec<&str> = node["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect();
+            assert_eq!(
+                node_peers,
+                ["1=b-node1:7411", "2=b-node2:7412", "3=b-node3:7413"]
+            );
+        }
+        // Each front talks to its own region's nodes and replicates with its own keys.
+        for (dir, region, port, node) in [
+            (&a, "us-east-1", 7400, "a-node"),
+            (&b, "us-west-2", 7420, "b-node"),
+        ] {
+            let front: toml::Value =
+                toml::from_str(&fs::read_to_string(dir.join("front.toml")).unwrap()).unwrap();
+            assert_eq!(front["region"].as_str(), Some(region));
+            assert_eq!(
+                front["json_listen"].as_str(),
+                Some(&*format!("0.0.0.0:{port}"))
+            );
+            let store: Vec<&str> = front["store"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap())
+                .collect();
+            assert_eq!(
+                store,
+                [1, 2, 3].map(|n| format!("{node}{n}:741{n}")),
+                "{region}"
+            );
+            for (k, file) in [
+                ("transport_key", TRANSPORT_KEY_FILE),
+                ("replication_key", REPLICATION_KEY_FILE),
+                ("region_peers", REGION_PEERS_FILE),
+            ] {
+                assert_eq!(
+                    front[k].as_str(),
+                    Some(&*dir.join(file).display().to_string())
+                );
+            }
+            // The front certificate (server and client side of the replication mTLS) names
+            // the replication endpoints of both regions and every container.
+            let sans = dns_sans(&dir.join("front.pem"));
+            for host in ["kms-a", "kms-b", "a-front1", "b-front2", "b-node3"] {
+                assert!(sans.iter().any(|s| s == host), "{host} not in {sans:?}");
+            }
+        }
+        // init writes no env file: the bootstrap steps do, once the identities exist.
+        assert!(!a.join("env").exists() && !b.join("env").exists());
+
+        // A second init (compose `up` again) changes nothing, keys included.
+        let before: Vec<Vec<u8>> = [
+            a.join(TRANSPORT_KEY_FILE),
+            b.join(REPLICATION_KEY_FILE),
+            a.join(REGION_PEERS_FILE),
+            b.join("front.toml"),
+            b.join("ca.pem"),
+        ]
+        .iter()
+        .map(|p| fs::read(p).unwrap())
+        .collect();
+        start(&args(tmp.path(), &flags)).await.unwrap();
+        let after: Vec<Vec<u8>> = [
+            a.join(TRANSPORT_KEY_FILE),
+            b.join(REPLICATION_KEY_FILE),
+            a.join(REGION_PEERS_FILE),
+            b.join("front.toml"),
+            b.join("ca.pem"),
+        ]
+        .iter()
+        .map(|p| fs::read(p).unwrap())
+        .collect();
+        assert!(before == after, "a second init rewrote files");
+    }
+
+    #[tokio::test]
+    async fn two_region_container_flags_are_refused_when_incomplete_or_inconsistent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let refused = |extra: &'static [&'static str]| {
+            let a = args(tmp.path(), extra);
+            async move { start(&a).await.err().expect("refused").to_string() }
+        };
+        let only_a = refused(&[
+            "--regions",
+            "us-east-1,us-west-2",
+            "--init-only",
+            "--external-nodes",
+            "a-node1:7411",
+        ])
+        .await;
+        assert!(only_a.contains("--external-nodes-b"), "{only_a}");
+        let stranger = refused(&[
+            "--regions",
+            "us-east-1,us-west-2",
+            "--init-only",
+            "--only-region",
+            "eu-west-1",
+        ])
+        .await;
+        assert!(stranger.contains("eu-west-1"), "{stranger}");
+        let plain = refused(&[
+            "--regions",
+            "us-east-1,us-west-2",
+            "--init-only",
+            "--replication-url-b",
+            "http://kms-b:7420",
+        ])
+        .await;
+        assert!(plain.contains("https://"), "{plain}");
+        let single = refused(&["--init-only", "--public-url-b", "https://x:1"]).await;
+        assert!(
+            single.contains("--public-url-b needs --regions"),
+            "{single}"
+        );
     }
 }

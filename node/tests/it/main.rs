@@ -20,3 +20,4 @@ mod rust_sdk_access;
 mod rust_sdk_import;
 mod rust_sdk_key_types;
 mod separate_roles;
+mod two_region_roles;
