@@ -454,6 +454,38 @@ enum Command {
         #[arg(long)]
         key_id: String,
     },
+    /// Replicate a multi-Region primary key into another region (run against the primary's
+    /// region); the replica is Creating until its material has arrived.
+    ReplicateKey {
+        /// Key id or key ARN of the primary (mrk-...).
+        #[arg(long)]
+        key_id: String,
+        /// The region the replica is created in (e.g. us-west-2).
+        #[arg(long)]
+        replica_region: String,
+        /// The replica's description (default: empty, as AWS).
+        #[arg(long)]
+        description: Option<String>,
+        /// The replica's key policy JSON, or file://path (default: the default key policy).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Skip the policy lockout check.
+        #[arg(long)]
+        bypass_policy_lockout_safety_check: bool,
+        /// TagKey=k,TagValue=v ... or JSON: the replica's tags.
+        #[arg(long, num_args = 1..)]
+        tags: Vec<String>,
+    },
+    /// Make a replica region the primary of a multi-Region key (run against the current
+    /// primary's region).
+    UpdatePrimaryRegion {
+        /// Key id or key ARN (mrk-...).
+        #[arg(long)]
+        key_id: String,
+        /// The region whose replica becomes the primary.
+        #[arg(long)]
+        primary_region: String,
+    },
     /// Rotate a key now (completes in the background).
     RotateKeyOnDemand {
         /// Key id or key ARN.
@@ -1062,6 +1094,8 @@ impl Command {
             Command::DisableKeyRotation { .. } => "DisableKeyRotation",
             Command::GetKeyRotationStatus { .. } => "GetKeyRotationStatus",
             Command::GetKeyLastUsage { .. } => "GetKeyLastUsage",
+            Command::ReplicateKey { .. } => "ReplicateKey",
+            Command::UpdatePrimaryRegion { .. } => "UpdatePrimaryRegion",
             Command::RotateKeyOnDemand { .. } => "RotateKeyOnDemand",
             Command::ListKeyRotations { .. } => "ListKeyRotations",
             Command::GetParametersForImport { .. } => "GetParametersForImport",
@@ -1624,6 +1658,47 @@ async fn execute(kms: &Client, g: &GlobalArgs, cmd: Command) -> Result<Option<Va
                 m.insert("OnDemandRotationStartDate".into(), json!(iso8601(d)));
             }
             Value::Object(m)
+        }
+        Command::ReplicateKey {
+            key_id,
+            replica_region,
+            description,
+            policy,
+            bypass_policy_lockout_safety_check,
+            tags,
+        } => {
+            let policy = policy.map(|p| load_text("policy", &p)).transpose()?;
+            let r = kms
+                .replicate_key()
+                .key_id(key_id)
+                .replica_region(replica_region)
+                .description(description.unwrap_or_default())
+                .set_policy(policy)
+                .bypass_policy_lockout_safety_check(bypass_policy_lockout_safety_check)
+                .set_tags(parse_tags("tags", &tags)?)
+                .send()
+                .await?;
+            let tags: Vec<Value> = r
+                .replica_tags
+                .iter()
+                .map(|t| json!({ "TagKey": t.tag_key, "TagValue": t.tag_value }))
+                .collect();
+            json!({
+                "ReplicaKeyMetadata": r.replica_key_metadata.as_ref().map(key_metadata_json),
+                "ReplicaPolicy": r.replica_policy,
+                "ReplicaTags": tags,
+            })
+        }
+        Command::UpdatePrimaryRegion {
+            key_id,
+            primary_region,
+        } => {
+            kms.update_primary_region()
+                .key_id(key_id)
+                .primary_region(primary_region)
+                .send()
+                .await?;
+            return Ok(None);
         }
         Command::RotateKeyOnDemand { key_id } => {
             let r = kms.rotate_key_on_demand().key_id(key_id).send().await?;

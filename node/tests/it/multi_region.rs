@@ -405,4 +405,78 @@ async fn multi_region_keys_replicate_rotate_and_move_their_primary_between_two_r
     .await;
     let kb = b.describe_key().key_id(&key_id).send().await.unwrap();
     assert!(kb.key_metadata().unwrap().deletion_date().is_some());
+
+    // kmsctl (gRPC, region A from the env file): create, replicate, move the primary.
+    let kmsctl = crate::common::Kmsctl::new(&dev);
+    let created = kmsctl.json(&["create-key", "--multi-region", "--description", "cli"]);
+    let cli_key = created["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(cli_key.starts_with("mrk-"), "{cli_key}");
+    let replicated = kmsctl.json(&[
+        "replicate-key",
+        "--key-id",
+        &cli_key,
+        "--replica-region",
+        B,
+        "--description",
+        "cli replica",
+        "--tags",
+        "TagKey=team,TagValue=payments",
+    ]);
+    let replica = &replicated["ReplicaKeyMetadata"];
+    assert_eq!(replica["KeyId"], cli_key.as_str());
+    assert_eq!(
+        replica["Arn"],
+        format!("arn:aws:kms:{B}:111122223333:key/{cli_key}")
+    );
+    assert_eq!(replicated["ReplicaTags"][0]["TagValue"], "payments");
+    assert!(replicated["ReplicaPolicy"]
+        .as_str()
+        .unwrap()
+        .contains("kms:*"));
+    eventually(
+        Duration::from_secs(20),
+        "the kmsctl replica in B",
+        || async { (key_state(&b, &cli_key).await.as_deref() == Some("Enabled")).then_some(()) },
+    )
+    .await;
+    let sealed = encrypt(&a, &cli_key, b"via kmsctl").await;
+    assert_eq!(
+        decrypts(&b, &sealed).await.as_deref(),
+        Some(&b"via kmsctl"[..])
+    );
+    // Like the aws CLI: no output on success.
+    let out = kmsctl
+        .command()
+        .args(["update-primary-region", "--key-id", &cli_key])
+        .args(["--primary-region", B])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    eventually(Duration::from_secs(20), "B to become primary", || async {
+        let d = b.describe_key().key_id(&cli_key).send().await.ok()?;
+        let cfg = d.key_metadata()?.multi_region_configuration()?.clone();
+        (cfg.multi_region_key_type() == Some(&MultiRegionKeyType::Primary)).then_some(())
+    })
+    .await;
+    // A second move from A (now a replica, or still Updating) is refused with AWS's error.
+    let out = kmsctl
+        .command()
+        .args(["update-primary-region", "--key-id", &cli_key])
+        .args(["--primary-region", B])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("when calling the UpdatePrimaryRegion operation"),
+        "an AWS CLI style error: {stderr}"
+    );
 }
