@@ -898,12 +898,22 @@ async fn poll_replicas(ctx: &Ctx, healed: Instant) -> MrConvergence {
         return out;
     };
     loop {
-        let mut seen = Vec::with_capacity(keys.len());
-        for key in &keys {
-            seen.push(workload::multi_region::observe(&ctx.client, peer, key).await);
+        // Every key at once: a round costs one key's reads, so the time measured is close to
+        // the moment the last replica caught up.
+        let mut round = tokio::task::JoinSet::new();
+        for (i, key) in keys.iter().enumerate() {
+            let (a, b, key) = (ctx.client.clone(), peer.clone(), key.clone());
+            round.spawn(async move { (i, workload::multi_region::observe(&a, &b, &key).await) });
         }
+        let mut seen = Vec::with_capacity(keys.len());
+        while let Some(r) = round.join_next().await {
+            if let Ok(r) = r {
+                seen.push(r);
+            }
+        }
+        seen.sort_by_key(|(i, _)| *i);
         out.polls += 1;
-        out.keys = seen;
+        out.keys = seen.into_iter().map(|(_, o)| o).collect();
         let elapsed = healed.elapsed().as_millis() as u64;
         if out.keys.iter().all(|k| k.converged()) {
             out.converged_after_ms = Some(elapsed);

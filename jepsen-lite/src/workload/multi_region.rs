@@ -36,7 +36,7 @@ pub struct MrState {
     pub replicated: Mutex<Vec<String>>,
     /// Keys created, whose ReplicateKey has not been acknowledged yet.
     pending: Mutex<Vec<String>>,
-    /// Keys created, acknowledged or not (for [`MAX_KEYS`]).
+    /// CreateKey calls that may have created a key (for [`MAX_KEYS`]).
     created: Mutex<usize>,
     /// (key, ciphertext base64) of acknowledged Encrypts, for live decrypts in B.
     ciphertexts: Mutex<Vec<(String, String)>>,
@@ -60,9 +60,15 @@ pub async fn step(ctx: &Ctx, process: u64, rng: &mut (impl Rng + Send)) -> bool 
     }
     let keys = lock(&ctx.mr.replicated).clone();
     let roll = rng.gen_range(0..100);
-    let may_create = *lock(&ctx.mr.created) < MAX_KEYS;
-    if may_create && (keys.is_empty() || roll < CREATE_PERCENT) {
-        return create(ctx, process).await;
+    if keys.is_empty() || roll < CREATE_PERCENT {
+        // Reserve a slot first: workers decide concurrently.
+        let reserved = {
+            let mut created = lock(&ctx.mr.created);
+            (*created < MAX_KEYS).then(|| *created += 1).is_some()
+        };
+        if reserved {
+            return create(ctx, process).await;
+        }
     }
     if keys.is_empty() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -107,7 +113,6 @@ async fn create(ctx: &Ctx, process: u64) -> bool {
             let id = out.key_metadata.unwrap_or_default().key_id;
             ctx.recorder
                 .ok_created(pending, &id, Value::Meta(Some(meta)));
-            *lock(&ctx.mr.created) += 1;
             // Read back after the heal like every acknowledged create (lost-writes).
             lock(&ctx.created).push(id.clone());
             lock(&ctx.mr.pending).push(id);
@@ -116,12 +121,13 @@ async fn create(ctx: &Ctx, process: u64) -> bool {
         Err(e) => {
             let crashed = match classify(&e) {
                 Outcome::Fail(m) => {
+                    // Not created: give the slot back.
+                    *lock(&ctx.mr.created) -= 1;
                     ctx.recorder.fail(pending, m);
                     false
                 }
                 Outcome::Info(m) => {
-                    // It may exist; a later create must not exceed the cap either.
-                    *lock(&ctx.mr.created) += 1;
+                    // It may exist: the slot stays taken.
                     ctx.recorder.info(pending, m);
                     true
                 }
