@@ -2084,7 +2084,15 @@ fn rotation_json(r: &proto::RotationsListEntry) -> Value {
     if let Some(d) = r.rotation_date {
         m.insert("RotationDate".into(), json!(iso8601(d)));
     }
-    m.insert("RotationType".into(), json!(r.rotation_type));
+    if !r.rotation_type.is_empty() {
+        m.insert("RotationType".into(), json!(r.rotation_type));
+    }
+    if let Some(id) = &r.key_material_id {
+        m.insert("KeyMaterialId".into(), json!(id));
+    }
+    if let Some(state) = &r.key_material_state {
+        m.insert("KeyMaterialState".into(), json!(state));
+    }
     Value::Object(m)
 }
 

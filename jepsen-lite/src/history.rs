@@ -67,6 +67,16 @@ pub enum F {
     /// PutKeyPolicy. Value: [`Value::Policy`]. Not part of the register: the revocation
     /// checker reads it (does the policy let the encrypting identity Encrypt?).
     PutKeyPolicy,
+    /// ReplicateKey of a multi-region primary into the second region. Value:
+    /// [`Value::Region`] (the replica region). Not part of the register (the primary's
+    /// description, state and tags do not change).
+    ReplicateKey,
+    /// RotateKeyOnDemand on a multi-region primary. Value: [`Value::None`].
+    Rotate,
+    /// Decrypt in the replica region of a ciphertext made in the primary's region. Invoke
+    /// value: [`Value::Ciphertext`]; ok value: [`Value::Plaintext`]. Checked by the
+    /// `replica-decryptable` checker, not by `decryptable`.
+    DecryptReplica,
 }
 
 impl F {
@@ -157,6 +167,8 @@ pub enum Value {
     },
     /// Key ids (ListKeys).
     Keys(Vec<String>),
+    /// A region name (ReplicateKey's replica region).
+    Region(String),
     /// A key policy written by the runner: its name, and whether it lets the identity that
     /// the revocation workload encrypts as (`role/App`) call `kms:Encrypt`.
     Policy {

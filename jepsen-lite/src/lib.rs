@@ -18,14 +18,18 @@
 //!   convergence.rs  replicas agree on the state-machine hash
 //!   revocation.rs   no Encrypt succeeds later than the staleness bound after a revocation
 //!   recovery.rs     leader-kill recovery against its targets (reported, not a validity)
+//!   multi_region.rs two regions: replicas hold their primary's material within 60 s of the
+//!                   heal; ciphertexts made in A decrypt in B
 //! results.rs      the results directory: save a Run, check_dir re-checks and reports
 //! report.rs       verdict + SVG plots (plotters) -> index.html
 //! sim.rs          simulated linearizable cluster with plantable anomalies
 //! selftest.rs     the `self-test` cases
-//! backend/        Backend trait; local.rs: processes on 127.0.0.x, iptables partitions
-//! nemesis.rs      fault schedule (kill, pause, partition, clock, front restart) + heal
+//! backend/        Backend trait; local.rs: processes on 127.0.0.x, iptables partitions,
+//!                 optionally a second region (multi-region keys) as the backend's peer
+//! nemesis.rs      fault schedule (kill, pause, partition, clock, front restart, region
+//!                 partition) + heal
 //! workload/       register (per-key metadata, deletions), create-and-use, revocation,
-//!                 the final read-back phase
+//!                 multi-region, the final read-back phase
 //! runner.rs       `jepsen-lite run`: backend + workloads + nemesis -> results -> checkers
 //! signals.rs      SIGINT / SIGTERM: stop, heal, remove the cluster, then exit
 //! ```

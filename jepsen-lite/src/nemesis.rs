@@ -40,16 +40,20 @@ pub enum Family {
     Clock,
     /// SIGKILL the front and start it again.
     FrontRestart,
+    /// Two regions: cut the fronts of one region from the other's replication endpoint,
+    /// both ways (multi-region keys stop replicating until the heal).
+    RegionPartition,
 }
 
 impl Family {
-    /// Every family.
-    pub const ALL: [Family; 5] = [
+    /// Every family (`all`; the runner drops `region-partition` when one region runs).
+    pub const ALL: [Family; 6] = [
         Family::Kill,
         Family::Pause,
         Family::Partition,
         Family::Clock,
         Family::FrontRestart,
+        Family::RegionPartition,
     ];
 
     /// Command-line name.
@@ -60,6 +64,7 @@ impl Family {
             Family::Partition => "partition",
             Family::Clock => "clock",
             Family::FrontRestart => "front-restart",
+            Family::RegionPartition => "region-partition",
         }
     }
 
@@ -74,7 +79,7 @@ impl Family {
                     Some(f) => out.push(*f),
                     None => anyhow::bail!(
                         "unknown nemesis {part:?} (expected all, none or a list of kill, \
-                         pause, partition, clock, front-restart)"
+                         pause, partition, clock, front-restart, region-partition)"
                     ),
                 },
             }
@@ -103,6 +108,7 @@ impl Family {
             ],
             Family::Clock => &[Fault::Clock],
             Family::FrontRestart => &[Fault::FrontRestart],
+            Family::RegionPartition => &[Fault::RegionPartition],
         }
     }
 }
@@ -136,6 +142,8 @@ pub enum Fault {
     Clock,
     /// Kill the front and start it again.
     FrontRestart,
+    /// Cut replication between the two regions' fronts.
+    RegionPartition,
 }
 
 /// Scheduling knobs.
@@ -345,6 +353,7 @@ fn kind_name(fault: Fault) -> &'static str {
         Fault::Ring => "partition-ring",
         Fault::Clock => "clock",
         Fault::FrontRestart => "front-restart",
+        Fault::RegionPartition => "region-partition",
     }
 }
 
@@ -474,6 +483,13 @@ fn inject(
         Fault::FrontRestart => {
             backend.kill_front()?;
             "front-restart".to_owned()
+        }
+        Fault::RegionPartition => {
+            backend.cut_regions()?;
+            match backend.peer() {
+                Some(peer) => format!("region-partition {} | {}", backend.name(), peer.name()),
+                None => "region-partition".to_owned(),
+            }
         }
     })
 }

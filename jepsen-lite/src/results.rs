@@ -5,7 +5,8 @@
 //! <dir>/faults.jsonl    fault windows {start, end, name}           (runner; optional)
 //! <dir>/replicas.json   [{node, hash}] after the final phase       (runner; optional)
 //! <dir>/run.json        measurements; `check` reads `recovery`,     (runner; optional)
-//!                       `revocation_bound` and `convergence_unknown`
+//!                       `revocation_bound`, `convergence_unknown` and
+//!                       `multi_region` (two regions: replica-convergence)
 //! <dir>/verdict.json    the checkers' verdict                      (check)
 //! <dir>/index.html      report with latency.svg, throughput.svg,   (check)
 //!                       outcomes.svg inline
@@ -15,6 +16,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::check::multi_region::{self, MrConvergence};
 use crate::check::recovery::{self, RecoveryTimes};
 use crate::check::{check_all, Options, ReplicaHash, RevocationBound, Validity, Verdict};
 use crate::history::{load_jsonl, save_jsonl, FaultWindow, History};
@@ -96,6 +98,9 @@ struct RunInfo {
     /// Why the runner could not compare the replicas' state hashes.
     #[serde(default)]
     convergence_unknown: Option<String>,
+    /// Two-region runs: the multi-region keys' material after the heal.
+    #[serde(default)]
+    multi_region: Option<MrConvergence>,
 }
 
 impl RunInfo {
@@ -128,6 +133,11 @@ pub fn check_dir(dir: &Path, opts: &Options) -> anyhow::Result<Verdict> {
         {
             c.notes.push(why);
         }
+    }
+    if let Some(mr) = &info.multi_region {
+        let c = multi_region::check_convergence(mr);
+        verdict.validity = verdict.validity.merge(c.validity);
+        verdict.checks.push(c);
     }
     if let Some(times) = &info.recovery {
         verdict.push_target(recovery::check(times));

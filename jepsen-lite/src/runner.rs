@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::backend::{
     Backend, ClusterStatus, DockerBackend, DockerOptions, LocalBackend, LocalOptions,
 };
+use crate::check::multi_region::{MrConvergence, CONVERGENCE_WITHIN_MS};
 use crate::check::{Options, ReplicaHash, RevocationBound, Validity, Verdict};
 use crate::history::{History, OpType, Recorder, F};
 use crate::nemesis::{self, Family, NemesisConfig, NemesisLog, NemesisState};
@@ -45,12 +46,18 @@ pub struct RunArgs {
     /// Seconds of workload under faults (setup and the final phase come on top).
     #[arg(long, default_value_t = 60)]
     pub time: u64,
-    /// Faults: `all`, `none`, or a list of kill, pause, partition, clock, front-restart.
+    /// Faults: `all`, `none`, or a list of kill, pause, partition, clock, front-restart,
+    /// region-partition (two regions only; part of `all` then).
     #[arg(long, default_value = "all")]
     pub nemesis: String,
-    /// Workloads: `all`, or a list of register, create-and-use.
+    /// Workloads: `all`, or a list of register, create-and-use, revocation, multi-region
+    /// (two regions only; part of `all` then).
     #[arg(long, default_value = "all")]
     pub workload: String,
+    /// Regions: 1, or 2 for multi-region keys (local backend: `keyraft dev --regions
+    /// us-east-1,us-west-2`; the nemesis hurts region A's nodes and cuts the regions apart).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub regions: u8,
     /// Concurrent client workers (split between the workloads).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -123,6 +130,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// `local` or `docker`.
     pub backend: String,
+    /// 1, or 2 regions (multi-region keys; local backend only).
+    pub regions: u8,
 }
 
 impl RunOptions {
@@ -143,6 +152,7 @@ impl RunOptions {
             staleness_allowance_ms: crate::check::RevocationBound::DEFAULT_ALLOWANCE_MS,
             progress: true,
             backend: "local".into(),
+            regions: 1,
         }
     }
 }
@@ -172,6 +182,17 @@ impl RunArgs {
                     .to_string(),
             ),
         };
+        let named = |list: &str, name: &str| list.split(',').any(|p| p.trim() == name);
+        if self.regions == 1 {
+            if named(&self.nemesis, "region-partition") {
+                bail!("the region-partition nemesis needs --regions 2");
+            }
+            if named(&self.workload, "multi-region") {
+                bail!("the multi-region workload needs --regions 2");
+            }
+        } else if self.backend != "local" {
+            bail!("--regions 2 runs on the local backend only");
+        }
         let keyraft_bin = match self.keyraft_bin {
             Some(b) => b,
             None => default_keyraft_bin()?,
@@ -196,6 +217,7 @@ impl RunArgs {
             staleness_allowance_ms: self.staleness_allowance_ms,
             progress: true,
             backend: self.backend,
+            regions: self.regions,
         })
     }
 }
@@ -281,6 +303,14 @@ pub struct RunStats {
     /// Why the replicas could not be compared (the convergence check's note; read back by
     /// `check`).
     pub convergence_unknown: Option<String>,
+    /// Two regions: the multi-region keys' material in both regions after the heal (read
+    /// back by `check`: replica-convergence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_region: Option<MrConvergence>,
+    /// Two regions: ciphertexts decrypted (any answer) in the replica region after the heal.
+    pub replica_decrypted: usize,
+    /// Two regions: ciphertexts whose Decrypt in the replica region never answered.
+    pub replica_undecrypted: usize,
 }
 
 /// The result of a run.
@@ -341,7 +371,20 @@ pub fn main(args: RunArgs) -> ExitCode {
 }
 
 /// Runs one test. Needs a multi-threaded tokio runtime.
-pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
+pub async fn run(mut opts: RunOptions) -> anyhow::Result<RunOutcome> {
+    let two_regions = opts.regions == 2;
+    if !two_regions {
+        // `all` names them; they need a second region.
+        opts.workloads.retain(|w| *w != Workload::MultiRegion);
+        opts.nemesis
+            .families
+            .retain(|f| *f != Family::RegionPartition);
+        if opts.workloads.is_empty() {
+            bail!("the multi-region workload needs two regions");
+        }
+    } else if opts.backend != "local" {
+        bail!("two regions run on the local backend only");
+    }
     // Before anything exists that a signal must not leave behind.
     let signal_watch = signals::Watch::install().context("installing signal handlers")?;
     std::fs::create_dir_all(&opts.results)
@@ -354,8 +397,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     };
 
     say(format!(
-        "jepsen-lite: starting a {} region in {}",
-        opts.backend,
+        "jepsen-lite: starting {} {} in {}",
+        if two_regions { "two" } else { "a" },
+        if two_regions {
+            format!(
+                "{} regions ({})",
+                opts.backend,
+                crate::backend::local::REGIONS.join(", ")
+            )
+        } else {
+            format!("{} region", opts.backend)
+        },
         results.join("cluster").display()
     ));
     let backend: Arc<dyn Backend> = if opts.backend == "docker" {
@@ -365,6 +417,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         let local = LocalOptions {
             port_base: opts.port_base,
             storage: opts.storage.clone(),
+            regions: opts.regions,
             ..LocalOptions::new(results.join("cluster"), &opts.keyraft_bin)
         };
         Arc::new(tokio::task::spawn_blocking(move || LocalBackend::start(&local)).await??)
@@ -378,6 +431,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
             nemesis_cfg.families.retain(|f| *f != Family::Partition);
         }
     }
+    if nemesis_cfg.families.contains(&Family::RegionPartition) {
+        if let Some(why) = backend.region_partition_unavailable() {
+            println!("jepsen-lite: region partitions are UNAVAILABLE and skipped: {why}");
+            nemesis_cfg
+                .families
+                .retain(|f| *f != Family::RegionPartition);
+        }
+    }
 
     let recorder = Recorder::new();
     let client = ClientBuilder::new()
@@ -386,7 +447,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         .request_timeout(opts.op_timeout)
         .connect_timeout(opts.op_timeout.min(Duration::from_secs(1)))
         .build()?;
-    let ctx = Ctx::new(client, recorder.clone());
+    let peer_client = match backend.peer() {
+        Some(peer) => Some(
+            ClientBuilder::new()
+                .env_file(peer.env_file())?
+                .retry_policy(RetryPolicy::none())
+                .request_timeout(opts.op_timeout)
+                .connect_timeout(opts.op_timeout.min(Duration::from_secs(1)))
+                .build()?,
+        ),
+        None => None,
+    };
+    let ctx = Ctx::with_peer(client, peer_client, recorder.clone());
     if opts.workloads.contains(&Workload::Register) {
         workload::register::setup(&ctx, opts.keys, Duration::from_secs(60)).await?;
     }
@@ -510,6 +582,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
                         Some(r) => r.read_step(&ctx, process, i).await,
                         None => false,
                     },
+                    Workload::MultiRegion => {
+                        workload::multi_region::step(&ctx, process, &mut rng).await
+                    }
                 };
                 if crashed {
                     process = ctx.new_process();
@@ -549,6 +624,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     let workload_end_ns = recorder.now();
     say("jepsen-lite: workload done; healing".into());
     let nemesis_log = nemesis.finish();
+    // Healed: the replicas' convergence is timed from here, while the final reads run.
+    let mr_poll = (two_regions && opts.workloads.contains(&Workload::MultiRegion)).then(|| {
+        let ctx = ctx.clone();
+        let healed = Instant::now();
+        tokio::spawn(async move { poll_replicas(&ctx, healed).await })
+    });
     if let Some(probe) = probe {
         // A kill late in the run is still being probed: give it time to see the recovery.
         let until = Instant::now() + Duration::from_secs(35);
@@ -602,6 +683,41 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
                 "jepsen-lite: final phase left {} ciphertexts and {} keys unanswered",
                 stats.final_phase.undecrypted, stats.final_phase.keys_unread
             );
+        }
+        if let Some(poll) = mr_poll {
+            say("jepsen-lite: waiting for the multi-region replicas to hold their primary's material".into());
+            let mr = poll.await?;
+            match mr.converged_after_ms {
+                Some(ms) => say(format!(
+                    "jepsen-lite: {} multi-region replicas hold exactly their primary's material {ms} ms after the heal",
+                    mr.keys.len()
+                )),
+                None => println!(
+                    "jepsen-lite: multi-region replicas did NOT converge within {} s of the heal",
+                    mr.within_ms / 1000
+                ),
+            }
+            stats.multi_region = Some(mr);
+            if let Some(peer) = backend.peer() {
+                let batches = ClientBuilder::new()
+                    .env_file(peer.env_file())
+                    .and_then(|b| {
+                        b.retry_policy(RetryPolicy::none())
+                            .request_timeout(final_phase::BATCH_TIMEOUT)
+                            .connect_timeout(Duration::from_secs(1))
+                            .build()
+                    })?;
+                say("jepsen-lite: decrypting in the replica region".into());
+                let (done, undone) =
+                    final_phase::decrypt_in_replica(&ctx, &batches, Duration::from_secs(120)).await;
+                stats.replica_decrypted = done;
+                stats.replica_undecrypted = undone;
+                if undone > 0 {
+                    println!(
+                        "jepsen-lite: {undone} ciphertexts were never answered in the replica region"
+                    );
+                }
+            }
         }
         say("jepsen-lite: waiting for the replicas to converge".into());
         let (backend, ctx) = (backend.clone(), ctx.clone());
@@ -768,6 +884,47 @@ fn wait_for_leader(
 
 /// How long the convergence probe polls.
 const CONVERGENCE_WITHIN: Duration = Duration::from_secs(60);
+
+/// From the heal until [`CONVERGENCE_WITHIN_MS`]: reads every replicated key's material in
+/// both regions (see [`workload::multi_region::observe`]) until every replica lists exactly
+/// its primary's material and no on-demand rotation is in progress.
+async fn poll_replicas(ctx: &Ctx, healed: Instant) -> MrConvergence {
+    let keys = workload::lock(&ctx.mr.replicated).clone();
+    let mut out = MrConvergence {
+        within_ms: CONVERGENCE_WITHIN_MS,
+        ..MrConvergence::default()
+    };
+    let Some(peer) = ctx.peer.as_ref() else {
+        return out;
+    };
+    loop {
+        // Every key at once: a round costs one key's reads, so the time measured is close to
+        // the moment the last replica caught up.
+        let mut round = tokio::task::JoinSet::new();
+        for (i, key) in keys.iter().enumerate() {
+            let (a, b, key) = (ctx.client.clone(), peer.clone(), key.clone());
+            round.spawn(async move { (i, workload::multi_region::observe(&a, &b, &key).await) });
+        }
+        let mut seen = Vec::with_capacity(keys.len());
+        while let Some(r) = round.join_next().await {
+            if let Ok(r) = r {
+                seen.push(r);
+            }
+        }
+        seen.sort_by_key(|(i, _)| *i);
+        out.polls += 1;
+        out.keys = seen.into_iter().map(|(_, o)| o).collect();
+        let elapsed = healed.elapsed().as_millis() as u64;
+        if out.keys.iter().all(|k| k.converged()) {
+            out.converged_after_ms = Some(elapsed);
+            return out;
+        }
+        if elapsed >= CONVERGENCE_WITHIN_MS || ctx.interrupted() {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
 
 /// Every replica's state hash at one applied index, gathered across polls.
 ///

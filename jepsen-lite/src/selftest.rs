@@ -7,7 +7,9 @@
 
 use std::time::Instant;
 
-use crate::check::{check_all, AnomalyKind, Options, Validity, Verdict};
+use crate::check::{
+    check_all, validity_word, AnomalyKind, CheckResult, Options, Validity, Verdict,
+};
 use crate::sim::{simulate, Plant, SimConfig};
 
 /// One self-test case.
@@ -215,6 +217,117 @@ pub fn run_case(case: &Case, opts: &Options) -> CaseResult {
     }
 }
 
+/// The multi-region cases: the runner's observation of both regions after the heal (and a
+/// history of cross-region decrypts), each judged by its checker alone.
+pub fn multi_region_cases() -> Vec<(&'static str, CheckResult, Vec<AnomalyKind>)> {
+    use crate::check::multi_region::{
+        check_convergence, check_replica_decrypts, Material, MrConvergence, MrKeyObservation,
+        CONVERGENCE_WITHIN_MS,
+    };
+    use crate::history::{KeyMeta, Recorder, Value, F};
+    let m = |v: u32, current: bool| Material {
+        id: format!("{v:064x}"),
+        current,
+    };
+    let observed = |primary: Vec<Material>, replica: Vec<Material>, after: Option<u64>| {
+        let key = |i: u32, p: Vec<Material>, r: Vec<Material>| MrKeyObservation {
+            key: format!("mrk-{i:032x}"),
+            primary: Some(p),
+            replica: Some(r),
+            ..MrKeyObservation::default()
+        };
+        MrConvergence {
+            keys: vec![
+                key(1, vec![m(1, true)], vec![m(1, true)]),
+                key(2, primary, replica),
+            ],
+            converged_after_ms: after,
+            within_ms: CONVERGENCE_WITHIN_MS,
+            polls: 10,
+        }
+    };
+    // Three ciphertexts under a replicated key, made before and after a rotation; the
+    // replica region decrypts the first two and refuses the third.
+    let decrypts = |third_decrypts: bool| {
+        let r = Recorder::new();
+        let key = "mrk-00000000000000000000000000000003";
+        let p = r.invoke(1, F::CreateKey, None, Value::Meta(Some(KeyMeta::new("mr"))));
+        r.ok_created(p, key, Value::Meta(Some(KeyMeta::new("mr"))));
+        let p = r.invoke(1, F::ReplicateKey, Some(key), Value::Region("b".into()));
+        r.ok(p, Value::None);
+        for (i, ct) in ["AQ==", "Ag==", "Aw=="].iter().enumerate() {
+            let pt = format!("p{i}");
+            let e = r.invoke(1, F::Encrypt, Some(key), Value::Plaintext(pt.clone()));
+            r.ok(
+                e,
+                Value::Encrypted {
+                    plaintext: pt.clone(),
+                    ciphertext: ct.to_string(),
+                },
+            );
+            let d = r.invoke(
+                2,
+                F::DecryptReplica,
+                Some(key),
+                Value::Ciphertext(ct.to_string()),
+            );
+            if i < 2 || third_decrypts {
+                r.ok(d, Value::Plaintext(pt));
+            } else {
+                r.fail(d, "InvalidCiphertextException: the replica lacks version 2");
+            }
+        }
+        let h = r.snapshot();
+        let calls = h.calls().expect("a well-formed history");
+        check_replica_decrypts(&calls)
+    };
+    use AnomalyKind::*;
+    vec![
+        (
+            "valid: replicas hold their primary's versions 2.1 s after the heal",
+            check_convergence(&observed(
+                vec![m(1, false), m(2, false), m(3, true)],
+                vec![m(3, true), m(1, false), m(2, false)],
+                Some(2_100),
+            )),
+            vec![],
+        ),
+        (
+            "replica missing a material version",
+            check_convergence(&observed(
+                vec![m(1, false), m(2, false), m(3, true)],
+                vec![m(1, false), m(3, true)],
+                None,
+            )),
+            vec![ReplicaMaterialMismatch],
+        ),
+        (
+            "replica stuck on an older current version",
+            check_convergence(&observed(
+                vec![m(1, false), m(2, true)],
+                vec![m(1, true), m(2, false)],
+                None,
+            )),
+            vec![ReplicaMaterialMismatch],
+        ),
+        (
+            "replicas converged 75 s after the heal (limit 60 s)",
+            check_convergence(&observed(vec![m(1, true)], vec![m(1, true)], Some(75_000))),
+            vec![SlowReplication],
+        ),
+        (
+            "valid: ciphertexts from before and after a rotation decrypt in the replica region",
+            decrypts(true),
+            vec![],
+        ),
+        (
+            "ciphertext that does not decrypt in the replica region",
+            decrypts(false),
+            vec![Undecryptable],
+        ),
+    ]
+}
+
 /// Runs every case, printing one line each; returns whether all passed.
 pub fn run(opts: &Options, mut out: impl std::io::Write) -> std::io::Result<bool> {
     let mut all = true;
@@ -223,6 +336,28 @@ pub fn run(opts: &Options, mut out: impl std::io::Write) -> std::io::Result<bool
         let r = run_case(&case, opts);
         writeln!(out, "{}", truncate(&r.line, 400))?;
         all &= r.passed;
+        n += 1;
+    }
+    for (name, result, expect) in multi_region_cases() {
+        let passed = if expect.is_empty() {
+            result.validity == Validity::Valid
+        } else {
+            result.validity == Validity::Invalid
+                && expect
+                    .iter()
+                    .all(|k| result.anomalies.iter().any(|a| a.kind == *k))
+        };
+        let what = match result.anomalies.first() {
+            Some(a) => format!("flagged: {}", a.message),
+            None => format!("{} {}", result.checker, validity_word(result.validity)),
+        };
+        writeln!(
+            out,
+            "{} {name}: {}",
+            if passed { "PASS" } else { "FAIL" },
+            truncate(&what, 300)
+        )?;
+        all &= passed;
         n += 1;
     }
     writeln!(

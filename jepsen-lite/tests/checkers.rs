@@ -1,5 +1,5 @@
-//! The checking half end to end: self-test cases, the 20,000-call timing bound, and
-//! re-checking a saved results directory.
+//! The checking half end to end: self-test cases (multi-region ones too), the 20,000-call
+//! timing bound, and re-checking a saved results directory.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,31 @@ fn every_self_test_case_gets_its_expected_verdict() {
         .map(|r| r.line)
         .collect();
     assert!(failed.is_empty(), "{failed:#?}");
+}
+
+#[test]
+fn every_multi_region_self_test_case_gets_its_expected_verdict() {
+    let cases = selftest::multi_region_cases();
+    assert!(
+        cases.iter().any(
+            |(name, _, expect)| name.contains("missing a material version")
+                && expect == &[AnomalyKind::ReplicaMaterialMismatch]
+        ),
+        "the planted replica missing a version is among the cases"
+    );
+    for (name, result, expect) in cases {
+        if expect.is_empty() {
+            assert_eq!(result.validity, Validity::Valid, "{name}: {result:#?}");
+            continue;
+        }
+        assert_eq!(result.validity, Validity::Invalid, "{name}: {result:#?}");
+        for kind in expect {
+            assert!(
+                result.anomalies.iter().any(|a| a.kind == kind),
+                "{name}: {kind:?} flagged in {result:#?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -13,6 +13,15 @@
 //!
 //! `--node-ips` makes each node bind its outgoing connections to its own address, so rules on
 //! `-s A -d B` (and the region's node ports) cut exactly the link between two nodes.
+//!
+//! Two regions (`regions: 2`, for multi-region keys): the bootstrap is `keyraft dev --regions
+//! us-east-1,us-west-2`, which lays out region B in D/us-west-2 with ports P+20.. (its nodes
+//! on the same 127.0.0.x addresses, on their own ports), trust files naming each other's
+//! front, and one CA. Region B runs as this backend's [`Backend::peer`], a `LocalBackend` of
+//! its own. Both fronts listen on 127.0.0.1 and deliver to each other's JSON port from
+//! 127.0.0.1; the SDK clients use the gRPC ports, and the harness's `/status` polls come from
+//! 127.0.0.250 in this mode, so the region partition (drop 127.0.0.1 -> 127.0.0.1 on the two
+//! JSON ports, both directions) cuts exactly the replication traffic.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -39,6 +48,8 @@ pub struct LocalOptions {
     pub storage: String,
     /// How long bootstrap and first readiness may take.
     pub startup_timeout: Duration,
+    /// 1, or 2 for a second region (multi-region keys) as the backend's peer.
+    pub regions: u8,
 }
 
 impl LocalOptions {
@@ -50,12 +61,20 @@ impl LocalOptions {
             port_base: None,
             storage: "redb".into(),
             startup_timeout: Duration::from_secs(120),
+            regions: 1,
         }
     }
 }
 
 /// Storage nodes per region in the local backend.
 const NODES: u64 = 3;
+
+/// Region names of a two-region run (region A is the primary's region).
+pub const REGIONS: [&str; 2] = ["us-east-1", "us-west-2"];
+/// Region B's ports start this far above region A's (as `keyraft dev --regions` lays them out).
+const REGION_B_PORT_OFFSET: u16 = 20;
+/// Where the harness's `/status` polls come from when two regions run (see the module docs).
+const STATUS_SOURCE: &str = "127.0.0.250";
 
 /// The children this backend owns.
 #[derive(Default)]
@@ -67,18 +86,30 @@ struct Procs {
 
 /// A region of `keyraft` processes on this machine.
 pub struct LocalBackend {
+    name: String,
     dir: PathBuf,
     bin: PathBuf,
     port_base: u16,
     env_file: PathBuf,
     procs: Mutex<Procs>,
     firewall: Result<Firewall, String>,
+    /// Source address of the `/status` polls (two regions only).
+    status_source: Option<&'static str>,
+    /// Region B of a two-region run.
+    peer: Option<Box<LocalBackend>>,
 }
 
 impl LocalBackend {
-    /// Bootstraps a region in `opts.dir`, starts every role and waits until the front reports
-    /// a leader that every node agrees on.
+    /// Bootstraps a region in `opts.dir` (two with `opts.regions == 2`), starts every role and
+    /// waits until each front reports a leader that every node agrees on.
     pub fn start(opts: &LocalOptions) -> anyhow::Result<LocalBackend> {
+        if !(1..=2).contains(&opts.regions) {
+            bail!(
+                "the local backend runs 1 or 2 regions, not {}",
+                opts.regions
+            );
+        }
+        let two = opts.regions == 2;
         fs::create_dir_all(&opts.dir)
             .with_context(|| format!("creating {}", opts.dir.display()))?;
         let dir = fs::canonicalize(&opts.dir)?;
@@ -91,7 +122,7 @@ impl LocalBackend {
         }
         let port_base = match opts.port_base {
             Some(p) => p,
-            None => free_port_base()?,
+            None => free_port_base(two)?,
         };
         bootstrap(
             &dir,
@@ -99,10 +130,50 @@ impl LocalBackend {
             port_base,
             &opts.storage,
             opts.startup_timeout,
+            two,
         )?;
+        let peer = if two {
+            let b = Self::launch(
+                format!("local {}", REGIONS[1]),
+                &dir.join(REGIONS[1]),
+                &opts.keyraft_bin,
+                port_base + REGION_B_PORT_OFFSET,
+                opts.startup_timeout,
+                Some(STATUS_SOURCE),
+            )?;
+            Some(Box::new(b))
+        } else {
+            None
+        };
+        let mut backend = Self::launch(
+            if two {
+                format!("local {}", REGIONS[0])
+            } else {
+                "local".into()
+            },
+            &dir,
+            &opts.keyraft_bin,
+            port_base,
+            opts.startup_timeout,
+            two.then_some(STATUS_SOURCE),
+        )?;
+        backend.peer = peer;
+        Ok(backend)
+    }
+
+    /// Starts the nodes and the front of a region `keyraft dev` laid out in `dir`.
+    fn launch(
+        name: String,
+        dir: &Path,
+        bin: &Path,
+        port_base: u16,
+        startup_timeout: Duration,
+        status_source: Option<&'static str>,
+    ) -> anyhow::Result<LocalBackend> {
         fs::create_dir_all(dir.join("clock"))?;
+        fs::create_dir_all(dir.join("logs"))?;
         for n in 1..=NODES {
-            let offset_file = clock_file(&dir, n);
+            let offset_file = clock_file(dir, n);
             fs::write(&offset_file, "0\n")?;
             // A top-level key must precede the [tls] table: prepend it.
             let config = dir.join(format!("node-{n}.toml"));
@@ -119,20 +190,23 @@ impl LocalBackend {
             }
         }
         let backend = LocalBackend {
+            name,
             env_file: dir.join("env"),
-            dir,
-            bin: opts.keyraft_bin.clone(),
+            dir: dir.to_owned(),
+            bin: bin.to_owned(),
             port_base,
             procs: Mutex::new(Procs::default()),
             firewall: Firewall::new(port_base),
+            status_source,
+            peer: None,
         };
         for n in 1..=NODES {
             backend.start(n)?;
         }
         backend.start_front()?;
         backend
-            .wait_ready(opts.startup_timeout)
-            .with_context(|| format!("region in {}", opts.dir.display()))?;
+            .wait_ready(startup_timeout)
+            .with_context(|| format!("region in {}", dir.display()))?;
         Ok(backend)
     }
 
@@ -169,7 +243,7 @@ impl LocalBackend {
 
 impl Backend for LocalBackend {
     fn name(&self) -> &str {
-        "local"
+        &self.name
     }
 
     fn env_file(&self) -> &Path {
@@ -276,7 +350,11 @@ impl Backend for LocalBackend {
 
     fn status(&self, timeout: Duration) -> anyhow::Result<ClusterStatus> {
         // curl keeps the harness free of an HTTP/TLS stack of its own; /status needs no auth.
-        let out = Command::new("curl")
+        let mut curl = Command::new("curl");
+        if let Some(source) = self.status_source {
+            curl.args(["--interface", source]);
+        }
+        let out = curl
             .args(["-sS", "--max-time"])
             .arg(format!("{:.1}", timeout.as_secs_f64()))
             .arg("--cacert")
@@ -293,6 +371,20 @@ impl Backend for LocalBackend {
         }
         serde_json::from_slice(&out.stdout)
             .with_context(|| format!("parsing /status: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    fn peer(&self) -> Option<&dyn Backend> {
+        self.peer.as_deref().map(|p| p as &dyn Backend)
+    }
+
+    fn cut_regions(&self) -> anyhow::Result<()> {
+        let Some(peer) = &self.peer else {
+            bail!("region partitions unavailable: one region only (run with --regions 2)");
+        };
+        match &self.firewall {
+            Ok(fw) => fw.cut_fronts(&[self.port_base, peer.port_base]),
+            Err(why) => bail!("partitions unavailable: {why}"),
+        }
     }
 }
 
@@ -339,15 +431,22 @@ fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
 }
 
 /// A port range (P, P+1, node N on 127.0.0.(N+1):P+10+N) nobody listens on.
-fn free_port_base() -> anyhow::Result<u16> {
+fn free_port_base(two_regions: bool) -> anyhow::Result<u16> {
     let slot = (std::process::id() % 100) as u16;
     for i in 0..100u16 {
         let base = 36000 + ((slot + i) % 100) * 200;
-        let mut addrs = vec![
-            format!("127.0.0.1:{base}"),
-            format!("127.0.0.1:{}", base + 1),
-        ];
-        addrs.extend((1..=NODES).map(|n| format!("{}:{}", node_ip(n), node_port(base, n))));
+        let mut addrs = Vec::new();
+        let regions: &[u16] = if two_regions {
+            &[0, REGION_B_PORT_OFFSET]
+        } else {
+            &[0]
+        };
+        for &offset in regions {
+            let p = base + offset;
+            addrs.push(format!("127.0.0.1:{p}"));
+            addrs.push(format!("127.0.0.1:{}", p + 1));
+            addrs.extend((1..=NODES).map(|n| format!("{}:{}", node_ip(n), node_port(p, n))));
+        }
         if addrs
             .iter()
             .all(|a| std::net::TcpListener::bind(a.as_str()).is_ok())
@@ -366,6 +465,7 @@ fn bootstrap(
     port_base: u16,
     storage: &str,
     timeout: Duration,
+    two_regions: bool,
 ) -> anyhow::Result<()> {
     let env = dir.join("env");
     let _ = fs::remove_file(&env);
@@ -380,6 +480,11 @@ fn bootstrap(
         .arg(port_base.to_string())
         .args(["--audit-digest-interval-ms", "5000"])
         .args(["--storage", storage])
+        .args(if two_regions {
+            vec!["--regions".to_owned(), REGIONS.join(",")]
+        } else {
+            vec![]
+        })
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -412,17 +517,20 @@ fn bootstrap(
     let _ = dev.kill();
     let _ = dev.wait();
     // Nodes dev could not stop must not hold the ports or the databases.
-    if let Ok(entries) = fs::read_dir(dir.join("pids")) {
-        for entry in entries.flatten() {
-            if let Ok(pid) = fs::read_to_string(entry.path()) {
-                let pid = pid.trim();
-                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
+    let pid_dirs = [dir.join("pids"), dir.join(REGIONS[1]).join("pids")];
+    for entry in pid_dirs
+        .iter()
+        .filter_map(|d| fs::read_dir(d).ok())
+        .flat_map(|entries| entries.flatten())
+    {
+        if let Ok(pid) = fs::read_to_string(entry.path()) {
+            let pid = pid.trim();
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
+                let _ = Command::new("kill").args(["-9", pid]).status();
             }
-            let _ = fs::remove_file(entry.path());
         }
+        let _ = fs::remove_file(entry.path());
     }
     ready.with_context(|| {
         let text = fs::read_to_string(&log_path).unwrap_or_default();
@@ -485,6 +593,29 @@ impl Firewall {
                         "DROP",
                     ])?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops TCP between fronts on 127.0.0.1 to and from these (JSON) ports.
+    fn cut_fronts(&self, ports: &[u16]) -> anyhow::Result<()> {
+        for port in ports {
+            for dir in ["--dport", "--sport"] {
+                iptables(&[
+                    "-A",
+                    &self.chain,
+                    "-p",
+                    "tcp",
+                    "-s",
+                    "127.0.0.1",
+                    "-d",
+                    "127.0.0.1",
+                    dir,
+                    &port.to_string(),
+                    "-j",
+                    "DROP",
+                ])?;
             }
         }
         Ok(())

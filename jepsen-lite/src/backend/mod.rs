@@ -10,7 +10,8 @@
 //! mod.rs     Backend trait, NodeId, Link, ClusterStatus (the front's GET /status)
 //! local.rs   LocalBackend: `keyraft dev --node-ips` bootstrap, then 3 `keyraft node` + 1
 //!            `keyraft front` child processes; kill/pause via signals, partitions via an
-//!            iptables chain of its own, clock skew via per-node offset files
+//!            iptables chain of its own, clock skew via per-node offset files; with
+//!            `regions: 2` a second such region (`keyraft dev --regions`) as its `peer`
 //! docker.rs  DockerBackend: the deploy/docker compose project (3 nodes, 2 fronts), one
 //!            project per run; docker kill/start/pause, iptables in each node's namespace
 //! ```
@@ -134,6 +135,31 @@ pub trait Backend: Send + Sync {
     /// The front's view of the cluster (fails while the front is down).
     fn status(&self, timeout: Duration) -> anyhow::Result<ClusterStatus>;
 
+    /// The second region of a two-region run (multi-region keys), if one runs. The nemesis
+    /// hurts this region's nodes only; the second region is cut off by
+    /// [`Backend::cut_regions`] and healed with the rest.
+    fn peer(&self) -> Option<&dyn Backend> {
+        None
+    }
+
+    /// Why the fronts of the two regions cannot be cut apart, or `None` if they can.
+    fn region_partition_unavailable(&self) -> Option<String> {
+        match self.peer() {
+            None => Some("one region only (run with --regions 2)".into()),
+            Some(_) => self.partitions_unavailable(),
+        }
+    }
+
+    /// Cuts the replication traffic between the regions' fronts, both ways (each front's
+    /// deliveries to the other's replication endpoint), until [`Backend::heal_network`].
+    fn cut_regions(&self) -> anyhow::Result<()> {
+        anyhow::bail!(
+            "region partitions unavailable: {}",
+            self.region_partition_unavailable()
+                .unwrap_or_else(|| "not implemented by this backend".into())
+        )
+    }
+
     /// Waits until the front answers `/status` with a leader every node acknowledges.
     fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = std::time::Instant::now() + timeout;
@@ -184,6 +210,9 @@ pub trait Backend: Send + Sync {
             note(self.start(n));
         }
         note(self.start_front());
+        if let Some(peer) = self.peer() {
+            note(peer.heal_all());
+        }
         first_err.map_or(Ok(()), Err)
     }
 }

@@ -9,6 +9,8 @@
 //! | `decryptable` | [`decrypt`] | every acknowledged ciphertext decrypts to its plaintext after healing |
 //! | `convergence` | [`convergence`] | all replicas report the same state-machine hash |
 //! | `revocation` | [`revocation`] | after an acknowledged DisableKey / deny policy, no Encrypt invoked later than the staleness bound succeeds |
+//! | `replica-decryptable` | [`multi_region`] | two regions: every acknowledged ciphertext under a replicated multi-region key decrypts in the replica region (only when the history replicates keys) |
+//! | `replica-convergence` | [`multi_region`] | two regions: after the heal, every replica lists exactly its primary's material versions within 60 s (from `run.json`) |
 //!
 //! Performance targets are judged next to the verdict, in [`Verdict::targets`], and do not
 //! change its validity (a slow failover is not a safety violation):
@@ -25,6 +27,7 @@ pub mod decrypt;
 pub mod linearizable;
 pub mod lost;
 pub mod model;
+pub mod multi_region;
 pub mod recovery;
 pub mod revocation;
 
@@ -81,6 +84,11 @@ pub enum AnomalyKind {
     StaleRevocation,
     /// Leader-kill recovery missed its p50 or p99 target.
     SlowRecovery,
+    /// After healing, a multi-region replica does not hold exactly its primary's material
+    /// versions (one missing, one extra, another current version).
+    ReplicaMaterialMismatch,
+    /// The replicas converged, but later than the limit after the heal.
+    SlowReplication,
 }
 
 /// One violation, with what a human needs to find it in the history.
@@ -259,6 +267,12 @@ pub fn check_all(
         decrypt::check(&calls),
         revocation::check(&calls, &opts.revocation_bound),
     ];
+    if calls
+        .iter()
+        .any(|c| c.invoke.f == crate::history::F::ReplicateKey)
+    {
+        checks.push(multi_region::check_replica_decrypts(&calls));
+    }
     if let Some(replicas) = replicas {
         checks.push(convergence::check(replicas));
     }

@@ -115,11 +115,42 @@ pub async fn run(ctx: &Arc<Ctx>, batches: &Client, within: Duration) -> FinalSta
         })
         .collect();
     let budget = Budget::new(within, ciphertexts.len(), PER_CIPHERTEXT);
-    let (done, undone) = decrypt_all(ctx, batches, ciphertexts, Arc::new(budget)).await;
+    let (done, undone) = decrypt_all(ctx, batches, ciphertexts, Arc::new(budget), F::Decrypt).await;
     stats.decrypted = done;
     stats.undecrypted = undone;
     stats.seconds = started.elapsed().as_secs_f64();
     stats
+}
+
+/// Two regions, after the replicas converged: decrypts in region B (through `peer_batches`)
+/// every acknowledged ciphertext under a key whose ReplicateKey was acknowledged, each item
+/// recorded as a `decrypt-replica` call. Returns (answered, unanswered).
+pub async fn decrypt_in_replica(
+    ctx: &Arc<Ctx>,
+    peer_batches: &Client,
+    within: Duration,
+) -> (usize, usize) {
+    let history = ctx.recorder.snapshot();
+    let replicated: BTreeSet<String> = lock(&ctx.mr.replicated).iter().cloned().collect();
+    let ciphertexts: Vec<(String, String)> = history
+        .ops
+        .into_iter()
+        .filter(|o| o.f == F::Encrypt && o.op_type == OpType::Ok)
+        .filter(|o| o.key.as_ref().is_some_and(|k| replicated.contains(k)))
+        .filter_map(|o| match o.value {
+            Value::Encrypted { ciphertext, .. } => Some((o.key.unwrap_or_default(), ciphertext)),
+            _ => None,
+        })
+        .collect();
+    let budget = Budget::new(within, ciphertexts.len(), PER_CIPHERTEXT);
+    decrypt_all(
+        ctx,
+        peer_batches,
+        ciphertexts,
+        Arc::new(budget),
+        F::DecryptReplica,
+    )
+    .await
 }
 
 /// Runs `one` over `items` with [`PARALLEL`] workers; returns (answered, unanswered).
@@ -255,6 +286,7 @@ async fn decrypt_all(
     client: &Client,
     items: Vec<(String, String)>,
     budget: Arc<Budget>,
+    f: F,
 ) -> (usize, usize) {
     let mut queue = VecDeque::with_capacity(items.len());
     let mut malformed = 0;
@@ -289,7 +321,7 @@ async fn decrypt_all(
                     break;
                 }
                 let before = yes;
-                let retry = decrypt_batch(&ctx, &client, batch, &mut yes).await;
+                let retry = decrypt_batch(&ctx, &client, batch, &mut yes, f).await;
                 if yes > before {
                     budget.answered();
                 }
@@ -328,13 +360,14 @@ async fn decrypt_batch(
     client: &Client,
     batch: Vec<Pending>,
     answered: &mut usize,
+    f: F,
 ) -> Vec<Pending> {
     let invoked: Vec<_> = batch
         .iter()
         .map(|p| {
             ctx.recorder.invoke(
                 ctx.new_process(),
-                F::Decrypt,
+                f,
                 Some(&p.key),
                 Value::Ciphertext(p.ciphertext.clone()),
             )

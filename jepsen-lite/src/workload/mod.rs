@@ -12,6 +12,8 @@
 //! revocation.rs   DisableKey / deny policy, hold, restore on a key of its own, while readers
 //!                 Encrypt as App through every front: the revocation checker's input
 //! create_use.rs   CreateKey, then Encrypt random plaintexts under acknowledged keys
+//! multi_region.rs two regions: CreateKey MultiRegion + ReplicateKey, Encrypt in A, Decrypt
+//!                 in B, RotateKeyOnDemand; reads both regions' material after the heal
 //! final_phase.rs  after healing: ListKeys, DescribeKey every key, Decrypt every ciphertext
 //! ```
 //!
@@ -24,6 +26,7 @@
 
 pub mod create_use;
 pub mod final_phase;
+pub mod multi_region;
 pub mod register;
 pub mod revocation;
 
@@ -50,14 +53,18 @@ pub enum Workload {
     CreateAndUse,
     /// Revoke and restore a key while readers Encrypt under it.
     Revocation,
+    /// Two regions: multi-region keys created and rotated in region A, replicated to B,
+    /// Encrypt in A, Decrypt in B.
+    MultiRegion,
 }
 
 impl Workload {
-    /// Every workload.
-    pub const ALL: [Workload; 3] = [
+    /// Every workload (`all`; the runner drops `multi-region` when one region runs).
+    pub const ALL: [Workload; 4] = [
         Workload::Register,
         Workload::CreateAndUse,
         Workload::Revocation,
+        Workload::MultiRegion,
     ];
 
     /// Command-line name.
@@ -66,6 +73,7 @@ impl Workload {
             Workload::Register => "register",
             Workload::CreateAndUse => "create-and-use",
             Workload::Revocation => "revocation",
+            Workload::MultiRegion => "multi-region",
         }
     }
 
@@ -78,8 +86,8 @@ impl Workload {
                 _ => match Workload::ALL.iter().find(|w| w.name() == part) {
                     Some(w) => out.push(*w),
                     None => anyhow::bail!(
-                        "unknown workload {part:?} (expected all, register, create-and-use or \
-                         revocation)"
+                        "unknown workload {part:?} (expected all, register, create-and-use, \
+                         revocation or multi-region)"
                     ),
                 },
             }
@@ -105,6 +113,10 @@ pub struct Ctx {
     pub created: Mutex<Vec<String>>,
     /// Keys of the revocation workload (the current one and those it retired).
     pub revocation_keys: Mutex<Vec<String>>,
+    /// Two regions: a client of region B (no retries, like `client`).
+    pub peer: Option<Client>,
+    /// State of the multi-region workload.
+    pub mr: multi_region::MrState,
     /// Set when the workers must stop (end of the run, or Ctrl-C).
     pub stop: AtomicBool,
     /// Set on SIGINT / SIGTERM: the final phase gives up too.
@@ -116,12 +128,19 @@ pub struct Ctx {
 impl Ctx {
     /// A context over a client and a recorder.
     pub fn new(client: Client, recorder: Recorder) -> Arc<Ctx> {
+        Ctx::with_peer(client, None, recorder)
+    }
+
+    /// A context for two regions: `peer` is a client of region B.
+    pub fn with_peer(client: Client, peer: Option<Client>, recorder: Recorder) -> Arc<Ctx> {
         Arc::new(Ctx {
             client,
             recorder,
             register_keys: Mutex::new(Vec::new()),
             created: Mutex::new(Vec::new()),
             revocation_keys: Mutex::new(Vec::new()),
+            peer,
+            mr: multi_region::MrState::default(),
             stop: AtomicBool::new(false),
             interrupted: AtomicBool::new(false),
             next_process: AtomicU64::new(0),

@@ -1420,6 +1420,8 @@ mod convert {
                     key_id: e.key_id.unwrap_or_default(),
                     rotation_date: e.rotation_date,
                     rotation_type: e.rotation_type.unwrap_or_default(),
+                    key_material_id: e.key_material_id,
+                    key_material_state: e.key_material_state,
                 })
                 .collect(),
             next_marker: r.next_marker,
@@ -1724,11 +1726,21 @@ mod convert {
                     key_id: Some("k".into()),
                     rotation_date: Some(1.0),
                     rotation_type: Some("ON_DEMAND".into()),
+                    key_material_id: Some(format!("{:064x}", 2)),
+                    key_material_state: Some("CURRENT".into()),
                 }],
                 next_marker: Some("m".into()),
                 truncated: true,
             });
             assert_eq!(l.rotations[0].rotation_type, "ON_DEMAND");
+            assert_eq!(
+                l.rotations[0].key_material_id.as_deref(),
+                Some("0000000000000000000000000000000000000000000000000000000000000002")
+            );
+            assert_eq!(
+                l.rotations[0].key_material_state.as_deref(),
+                Some("CURRENT")
+            );
             assert_eq!(l.next_marker.as_deref(), Some("m"));
             let e = enable_key_rotation(pb::EnableKeyRotationRequest {
                 key_id: String::new(),

@@ -106,6 +106,29 @@ pub struct RotationsListEntry {
     /// `AUTOMATIC` | `ON_DEMAND`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_type: Option<String>,
+    /// Which material this is: [`key_material_id`] of its version, the same in every region
+    /// that holds the key (primary and replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_material_id: Option<String>,
+    /// `CURRENT` (new ciphertexts use it) | `NON_CURRENT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_material_state: Option<String>,
+}
+
+/// The `KeyMaterialId` of a material version: the version number as 64 hex digits (AWS's
+/// ids are 64 hex digits too). It names the version, nothing more: it is derived from no
+/// secret and reveals nothing about the material, and it is equal in every region holding
+/// the key, so a replica's listing can be compared with its primary's.
+pub fn key_material_id(version: u32) -> String {
+    format!("{version:064x}")
+}
+
+fn key_material_state(key: &KeyRecord, version: u32) -> &'static str {
+    if version == key.current_material_version {
+        "CURRENT"
+    } else {
+        "NON_CURRENT"
+    }
 }
 
 /// `ListKeyRotationsResponse`. `Truncated` is always present.
@@ -353,19 +376,48 @@ impl Kms {
         )
         .await?;
         rot::check_rotatable(&key)?;
-        let history = &key.rotation.history;
-        let end = start.saturating_add(limit as usize).min(history.len());
-        let rotations = history
+        // ROTATIONS_ONLY (the default): the completed rotations. ALL_KEY_MATERIAL adds the
+        // first material, so it lists every material version the key holds: on a
+        // multi-region replica (which records no rotations of its own) that is every
+        // version that has arrived from the primary.
+        let entries: Vec<RotationsListEntry> =
+            if req.include_key_material.as_deref() == Some("ALL_KEY_MATERIAL") {
+                key.materials
+                    .iter()
+                    .map(|m| {
+                        let rotated = key.rotation.history.iter().find(|h| h.version == m.version);
+                        RotationsListEntry {
+                            key_id: Some(key.key_id.clone()),
+                            rotation_date: match rotated {
+                                Some(h) => Some(epoch_seconds(h.rotation_date)),
+                                None if m.version > 1 => Some(epoch_seconds(m.created_at)),
+                                None => None,
+                            },
+                            rotation_type: rotated.map(|h| h.rotation_type.as_str().into()),
+                            key_material_id: Some(key_material_id(m.version)),
+                            key_material_state: Some(key_material_state(&key, m.version).into()),
+                        }
+                    })
+                    .collect()
+            } else {
+                key.rotation
+                    .history
+                    .iter()
+                    .map(|h| RotationsListEntry {
+                        key_id: Some(key.key_id.clone()),
+                        rotation_date: Some(epoch_seconds(h.rotation_date)),
+                        rotation_type: Some(h.rotation_type.as_str().into()),
+                        key_material_id: Some(key_material_id(h.version)),
+                        key_material_state: Some(key_material_state(&key, h.version).into()),
+                    })
+                    .collect()
+            };
+        let end = start.saturating_add(limit as usize).min(entries.len());
+        let rotations = entries
             .get(start.min(end)..end)
             .unwrap_or_default()
-            .iter()
-            .map(|h| RotationsListEntry {
-                key_id: Some(key.key_id.clone()),
-                rotation_date: Some(epoch_seconds(h.rotation_date)),
-                rotation_type: Some(h.rotation_type.as_str().into()),
-            })
-            .collect();
-        let truncated = end < history.len();
+            .to_vec();
+        let truncated = end < entries.len();
         Ok(ListKeyRotationsResponse {
             rotations,
             next_marker: truncated.then(|| encode_rotations_marker(end)),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{MultiRegionKeyType, Tag};
+use aws_sdk_kms::types::{IncludeKeyMaterial, KeyMaterialState, MultiRegionKeyType, Tag};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 
 use crate::common::{port_base_for, DevRegion};
@@ -266,6 +266,40 @@ async fn multi_region_keys_replicate_rotate_and_move_their_primary_between_two_r
         .unwrap_err()
         .into_service_error()
         .is_unsupported_operation_exception());
+
+    // Both regions list the same two material versions, the rotated one current, through
+    // ListKeyRotations with IncludeKeyMaterial=ALL_KEY_MATERIAL (the replica records no
+    // rotation of its own, so ROTATIONS_ONLY lists nothing there): what jepsen-lite's
+    // replica-convergence checker compares.
+    let listed = |kms: aws_sdk_kms::Client, key_id: String| async move {
+        let out = kms
+            .list_key_rotations()
+            .key_id(key_id)
+            .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+            .send()
+            .await
+            .unwrap();
+        out.rotations()
+            .iter()
+            .map(|r| {
+                (
+                    r.key_material_id().unwrap().to_string(),
+                    r.key_material_state().unwrap().clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let in_a = listed(a.clone(), key_id.clone()).await;
+    assert_eq!(
+        in_a,
+        vec![
+            (format!("{:064x}", 1), KeyMaterialState::NonCurrent),
+            (format!("{:064x}", 2), KeyMaterialState::Current),
+        ]
+    );
+    assert_eq!(listed(b.clone(), key_id.clone()).await, in_a);
+    let only_rotations = b.list_key_rotations().key_id(&key_id).send().await.unwrap();
+    assert!(only_rotations.rotations().is_empty());
 
     // UpdatePrimaryRegion: B becomes primary, A a replica; both keep working.
     a.update_primary_region()
