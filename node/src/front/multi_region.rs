@@ -566,20 +566,28 @@ impl Kms {
         Ok(b"{}".to_vec())
     }
 
-    /// Replication lag per (key, region) as the replicator last saw it (for `/status`).
+    /// Replication lag per (key, region) of the outbox entries the replicator last saw (for
+    /// `/status`): the age of the oldest undelivered entry, now. It keeps growing while
+    /// deliveries are blocked, even when the replicator itself is stuck waiting on them.
     pub fn replication_status(&self) -> serde_json::Value {
         let lag = self
             .replication_lag
             .lock()
             .map(|m| m.clone())
             .unwrap_or_default();
+        let now = now_millis();
+        let age = |oldest: u64| now.saturating_sub(oldest);
         let pending: Vec<serde_json::Value> = lag
             .iter()
-            .map(|((key, region), (entries, lag_ms))| {
-                serde_json::json!({ "keyId": key, "region": region, "entries": entries, "lagMs": lag_ms })
+            .map(|((key, region), (entries, oldest))| {
+                serde_json::json!({ "keyId": key, "region": region, "entries": entries, "lagMs": age(*oldest) })
             })
             .collect();
-        let max = lag.values().map(|(_, l)| *l).max().unwrap_or(0);
+        let max = lag
+            .values()
+            .map(|(_, oldest)| age(*oldest))
+            .max()
+            .unwrap_or(0);
         serde_json::json!({ "pending": pending, "maxLagMs": max })
     }
 
@@ -597,7 +605,7 @@ impl Kms {
     }
 }
 
-/// (key id, region) -> (entries pending, lag in ms).
+/// (key id, region) -> (entries pending, when the oldest was enqueued, ms since the epoch).
 pub(super) type LagMap = Arc<Mutex<BTreeMap<(String, String), (usize, u64)>>>;
 
 struct Replicator {
@@ -637,7 +645,7 @@ impl Replicator {
                 };
                 for (region, ms) in cfg.lag_millis(now) {
                     let n = cfg.outbox.iter().filter(|e| e.region == region).count();
-                    lag.insert((key.key_id.clone(), region), (n, ms));
+                    lag.insert((key.key_id.clone(), region), (n, now.saturating_sub(ms)));
                 }
             }
             if let Ok(mut m) = self.lag.lock() {
@@ -980,6 +988,50 @@ mod tests {
 
     fn front_role() -> Vec<String> {
         vec![raft::tls::ROLE_FRONT.to_string()]
+    }
+
+    /// `/status` lag is the age of the oldest undelivered entry *now*: while region B accepts
+    /// connections but never answers (a black-holed link), the replicator waits on its
+    /// delivery for up to DELIVERY_TIMEOUT, and the published lag must keep growing meanwhile.
+    #[tokio::test]
+    async fn replication_lag_keeps_growing_while_a_delivery_hangs() {
+        let (kms_a, _node_a) = testing::kms().await;
+        // A TCP port that completes connections (the kernel's backlog) but never speaks TLS.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", silent.local_addr().unwrap());
+        let (ta, sa) = keys();
+        let (tb, sb) = keys();
+        kms_a.set_multi_region(settings(
+            ta,
+            sa,
+            vec![public_entry(B, &url, &tb, &sb).unwrap()],
+        ));
+        let key = primary_with_replica_in_b(&kms_a).await;
+        let replicator = tokio::spawn(kms_a.replicator());
+        let lag_of = |status: serde_json::Value| {
+            status["pending"]
+                .as_array()
+                .and_then(|p| p.iter().find(|e| e["keyId"] == key.key_id.as_str()))
+                .and_then(|e| e["lagMs"].as_u64())
+        };
+        let mut first = None;
+        for _ in 0..50 {
+            first = lag_of(kms_a.replication_status());
+            if first.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let first = first.expect("the replicator publishes the pending entries");
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        let later = lag_of(kms_a.replication_status()).unwrap();
+        assert!(
+            later >= first + 1_500,
+            "lag {first} ms, 2 s later {later} ms: it must grow while the delivery hangs"
+        );
+        assert!(kms_a.replication_status()["maxLagMs"].as_u64().unwrap() >= later);
+        replicator.abort();
+        drop(silent);
     }
 
     #[tokio::test]
