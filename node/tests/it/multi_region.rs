@@ -481,13 +481,16 @@ async fn multi_region_keys_replicate_rotate_and_move_their_primary_between_two_r
         decrypts(&b, &sealed).await.as_deref(),
         Some(&b"via kmsctl"[..])
     );
+    let move_primary_to_b = || {
+        kmsctl
+            .command()
+            .args(["update-primary-region", "--key-id", &cli_key])
+            .args(["--primary-region", B])
+            .output()
+            .unwrap()
+    };
     // Like the aws CLI: no output on success.
-    let out = kmsctl
-        .command()
-        .args(["update-primary-region", "--key-id", &cli_key])
-        .args(["--primary-region", B])
-        .output()
-        .unwrap();
+    let out = move_primary_to_b();
     assert!(
         out.status.success(),
         "{}",
@@ -501,12 +504,7 @@ async fn multi_region_keys_replicate_rotate_and_move_their_primary_between_two_r
     })
     .await;
     // A second move from A (now a replica, or still Updating) is refused with AWS's error.
-    let out = kmsctl
-        .command()
-        .args(["update-primary-region", "--key-id", &cli_key])
-        .args(["--primary-region", B])
-        .output()
-        .unwrap();
+    let out = move_primary_to_b();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
