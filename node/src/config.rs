@@ -242,6 +242,9 @@ pub struct FrontArgs {
     /// Most audit events in one Raft entry (default 256, at most 4096).
     #[arg(long, env = "KEYRAFT_AUDIT_BATCH_MAX")]
     pub audit_batch_max: Option<usize>,
+    /// Most audit batches proposed and not yet committed at once (default 4, 1 to 64).
+    #[arg(long, env = "KEYRAFT_AUDIT_BATCHES_IN_FLIGHT")]
+    pub audit_batches_in_flight: Option<usize>,
     /// How long a call waits for its audit event before failing, in milliseconds
     /// (default 5000).
     #[arg(long, env = "KEYRAFT_AUDIT_TIMEOUT_MS")]
@@ -302,6 +305,10 @@ impl FrontArgs {
                 .audit_batch_max
                 .or(file.audit_batch_max)
                 .unwrap_or(defaults.batch_max),
+            batches_in_flight: self
+                .audit_batches_in_flight
+                .or(file.audit_batches_in_flight)
+                .unwrap_or(defaults.batches_in_flight),
             timeout: self
                 .audit_timeout_ms
                 .or(file.audit_timeout_ms)
@@ -311,6 +318,14 @@ impl FrontArgs {
             bail!(
                 "audit-batch-max must be 1 to {}",
                 keystore::apply::MAX_AUDIT_BATCH
+            );
+        }
+        if audit.batches_in_flight == 0
+            || audit.batches_in_flight > crate::front::audit::MAX_IN_FLIGHT_LIMIT
+        {
+            bail!(
+                "audit-batches-in-flight must be 1 to {}",
+                crate::front::audit::MAX_IN_FLIGHT_LIMIT
             );
         }
         if audit.batch_window > Duration::from_secs(1) {
