@@ -600,13 +600,14 @@ mod tests {
         assert_eq!(args().validate().unwrap().audit, AuditSettings::default());
         std::fs::write(
             &file,
-            format!("{base}audit = \"async\"\naudit_batch_max = 64\naudit_batch_window_ms = 5\naudit_timeout_ms = 900\n{tls}"),
+            format!("{base}audit = \"async\"\naudit_batch_max = 64\naudit_batch_window_ms = 5\naudit_batches_in_flight = 2\naudit_timeout_ms = 900\n{tls}"),
         )
         .unwrap();
         let audit = args().validate().unwrap().audit;
         assert_eq!(audit.mode, AuditMode::Async);
         assert_eq!(audit.batch_max, 64);
         assert_eq!(audit.batch_window, Duration::from_millis(5));
+        assert_eq!(audit.batches_in_flight, 2);
         assert_eq!(audit.timeout, Duration::from_millis(900));
         let flag = FrontArgs {
             audit: Some(AuditMode::Sync),
@@ -620,6 +621,14 @@ mod tests {
             },
             FrontArgs {
                 audit_timeout_ms: Some(0),
+                ..args()
+            },
+            FrontArgs {
+                audit_batches_in_flight: Some(0),
+                ..args()
+            },
+            FrontArgs {
+                audit_batches_in_flight: Some(crate::front::audit::MAX_IN_FLIGHT_LIMIT + 1),
                 ..args()
             },
         ] {
