@@ -250,6 +250,9 @@ pub struct FrontArgs {
     /// Most audit events in one Raft entry (default 256, at most 4096).
     #[arg(long, env = "KEYRAFT_AUDIT_BATCH_MAX")]
     pub audit_batch_max: Option<usize>,
+    /// Most audit batches proposed and not yet committed at once (default 4, 1 to 64).
+    #[arg(long, env = "KEYRAFT_AUDIT_BATCHES_IN_FLIGHT")]
+    pub audit_batches_in_flight: Option<usize>,
     /// How long a call waits for its audit event before failing, in milliseconds
     /// (default 5000).
     #[arg(long, env = "KEYRAFT_AUDIT_TIMEOUT_MS")]
@@ -310,6 +313,10 @@ impl FrontArgs {
                 .audit_batch_max
                 .or(file.audit_batch_max)
                 .unwrap_or(defaults.batch_max),
+            batches_in_flight: self
+                .audit_batches_in_flight
+                .or(file.audit_batches_in_flight)
+                .unwrap_or(defaults.batches_in_flight),
             timeout: self
                 .audit_timeout_ms
                 .or(file.audit_timeout_ms)
@@ -319,6 +326,14 @@ impl FrontArgs {
             bail!(
                 "audit-batch-max must be 1 to {}",
                 keystore::apply::MAX_AUDIT_BATCH
+            );
+        }
+        if audit.batches_in_flight == 0
+            || audit.batches_in_flight > crate::front::audit::MAX_IN_FLIGHT_LIMIT
+        {
+            bail!(
+                "audit-batches-in-flight must be 1 to {}",
+                crate::front::audit::MAX_IN_FLIGHT_LIMIT
             );
         }
         if audit.batch_window > Duration::from_secs(1) {
@@ -593,13 +608,14 @@ mod tests {
         assert_eq!(args().validate().unwrap().audit, AuditSettings::default());
         std::fs::write(
             &file,
-            format!("{base}audit = \"async\"\naudit_batch_max = 64\naudit_batch_window_ms = 5\naudit_timeout_ms = 900\n{tls}"),
+            format!("{base}audit = \"async\"\naudit_batch_max = 64\naudit_batch_window_ms = 5\naudit_batches_in_flight = 2\naudit_timeout_ms = 900\n{tls}"),
         )
         .unwrap();
         let audit = args().validate().unwrap().audit;
         assert_eq!(audit.mode, AuditMode::Async);
         assert_eq!(audit.batch_max, 64);
         assert_eq!(audit.batch_window, Duration::from_millis(5));
+        assert_eq!(audit.batches_in_flight, 2);
         assert_eq!(audit.timeout, Duration::from_millis(900));
         let flag = FrontArgs {
             audit: Some(AuditMode::Sync),
@@ -613,6 +629,14 @@ mod tests {
             },
             FrontArgs {
                 audit_timeout_ms: Some(0),
+                ..args()
+            },
+            FrontArgs {
+                audit_batches_in_flight: Some(0),
+                ..args()
+            },
+            FrontArgs {
+                audit_batches_in_flight: Some(crate::front::audit::MAX_IN_FLIGHT_LIMIT + 1),
                 ..args()
             },
         ] {

@@ -73,6 +73,13 @@ pub struct DevArgs {
     /// The front's audit mode (`sync`: fail closed; `async`: answer first).
     #[arg(long, env = "KEYRAFT_DEV_AUDIT", value_enum, default_value = "sync")]
     pub audit: crate::front::audit::AuditMode,
+    /// Most audit batches the front proposes and has not seen committed at once.
+    #[arg(
+        long,
+        env = "KEYRAFT_DEV_AUDIT_BATCHES_IN_FLIGHT",
+        default_value_t = crate::front::audit::MAX_IN_FLIGHT
+    )]
+    pub audit_batches_in_flight: usize,
     /// How often the storage leader signs an audit digest, in milliseconds.
     #[arg(
         long,
@@ -455,6 +462,14 @@ async fn start_region(
     let domain_key = ensure_domain_key(&dir)?;
     let creds = ensure_credentials(&dir)?;
     ensure_audit_key(&dir)?;
+    if args.audit_batches_in_flight == 0
+        || args.audit_batches_in_flight > crate::front::audit::MAX_IN_FLIGHT_LIMIT
+    {
+        bail!(
+            "--audit-batches-in-flight must be 1 to {}",
+            crate::front::audit::MAX_IN_FLIGHT_LIMIT
+        );
+    }
     if args.audit_digest_interval_ms == 0 {
         bail!("--audit-digest-interval-ms must be greater than 0");
     }
@@ -527,6 +542,7 @@ async fn start_region(
         multi_region,
         audit: crate::front::audit::AuditSettings {
             mode: args.audit,
+            batches_in_flight: args.audit_batches_in_flight,
             ..Default::default()
         },
         tls: raft::TlsFiles {
@@ -624,7 +640,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 /// also be run role by role (nodes from `node-N.toml`, the front from `front.toml`).
 fn write_front_config(path: &Path, params: &FrontParams) -> anyhow::Result<()> {
     let toml = format!(
-        "region = \"{region}\"\njson_listen = \"{json}\"\ngrpc_listen = \"{grpc}\"\nstore = {store:?}\ndomain_key_file = \"{dk}\"\nstrict_client_cert = {strict}\ncache_staleness_ms = {staleness}\naudit = \"{audit}\"\n{issuing}\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
+        "region = \"{region}\"\njson_listen = \"{json}\"\ngrpc_listen = \"{grpc}\"\nstore = {store:?}\ndomain_key_file = \"{dk}\"\nstrict_client_cert = {strict}\ncache_staleness_ms = {staleness}\naudit = \"{audit}\"\naudit_batches_in_flight = {in_flight}\n{issuing}\n[tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
         region = params.region,
         json = params.json_listen,
         grpc = params.grpc_listen,
@@ -632,6 +648,7 @@ fn write_front_config(path: &Path, params: &FrontParams) -> anyhow::Result<()> {
         dk = params.domain_key_file.display(),
         strict = params.strict_client_cert,
         staleness = params.cache_staleness.as_millis(),
+        in_flight = params.audit.batches_in_flight,
         audit = match params.audit.mode {
             crate::front::audit::AuditMode::Sync => "sync",
             crate::front::audit::AuditMode::Async => "async",

@@ -44,8 +44,10 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use super::authz::Caller;
 use super::errors::KmsError;
 
-/// Batches proposed at once.
+/// Batches proposed at once, by default.
 pub const MAX_IN_FLIGHT: usize = 4;
+/// The most batches in flight a front may be configured with.
+pub const MAX_IN_FLIGHT_LIMIT: usize = 64;
 /// Events queued (async mode: beyond this, events are dropped and counted).
 const QUEUE: usize = 65_536;
 
@@ -71,6 +73,8 @@ pub struct AuditSettings {
     pub batch_window: Duration,
     /// Most events in one batch (one Raft entry).
     pub batch_max: usize,
+    /// Most batches proposed and not yet committed at once (1 to [`MAX_IN_FLIGHT_LIMIT`]).
+    pub batches_in_flight: usize,
     /// How long a call waits for its event to be committed before failing.
     pub timeout: Duration,
 }
@@ -81,6 +85,7 @@ impl Default for AuditSettings {
             mode: AuditMode::Sync,
             batch_window: Duration::from_millis(2),
             batch_max: 256,
+            batches_in_flight: MAX_IN_FLIGHT,
             timeout: Duration::from_secs(5),
         }
     }
@@ -382,13 +387,14 @@ impl AuditSink {
             Err(poisoned) => poisoned.into_inner().take(),
         };
         if let Some(rx) = rx {
-            tokio::spawn(commit_loop(
-                rx,
-                self.store.clone(),
-                self.settings.clone(),
-                self.counters.clone(),
-                self.tracked_since,
-            ));
+            let store = self.store.clone();
+            let counters = self.counters.clone();
+            let timeout = self.settings.timeout;
+            let tracked_since = self.tracked_since;
+            tokio::spawn(commit_loop(rx, self.settings.clone(), move |batch| {
+                let (store, counters) = (store.clone(), counters.clone());
+                async move { commit(&store, batch, timeout, &counters, tracked_since).await }
+            }));
         }
     }
 
@@ -480,25 +486,21 @@ impl AuditSink {
     }
 }
 
-async fn commit_loop(
-    mut rx: mpsc::Receiver<Pending>,
-    store: raft::StoreClient,
-    settings: AuditSettings,
-    counters: Arc<Counters>,
-    tracked_since: u64,
-) {
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+/// Gathers queued events into batches and hands each to `commit` (its own task), at most
+/// `settings.batches_in_flight` at once. `commit` must complete every waiter of its batch.
+async fn commit_loop<C, F>(mut rx: mpsc::Receiver<Pending>, settings: AuditSettings, commit: C)
+where
+    C: Fn(Vec<Pending>) -> F,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = settings.batches_in_flight.clamp(1, MAX_IN_FLIGHT_LIMIT);
+    let in_flight = Arc::new(Semaphore::new(slots));
     let max = settings.batch_max.max(1);
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        while batch.len() < max {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
+        drain_queued(&mut rx, &mut batch, max);
         // Busy: gather for up to the window (or until the batch is full).
-        if in_flight.available_permits() < MAX_IN_FLIGHT {
+        if in_flight.available_permits() < slots {
             let deadline = tokio::time::Instant::now() + settings.batch_window;
             while batch.len() < max {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -507,16 +509,41 @@ async fn commit_loop(
                 }
             }
         }
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+        // Every slot taken: keep gathering until one frees up, so the events that arrive
+        // meanwhile ride in this batch instead of each starting a small one later. Under load
+        // this is what sizes the batches: about the events that arrive during one commit.
+        let permit = loop {
+            if batch.len() >= max {
+                break in_flight.clone().acquire_owned().await;
+            }
+            tokio::select! {
+                biased;
+                permit = in_flight.clone().acquire_owned() => break permit,
+                next = rx.recv() => match next {
+                    Some(p) => batch.push(p),
+                    None => break in_flight.clone().acquire_owned().await,
+                },
+            }
+        };
+        let Ok(permit) = permit else {
             break;
         };
-        let store = store.clone();
-        let counters = counters.clone();
-        let timeout = settings.timeout;
+        drain_queued(&mut rx, &mut batch, max);
+        let committed = commit(batch);
         tokio::spawn(async move {
-            commit(&store, batch, timeout, &counters, tracked_since).await;
+            committed.await;
             drop(permit);
         });
+    }
+}
+
+/// Moves what is already queued into `batch`, up to `max` events, without waiting.
+fn drain_queued(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(p) => batch.push(p),
+            Err(_) => break,
+        }
     }
 }
 
@@ -714,6 +741,104 @@ mod tests {
         assert_eq!(e.error_code.as_deref(), Some("AccessDeniedException"));
         assert_eq!(e.error_message.as_deref(), Some("no"));
         assert_eq!(e.response_elements, None);
+    }
+
+    /// Drives `commit_loop` with a committer that records each batch's size and holds it
+    /// until the test releases it, so which events share a batch is decided by the loop alone.
+    struct Harness {
+        tx: mpsc::Sender<Pending>,
+        batches: mpsc::UnboundedReceiver<(usize, oneshot::Sender<()>)>,
+    }
+
+    impl Harness {
+        fn start(batches_in_flight: usize, batch_window: Duration) -> Harness {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let (seen_tx, batches) = mpsc::unbounded_channel();
+            let settings = AuditSettings {
+                batches_in_flight,
+                batch_window,
+                ..AuditSettings::default()
+            };
+            tokio::spawn(commit_loop(rx, settings, move |batch: Vec<Pending>| {
+                let (release, released) = oneshot::channel();
+                let _ = seen_tx.send((batch.len(), release));
+                async move {
+                    let _ = released.await;
+                    for (i, p) in batch.into_iter().enumerate() {
+                        if let Some(done) = p.done {
+                            let _ = done.send(Ok(i as u64));
+                        }
+                    }
+                }
+            }));
+            Harness { tx, batches }
+        }
+
+        async fn event(&self) -> oneshot::Receiver<Result<u64, AuditFailure>> {
+            let (done, waiting) = oneshot::channel();
+            let pending = Pending {
+                event: "{}".into(),
+                usage: Vec::new(),
+                done: Some(done),
+            };
+            self.tx.send(pending).await.unwrap();
+            waiting
+        }
+
+        async fn next_batch(&mut self) -> (usize, oneshot::Sender<()>) {
+            tokio::time::timeout(Duration::from_secs(5), self.batches.recv())
+                .await
+                .expect("a batch within 5 s")
+                .unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn events_arriving_while_every_slot_is_busy_share_the_next_batch() {
+        let mut h = Harness::start(1, Duration::from_millis(1));
+        let first = h.event().await;
+        let (n, release_first) = h.next_batch().await;
+        assert_eq!(n, 1, "an idle sink commits at once");
+        // The only slot is taken. Events that arrive well apart, each long after the gather
+        // window, must all wait in one batch rather than be sealed into batches of their own.
+        let mut later = Vec::new();
+        for _ in 0..5 {
+            later.push(h.event().await);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            h.batches.try_recv().is_err(),
+            "no batch may start while the slot is busy"
+        );
+        release_first.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        let (n, release) = h.next_batch().await;
+        assert_eq!(n, 5, "the five waiting events form one batch");
+        release.send(()).unwrap();
+        for w in later {
+            w.await.unwrap().unwrap();
+        }
+        assert!(h.batches.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn batches_in_flight_bounds_the_batches_committing_at_once() {
+        let mut h = Harness::start(2, Duration::ZERO);
+        let _a = h.event().await;
+        let (_, release_a) = h.next_batch().await;
+        let _b = h.event().await;
+        let (_, release_b) = h.next_batch().await;
+        // Two in flight: a third waits, gathering, until one of them commits.
+        let _c = h.event().await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let _d = h.event().await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(h.batches.try_recv().is_err(), "a third batch started");
+        release_b.send(()).unwrap();
+        let (n, release_cd) = h.next_batch().await;
+        assert_eq!(n, 2);
+        release_a.send(()).unwrap();
+        release_cd.send(()).unwrap();
     }
 
     #[tokio::test]

@@ -140,8 +140,17 @@ impl Front {
             acceptor,
             watch_task,
         } = self;
-        let r = aws_json::serve(kms, listener, acceptor, shutdown).await;
+        let r = aws_json::serve(kms.clone(), listener, acceptor, shutdown).await;
         watch_task.abort();
+        // Counts only: how well group commit batched (events per Raft entry) over the run.
+        let stats = kms.audit().stats();
+        tracing::info!(
+            events = stats.appended,
+            batches = stats.batches,
+            failed = stats.failed,
+            dropped = stats.dropped,
+            "audit totals at shutdown"
+        );
         r
     }
 }
