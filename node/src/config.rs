@@ -92,6 +92,10 @@ pub struct NodeArgs {
     /// and are covered by a signed digest (default: keep forever). Digests are never pruned.
     #[arg(long, env = "KEYRAFT_AUDIT_RETENTION_DAYS")]
     pub audit_retention_days: Option<u32>,
+    /// Raft log entries between two snapshots of the state machine (default 10000). Each
+    /// snapshot serializes the whole live state: fewer snapshots, less CPU.
+    #[arg(long, env = "KEYRAFT_RAFT_SNAPSHOT_EVERY")]
+    pub raft_snapshot_every: Option<u64>,
     /// Raft log entries kept behind each snapshot (default 50000): a node that fell behind by
     /// fewer catches up by appends rather than by installing a snapshot. Costs disk.
     #[arg(long, env = "KEYRAFT_RAFT_LOG_KEPT_AFTER_SNAPSHOT")]
@@ -158,6 +162,20 @@ impl NodeArgs {
         if retention_days == Some(0) {
             bail!("audit-retention-days must be greater than 0 (omit it to keep records forever)");
         }
+        let defaults = raft::LogRetention::default();
+        let log_retention = raft::LogRetention {
+            snapshot_every: self
+                .raft_snapshot_every
+                .or(file.raft_snapshot_every)
+                .unwrap_or(defaults.snapshot_every),
+            kept_after_snapshot: self
+                .raft_log_kept_after_snapshot
+                .or(file.raft_log_kept_after_snapshot)
+                .unwrap_or(defaults.kept_after_snapshot),
+        };
+        if log_retention.snapshot_every == 0 {
+            bail!("raft-snapshot-every must be greater than 0");
+        }
         let storage = raft::StorageNodeConfig {
             node_id,
             listen,
@@ -176,10 +194,7 @@ impl NodeArgs {
                 }
                 None => raft::Clock::System,
             },
-            log_kept_after_snapshot: self
-                .raft_log_kept_after_snapshot
-                .or(file.raft_log_kept_after_snapshot)
-                .unwrap_or(raft::node::DEFAULT_LOG_KEPT_AFTER_SNAPSHOT),
+            log_retention,
         };
         Ok(NodeParams {
             storage,
@@ -508,6 +523,45 @@ mod tests {
             ..args()
         };
         assert!(bad_region.validate().is_err());
+    }
+
+    #[test]
+    fn raft_log_retention_has_defaults_and_reads_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "node_id = 1\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\nraft_snapshot_every = 2000\n[tls]\nca = \"ca\"\ncert = \"c\"\nkey = \"k\"\n",
+        )
+        .unwrap();
+        let args = || NodeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let retention = args().validate().unwrap().storage.log_retention;
+        assert_eq!(retention.snapshot_every, 2000);
+        assert_eq!(
+            retention.kept_after_snapshot,
+            raft::LogRetention::default().kept_after_snapshot
+        );
+        let flagged = NodeArgs {
+            raft_log_kept_after_snapshot: Some(100),
+            ..args()
+        };
+        assert_eq!(
+            flagged
+                .validate()
+                .unwrap()
+                .storage
+                .log_retention
+                .kept_after_snapshot,
+            100
+        );
+        let zero = NodeArgs {
+            raft_snapshot_every: Some(0),
+            ..args()
+        };
+        assert!(zero.validate().is_err());
     }
 
     #[test]

@@ -55,7 +55,8 @@ pub use client::{NodeStatus, StoreClient, StoreError, WatchEvent};
 pub use clock::Clock;
 pub use node::{
     run_storage_node, run_storage_node_with_audit, run_storage_node_with_listener,
-    run_storage_node_with_listener_and_audit, AuditKey, AuditSettings, StorageNodeConfig,
+    run_storage_node_with_listener_and_audit, AuditKey, AuditSettings, LogRetention,
+    StorageNodeConfig,
 };
 pub use store::Backend;
 pub use tls::TlsFiles;

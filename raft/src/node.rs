@@ -48,18 +48,39 @@ pub struct StorageNodeConfig {
     pub peers: BTreeMap<u64, String>,
     /// The clock the leader stamps proposals with ([`Clock::System`] outside tests).
     pub clock: crate::clock::Clock,
-    /// Log entries kept behind each snapshot ([`DEFAULT_LOG_KEPT_AFTER_SNAPSHOT`]): a follower
-    /// that fell behind by fewer catches up by ordinary appends instead of a snapshot.
-    pub log_kept_after_snapshot: u64,
+    /// How often the node snapshots and how much log it keeps behind a snapshot.
+    pub log_retention: LogRetention,
 }
 
-/// Log entries kept behind a snapshot by default: about three minutes of a busy region's writes
-/// (jepsen-lite's 16 clients commit ~250 entries/s). A follower that missed less than that (a
-/// restart, a pause, a partition) catches up by appends; installing a snapshot costs seconds
-/// under load, and with only 100 entries kept a follower that fell behind during one install
-/// was behind the next purge again: a 10-minute chaos run saw a node loop on snapshot installs
-/// for its whole last minute. The cost is disk: the entries stay in the log store.
-pub const DEFAULT_LOG_KEPT_AFTER_SNAPSHOT: u64 = 50_000;
+/// When a node snapshots its state machine and which log entries it keeps after that.
+///
+/// The state machine is persistent (a restart does not replay the log), so snapshots exist
+/// for followers too far behind the kept log, and to let the log be purged. Both numbers
+/// trade disk for work:
+/// - `snapshot_every` (default 10,000 entries): each snapshot serializes the whole live state
+///   and the exactly-once request table on every node (59 MB, ~0.6 s of CPU in a 10-minute
+///   chaos run's region); every 1,000 entries that was a fifth of a 2-core machine.
+/// - `kept_after_snapshot` (default 50,000 entries, about three minutes of a busy region's
+///   writes): a follower that missed fewer (a restart, a pause, a partition) catches up by
+///   appends. With only 100 kept, a follower that fell behind during one snapshot install
+///   was behind the next purge again: a 10-minute chaos run saw a node loop on installs for
+///   its whole last minute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRetention {
+    /// Log entries since the last snapshot that trigger the next one.
+    pub snapshot_every: u64,
+    /// Log entries kept behind each snapshot.
+    pub kept_after_snapshot: u64,
+}
+
+impl Default for LogRetention {
+    fn default() -> Self {
+        LogRetention {
+            snapshot_every: 10_000,
+            kept_after_snapshot: 50_000,
+        }
+    }
+}
 
 /// The audit settings of a storage node (kept apart from [`StorageNodeConfig`] so that callers
 /// that do not sign digests need not know about them).
@@ -117,9 +138,6 @@ impl std::fmt::Debug for AuditKey {
     }
 }
 
-/// Logs since the last snapshot that trigger a new one; older logs are then purged.
-const SNAPSHOT_EVERY: u64 = 1000;
-
 /// Raft timing. What a leader's death costs writers is mostly here: openraft's followers
 /// honour the dead leader's lease (`election_timeout_max`) and then wait their own random
 /// election timeout, so an election starts lease + 200-300 ms = 500-600 ms after the last
@@ -132,7 +150,7 @@ const SNAPSHOT_EVERY: u64 = 1000;
 /// Pre-vote keeps the short timeouts from costing availability: a node that missed heartbeats
 /// while stalled (a loaded machine, a SIGSTOP, a restart) first asks whether it could win and,
 /// while the leader still holds a quorum, does not raise the term and depose it.
-fn raft_config(log_kept_after_snapshot: u64) -> Result<Config, RaftError> {
+fn raft_config(retention: LogRetention) -> Result<Config, RaftError> {
     Config {
         cluster_name: "keyraft".into(),
         heartbeat_interval: 100,
@@ -141,8 +159,8 @@ fn raft_config(log_kept_after_snapshot: u64) -> Result<Config, RaftError> {
         enable_pre_vote: Some(true),
         // Reconnect to a restarted peer quickly (openraft's default starts at 200 ms).
         backoff: "50ms 100ms 200ms ...500ms".into(),
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
-        max_in_snapshot_log_to_keep: log_kept_after_snapshot,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(retention.snapshot_every),
+        max_in_snapshot_log_to_keep: retention.kept_after_snapshot,
         ..Default::default()
     }
     .validate()
@@ -231,7 +249,7 @@ async fn run(
     let network = NetworkFactory::new(tls.clone());
     let raft: Raft = openraft::Raft::new(
         cfg.node_id,
-        Arc::new(raft_config(cfg.log_kept_after_snapshot)?),
+        Arc::new(raft_config(cfg.log_retention)?),
         network.clone(),
         log,
         sm,

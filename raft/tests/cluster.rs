@@ -141,7 +141,7 @@ struct Cluster {
     peers: BTreeMap<u64, String>,
     nodes: BTreeMap<u64, Node>,
     audit: AuditSettings,
-    log_kept_after_snapshot: u64,
+    log_retention: raft::LogRetention,
 }
 
 impl Cluster {
@@ -151,14 +151,14 @@ impl Cluster {
 
     /// A cluster whose nodes sign audit digests with `audit` (as leader).
     async fn start_with_audit(backend: Backend, audit: AuditSettings) -> Cluster {
-        Self::start_with(backend, audit, raft::node::DEFAULT_LOG_KEPT_AFTER_SNAPSHOT).await
+        Self::start_with(backend, audit, raft::LogRetention::default()).await
     }
 
-    /// [`Cluster::start_with_audit`], keeping `log_kept_after_snapshot` entries behind snapshots.
+    /// [`Cluster::start_with_audit`] with its own snapshot interval and log retention.
     async fn start_with(
         backend: Backend,
         audit: AuditSettings,
-        log_kept_after_snapshot: u64,
+        log_retention: raft::LogRetention,
     ) -> Cluster {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let _ = tracing_subscriber::fmt()
@@ -179,7 +179,7 @@ impl Cluster {
             peers,
             nodes: BTreeMap::new(),
             audit,
-            log_kept_after_snapshot,
+            log_retention,
         };
         for (id, l) in listeners {
             c.start_node(id, l);
@@ -202,7 +202,7 @@ impl Cluster {
             tls: self.pki.storage(&format!("node{id}")),
             peers: self.peers.clone(),
             clock: Default::default(),
-            log_kept_after_snapshot: self.log_kept_after_snapshot,
+            log_retention: self.log_retention,
         };
         let (stop, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(raft::run_storage_node_with_listener_and_audit(
@@ -540,7 +540,7 @@ async fn node_without_the_storage_role_refuses_to_start() {
             tls: files,
             peers: BTreeMap::from([(1, "127.0.0.1:1".to_string())]),
             clock: Default::default(),
-            log_kept_after_snapshot: raft::node::DEFAULT_LOG_KEPT_AFTER_SNAPSHOT,
+            log_retention: Default::default(),
         };
         let res = tokio::time::timeout(
             Duration::from_secs(5),
@@ -627,22 +627,27 @@ async fn sled_cluster_writes_continue_after_leader_loss_and_data_survives_full_r
     writes_continue_after_leader_loss_and_data_survives_full_restart(Backend::Sled).await;
 }
 
-/// With only 100 entries kept behind a snapshot, a node that missed 1,100 can only catch up by
-/// installing the leader's snapshot (audit records and digests included).
+/// Snapshots every 1,000 entries with only 100 kept behind: a node that missed 1,100 can only
+/// catch up by installing the leader's snapshot (audit records and digests included).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lagging_node_catches_up_from_a_snapshot_after_logs_are_purged() {
-    lagging_node_catches_up(100, CatchUp::Snapshot).await;
+    let retention = raft::LogRetention {
+        snapshot_every: 1000,
+        kept_after_snapshot: 100,
+    };
+    lagging_node_catches_up(retention, CatchUp::Snapshot).await;
 }
 
-/// With the default log retention the same node catches up by appends: nobody purged what it
-/// missed, and it never installs a snapshot (installing one purges its own log).
+/// Snapshots every 1,000 entries with the default log kept behind them: the same node catches
+/// up by appends. Nobody purged what it missed, and it never installs a snapshot (installing
+/// one purges its own log).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lagging_node_catches_up_by_appends_within_the_default_log_retention() {
-    lagging_node_catches_up(
-        raft::node::DEFAULT_LOG_KEPT_AFTER_SNAPSHOT,
-        CatchUp::Appends,
-    )
-    .await;
+    let retention = raft::LogRetention {
+        snapshot_every: 1000,
+        ..Default::default()
+    };
+    lagging_node_catches_up(retention, CatchUp::Appends).await;
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -651,13 +656,13 @@ enum CatchUp {
     Appends,
 }
 
-async fn lagging_node_catches_up(log_kept_after_snapshot: u64, expected: CatchUp) {
+async fn lagging_node_catches_up(log_retention: raft::LogRetention, expected: CatchUp) {
     use futures::{StreamExt, TryStreamExt};
 
     let mut cluster = Cluster::start_with(
         Backend::Redb,
         audit_settings(Duration::from_millis(200)),
-        log_kept_after_snapshot,
+        log_retention,
     )
     .await;
     let client = cluster.client(&[1, 2, 3]).await;
@@ -968,7 +973,7 @@ async fn node_with_unusable_tls_files_fails_to_start() {
         },
         peers: BTreeMap::from([(1, "127.0.0.1:1".to_string())]),
         clock: Default::default(),
-        log_kept_after_snapshot: raft::node::DEFAULT_LOG_KEPT_AFTER_SNAPSHOT,
+        log_retention: Default::default(),
     };
     let res = tokio::time::timeout(
         Duration::from_secs(5),

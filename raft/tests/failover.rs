@@ -117,7 +117,7 @@ impl Cluster {
                 tls: pki.issue(&format!("node{id}"), ROLE_STORAGE),
                 peers: peers.clone(),
                 clock: Default::default(),
-                log_kept_after_snapshot: raft::node::DEFAULT_LOG_KEPT_AFTER_SNAPSHOT,
+                log_retention: Default::default(),
             };
             let (stop, rx) = oneshot::channel::<()>();
             let task = tokio::spawn(raft::run_storage_node_with_listener(

@@ -112,7 +112,7 @@ impl StorageNode {
             },
             peers: BTreeMap::from([(1, endpoint.clone())]),
             clock: Default::default(),
-            log_kept_after_snapshot: raft::node::DEFAULT_LOG_KEPT_AFTER_SNAPSHOT,
+            log_retention: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(raft::run_storage_node_with_listener(

@@ -71,7 +71,7 @@ async fn start_cluster() -> Cluster {
             },
             peers: peers.clone(),
             clock: Default::default(),
-            log_kept_after_snapshot: raft::node::DEFAULT_LOG_KEPT_AFTER_SNAPSHOT,
+            log_retention: Default::default(),
         };
         let mut rx = stopped.clone();
         tasks.push(tokio::spawn(async move {

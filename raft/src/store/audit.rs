@@ -9,7 +9,7 @@
 //! # Snapshot format
 //!
 //! Format 4 (since snapshots stopped carrying the chain when stored). What a node *stores*
-//! (every 1000 entries, `sm_meta/snapshot_data`) is only the live state:
+//! (every `LogRetention::snapshot_every` entries, `sm_meta/snapshot_data`) is only the live state:
 //!
 //! ```text
 //! {"format":4,"state":<State>,"requests":[<dedup::Row>,..]}
