@@ -17,18 +17,61 @@ use super::lost::final_reads;
 use super::{Anomaly, AnomalyKind, CheckResult};
 use crate::history::{Call, OpType, Value, F};
 
-/// Checks every acknowledged Encrypt against the decryptions recorded for its ciphertext.
-pub fn check(calls: &[Call<'_>]) -> CheckResult {
-    let started = Instant::now();
-    let mut result = CheckResult::new("decryptable");
+/// The decryption attempts that got an answer (ok or failed), recorded as `f` calls (invoke
+/// value: the ciphertext), by ciphertext.
+pub(super) fn attempts_by_ciphertext<'a, 'h>(
+    calls: &'a [Call<'h>],
+    f: F,
+) -> HashMap<&'a str, Vec<&'a Call<'h>>> {
     let mut decrypts: HashMap<&str, Vec<&Call<'_>>> = HashMap::new();
     for c in calls {
-        if let (F::Decrypt, Value::Ciphertext(ct)) = (c.invoke.f, &c.invoke.value) {
-            if matches!(c.outcome(), OpType::Ok | OpType::Fail) {
+        if let Value::Ciphertext(ct) = &c.invoke.value {
+            if c.invoke.f == f && matches!(c.outcome(), OpType::Ok | OpType::Fail) {
                 decrypts.entry(ct.as_str()).or_default().push(c);
             }
         }
     }
+    decrypts
+}
+
+/// Whether any of `attempts` returned the `plaintext` that `encrypt` sealed; flags every
+/// attempt that returned another one (`place`: where it was decrypted, for the message).
+pub(super) fn returned_plaintext(
+    result: &mut CheckResult,
+    key: &str,
+    encrypt: &Call<'_>,
+    plaintext: &str,
+    attempts: &[&Call<'_>],
+    place: &str,
+) -> bool {
+    let mut ok = false;
+    for d in attempts {
+        if let Some(Value::Plaintext(p)) = d.output().filter(|_| d.outcome() == OpType::Ok) {
+            if p == plaintext {
+                ok = true;
+            } else {
+                result.flag(Anomaly {
+                    kind: AnomalyKind::WrongPlaintext,
+                    key: Some(key.to_owned()),
+                    ops: vec![encrypt.invoke.index, encrypt.end(), d.invoke.index, d.end()],
+                    message: format!(
+                        "ciphertext of {} decrypted{place} to {p:?} ({})",
+                        describe_call(encrypt),
+                        describe_call(d)
+                    ),
+                    detail: json!({ "expected": plaintext, "got": p }),
+                });
+            }
+        }
+    }
+    ok
+}
+
+/// Checks every acknowledged Encrypt against the decryptions recorded for its ciphertext.
+pub fn check(calls: &[Call<'_>]) -> CheckResult {
+    let started = Instant::now();
+    let mut result = CheckResult::new("decryptable");
+    let decrypts = attempts_by_ciphertext(calls, F::Decrypt);
     let reads = final_reads(calls);
     let (mut encrypted, mut verified, mut excused, mut unchecked) = (0, 0, 0, 0);
     for c in calls {
@@ -48,27 +91,7 @@ pub fn check(calls: &[Call<'_>]) -> CheckResult {
             unchecked += 1;
             continue;
         };
-        let mut ok = false;
-        for d in attempts {
-            if let Some(Value::Plaintext(p)) = d.output().filter(|_| d.outcome() == OpType::Ok) {
-                if p == plaintext {
-                    ok = true;
-                } else {
-                    result.flag(Anomaly {
-                        kind: AnomalyKind::WrongPlaintext,
-                        key: Some(key.to_owned()),
-                        ops: vec![c.invoke.index, c.end(), d.invoke.index, d.end()],
-                        message: format!(
-                            "ciphertext of {} decrypted to {p:?} ({})",
-                            describe_call(c),
-                            describe_call(d)
-                        ),
-                        detail: json!({ "expected": plaintext, "got": p }),
-                    });
-                }
-            }
-        }
-        if ok {
+        if returned_plaintext(&mut result, key, c, plaintext, attempts, "") {
             verified += 1;
             continue;
         }

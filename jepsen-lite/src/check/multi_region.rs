@@ -14,7 +14,7 @@
 //!   plaintext. Multi-region keys are never disabled or deleted by the workload, so no
 //!   failure is excused.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -205,14 +205,7 @@ pub fn check_replica_decrypts(calls: &[Call<'_>]) -> CheckResult {
         .filter(|c| c.invoke.f == F::ReplicateKey && c.outcome() == OpType::Ok)
         .filter_map(|c| c.key())
         .collect();
-    let mut decrypts: HashMap<&str, Vec<&Call<'_>>> = HashMap::new();
-    for c in calls {
-        if let (F::DecryptReplica, Value::Ciphertext(ct)) = (c.invoke.f, &c.invoke.value) {
-            if matches!(c.outcome(), OpType::Ok | OpType::Fail) {
-                decrypts.entry(ct.as_str()).or_default().push(c);
-            }
-        }
-    }
+    let decrypts = super::decrypt::attempts_by_ciphertext(calls, F::DecryptReplica);
     let (mut encrypted, mut verified, mut unchecked) = (0, 0, 0);
     let mut by_version: BTreeMap<u32, usize> = BTreeMap::new();
     for c in calls {
@@ -234,27 +227,8 @@ pub fn check_replica_decrypts(calls: &[Call<'_>]) -> CheckResult {
             unchecked += 1;
             continue;
         };
-        let mut ok = false;
-        for d in attempts {
-            if let Some(Value::Plaintext(p)) = d.output().filter(|_| d.outcome() == OpType::Ok) {
-                if p == plaintext {
-                    ok = true;
-                } else {
-                    result.flag(Anomaly {
-                        kind: AnomalyKind::WrongPlaintext,
-                        key: Some(key.to_owned()),
-                        ops: vec![c.invoke.index, c.end(), d.invoke.index, d.end()],
-                        message: format!(
-                            "ciphertext of {} decrypted in the replica region to {p:?} ({})",
-                            describe_call(c),
-                            describe_call(d)
-                        ),
-                        detail: json!({ "expected": plaintext, "got": p }),
-                    });
-                }
-            }
-        }
-        if ok {
+        let in_b = " in the replica region";
+        if super::decrypt::returned_plaintext(&mut result, key, c, plaintext, attempts, in_b) {
             verified += 1;
             if let Some(v) = blob_version(ciphertext) {
                 *by_version.entry(v).or_default() += 1;
