@@ -131,18 +131,28 @@ enum Attempt<T> {
 fn classify<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<Attempt<T>, StoreError> {
     match r {
         Ok(r) => Ok(Attempt::Done(r.into_inner())),
-        Err(s) => match s.code() {
-            tonic::Code::Unavailable
-            | tonic::Code::DeadlineExceeded
-            | tonic::Code::Cancelled
-            | tonic::Code::Unknown
-            | tonic::Code::Aborted => Ok(Attempt::Retry(format!("{}: {}", s.code(), s.message()))),
-            _ => Err(StoreError::Internal(format!(
-                "{}: {}",
-                s.code(),
-                s.message()
-            ))),
-        },
+        Err(s) if is_retryable(&s) => Ok(Attempt::Retry(format!("{}: {}", s.code(), s.message()))),
+        Err(s) => Err(StoreError::Internal(format!(
+            "{}: {}",
+            s.code(),
+            s.message()
+        ))),
+    }
+}
+
+/// Whether another attempt (same request id, maybe another node) may succeed.
+fn is_retryable(s: &tonic::Status) -> bool {
+    match s.code() {
+        tonic::Code::Unavailable
+        | tonic::Code::DeadlineExceeded
+        | tonic::Code::Cancelled
+        | tonic::Code::Unknown
+        | tonic::Code::Aborted => true,
+        // A status the node never sent: tonic made it from a broken connection (a node
+        // stopping resets its streams, which tonic maps to INTERNAL "h2 protocol error").
+        // Statuses that came over the wire carry no source.
+        tonic::Code::Internal => std::error::Error::source(s).is_some(),
+        _ => false,
     }
 }
 
@@ -496,5 +506,30 @@ async fn watch_loop(inner: Weak<Inner>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_connection_is_retried_but_an_internal_error_a_node_sent_is_not() {
+        // What tonic returns when the node's connection is reset under a call.
+        let mut broken = tonic::Status::internal("h2 protocol error: http2 error");
+        broken.set_source(Arc::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(is_retryable(&broken));
+        // The same code sent by a node (no local source): a real failure, not retried.
+        assert!(!is_retryable(&tonic::Status::internal(
+            "state lock poisoned"
+        )));
+        assert!(is_retryable(&tonic::Status::unavailable(
+            "no leader elected yet"
+        )));
+        assert!(!is_retryable(&tonic::Status::invalid_argument(
+            "bad command"
+        )));
     }
 }

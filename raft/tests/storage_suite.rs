@@ -319,7 +319,7 @@ fn key_alias_and_grants() -> Vec<Entry> {
 
 async fn grants_survive_reopen_and_snapshot_install(backend: Backend) {
     let dir = TempDir::new().unwrap();
-    {
+    let hash_before_reopen = {
         let (tx, mut rx) = broadcast::channel(16);
         let (_log, mut sm) = open_store(backend, dir.path(), tx).unwrap();
         let entries = key_alias_and_grants();
@@ -353,11 +353,18 @@ async fn grants_survive_reopen_and_snapshot_install(backend: Backend) {
             ],
         )
         .await;
-    }
+        // The status hash, kept up to date put by put and delete by delete, is the one
+        // computed from scratch.
+        let state = sm.state();
+        let state = state.read().unwrap();
+        assert_eq!(state.digest_hex(), state.recomputed_digest_hex().unwrap());
+        state.digest_hex()
+    };
 
     // Reopen: the grant is read back from the entities table.
     let (tx, _) = broadcast::channel(16);
     let (_log, mut sm) = open_store(backend, dir.path(), tx).unwrap();
+    assert_eq!(sm.state().read().unwrap().digest_hex(), hash_before_reopen);
     let want = {
         let state = sm.state();
         let state = state.read().unwrap();
@@ -394,6 +401,7 @@ async fn grants_survive_reopen_and_snapshot_install(backend: Backend) {
     let (_f, follower) = open_store(backend, follower_dir.path(), tx).unwrap();
     let state = follower.state();
     assert_eq!(state.read().unwrap().state, want);
+    assert_eq!(state.read().unwrap().digest_hex(), hash_before_reopen);
 }
 
 #[tokio::test]

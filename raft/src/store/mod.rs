@@ -9,6 +9,7 @@
 
 pub(crate) mod audit;
 pub mod dedup;
+mod digest;
 mod kv;
 mod log_store;
 mod redb_backend;
