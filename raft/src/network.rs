@@ -14,11 +14,13 @@ use openraft::{BasicNode, OptionalSend};
 use tonic::transport::Channel;
 
 use crate::pb::raft_service_client::RaftServiceClient;
-use crate::pb::RaftPayload;
+use crate::pb::{RaftPayload, SnapshotChunk};
 use crate::tls::{Tls, MAX_MESSAGE};
 use crate::types::{Snapshot, TypeConfig, Vote};
 
-const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// Bytes of snapshot per InstallSnapshotChunks message.
+const SNAPSHOT_CHUNK: usize = 4 * 1024 * 1024;
 /// How long a leader waits for a follower's audit chain base before sending a snapshot with
 /// the whole retained chain instead.
 const CHAIN_BASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -224,11 +226,10 @@ impl RaftNetworkV2<TypeConfig> for Connection {
             follower_audit_seq = ?base_seq,
             "sending snapshot"
         );
-        let req = RaftPayload { data, snapshot };
-        let send = async move { client.install_snapshot(req).await };
+        let send = async move { client.install_snapshot_chunks(chunks(data, snapshot)).await };
         let reply = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),
-            // The whole state in one message: allow more than a heartbeat-sized deadline.
+            // The whole state: allow more than a heartbeat-sized deadline.
             r = tokio::time::timeout(option.hard_ttl().max(SNAPSHOT_TIMEOUT), send) => match r {
                 Ok(r) => r.map_err(|s| StreamingError::from(status_to_rpc(target, s)))?,
                 Err(_) => return Err(unreachable(format!("snapshot to node {target} timed out"))),
@@ -236,5 +237,51 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         };
         serde_json::from_slice(&reply.into_inner().data)
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))
+    }
+}
+
+/// The InstallSnapshotChunks stream of `snapshot`: `header` in the first chunk, then
+/// [`SNAPSHOT_CHUNK`] bytes per message, copied out one chunk at a time as tonic sends them.
+fn chunks(header: Vec<u8>, snapshot: Vec<u8>) -> impl futures::Stream<Item = SnapshotChunk> {
+    let snapshot = Arc::new(snapshot);
+    let count = snapshot.len().div_ceil(SNAPSHOT_CHUNK).max(1);
+    let mut header = Some(header);
+    futures::stream::iter((0..count).map(move |i| {
+        let start = i * SNAPSHOT_CHUNK;
+        let end = (start + SNAPSHOT_CHUNK).min(snapshot.len());
+        SnapshotChunk {
+            header: header.take().unwrap_or_default(),
+            data: snapshot[start..end].to_vec(),
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn a_snapshot_is_split_into_chunks_with_the_header_first() {
+        for len in [
+            0,
+            1,
+            SNAPSHOT_CHUNK,
+            SNAPSHOT_CHUNK + 1,
+            3 * SNAPSHOT_CHUNK - 7,
+        ] {
+            let doc: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let parts: Vec<SnapshotChunk> = chunks(b"hdr".to_vec(), doc.clone()).collect().await;
+            assert_eq!(
+                parts.len(),
+                len.div_ceil(SNAPSHOT_CHUNK).max(1),
+                "len {len}"
+            );
+            assert_eq!(parts[0].header, b"hdr");
+            assert!(parts[1..].iter().all(|c| c.header.is_empty()));
+            assert!(parts.iter().all(|c| c.data.len() <= SNAPSHOT_CHUNK));
+            let joined: Vec<u8> = parts.into_iter().flat_map(|c| c.data).collect();
+            assert_eq!(joined, doc);
+        }
     }
 }

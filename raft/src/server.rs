@@ -25,10 +25,14 @@ use crate::pb::store_service_client::StoreServiceClient;
 use crate::pb::store_service_server::StoreService;
 use crate::pb::{
     self, AuditHeadReply, AuditHeadRequest, AuditPageReply, AuditPageRequest, ProposeRequest,
-    QueryRequest, RaftPayload, StatusReply, StatusRequest, StoreReply, WatchRequest,
+    QueryRequest, RaftPayload, SnapshotChunk, StatusReply, StatusRequest, StoreReply, WatchRequest,
 };
 use crate::store::{audit, AppliedState, KvBackend, SnapshotData, Table};
 use crate::tls::MAX_MESSAGE;
+
+/// The largest snapshot document a node accepts (reassembled from chunks): far above a region
+/// of millions of keys, below what would exhaust a storage node's memory.
+const MAX_SNAPSHOT_BYTES: usize = 16 * 1024 * 1024 * 1024;
 use crate::types::{
     command_kind, Raft, Request as LogRequest, RequestId, Snapshot, SnapshotMeta, TypeConfig, Vote,
 };
@@ -103,11 +107,62 @@ impl RaftService for RaftSvc {
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let p = req.into_inner();
-        let (vote, meta): (Vote, SnapshotMeta) = decode("snapshot header", &p.data)?;
+        self.install(&p.data, p.snapshot).await
+    }
+
+    async fn install_snapshot_chunks(
+        &self,
+        req: Request<tonic::Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let mut chunks = req.into_inner();
+        let mut header = None;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = chunks.message().await? {
+            if header.is_none() {
+                header = Some(chunk.header);
+            } else if !chunk.header.is_empty() {
+                return Err(Status::invalid_argument(
+                    "snapshot header repeated after the first chunk",
+                ));
+            }
+            if bytes.len() + chunk.data.len() > MAX_SNAPSHOT_BYTES {
+                return Err(Status::resource_exhausted(format!(
+                    "snapshot larger than {MAX_SNAPSHOT_BYTES} bytes"
+                )));
+            }
+            bytes.extend_from_slice(&chunk.data);
+        }
+        let header = header.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        self.install(&header, bytes).await
+    }
+    async fn audit_chain_base(
+        &self,
+        _req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let log = self.audit_log()?;
+        let kv = self.kv.clone();
+        let base = tokio::task::spawn_blocking(move || audit::ChainBase::of(&log, &*kv))
+            .await
+            .map_err(|e| Status::internal(format!("chain base task: {e}")))?
+            .map_err(|e| Status::internal(format!("reading the audit chain: {e}")))?;
+        Ok(Response::new(RaftPayload {
+            data: encode(&base)?,
+            snapshot: Vec::new(),
+        }))
+    }
+}
+
+impl RaftSvc {
+    /// Checks a whole snapshot document and hands it to openraft to install.
+    async fn install(
+        &self,
+        header: &[u8],
+        bytes: Vec<u8>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let (vote, meta): (Vote, SnapshotMeta) = decode("snapshot header", header)?;
         // Validate the data before openraft commits to installing it: a malformed snapshot
         // must be an error, not a storage failure. The decoded form is what gets installed
         // (decoded once, on the blocking pool: it can hold the whole audit chain).
-        let bytes = p.snapshot;
         let snapshot = tokio::task::spawn_blocking(move || SnapshotData::decode(&bytes))
             .await
             .map_err(|e| Status::internal(format!("snapshot decode task: {e}")))?
@@ -136,22 +191,6 @@ impl RaftService for RaftSvc {
             .map_err(fatal)?;
         Ok(Response::new(RaftPayload {
             data: encode(&resp)?,
-            snapshot: Vec::new(),
-        }))
-    }
-
-    async fn audit_chain_base(
-        &self,
-        _req: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
-        let log = self.audit_log()?;
-        let kv = self.kv.clone();
-        let base = tokio::task::spawn_blocking(move || audit::ChainBase::of(&log, &*kv))
-            .await
-            .map_err(|e| Status::internal(format!("chain base task: {e}")))?
-            .map_err(|e| Status::internal(format!("reading the audit chain: {e}")))?;
-        Ok(Response::new(RaftPayload {
-            data: encode(&base)?,
             snapshot: Vec::new(),
         }))
     }

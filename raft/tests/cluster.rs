@@ -690,6 +690,9 @@ async fn lagging_node_catches_up(log_retention: raft::LogRetention, expected: Ca
         .map(|i| {
             let command = if i % 10 == 0 {
                 audit_batch(&format!("Bulk{i}"), 3)
+            } else if expected == CatchUp::Snapshot {
+                // Large enough that the snapshot (~6 MB) travels in several chunks.
+                identity(&format!("Bulk{i}-{}", "x".repeat(6000)))
             } else {
                 identity(&format!("Bulk{i}"))
             };
