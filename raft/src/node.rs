@@ -59,7 +59,9 @@ pub struct StorageNodeConfig {
 /// trade disk for work:
 /// - `snapshot_every` (default 10,000 entries): each snapshot serializes the whole live state
 ///   and the exactly-once request table on every node (59 MB, ~0.6 s of CPU in a 10-minute
-///   chaos run's region); every 1,000 entries that was a fifth of a 2-core machine.
+///   chaos run's region); every 1,000 entries that was a fifth of a 2-core machine. A state
+///   with more entities than that snapshots only after as many entries as it has entities
+///   (see `snapshot_trigger`), so a snapshot's cost per entry stays the same at any size.
 /// - `kept_after_snapshot` (default 50,000 entries, about three minutes of a busy region's
 ///   writes): a follower that missed fewer (a restart, a pause, a partition) catches up by
 ///   appends. With only 100 kept, a follower that fell behind during one snapshot install
@@ -67,7 +69,8 @@ pub struct StorageNodeConfig {
 ///   its whole last minute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogRetention {
-    /// Log entries since the last snapshot that trigger the next one.
+    /// Log entries since the last snapshot that trigger the next one (at least; more for a
+    /// state with more entities).
     pub snapshot_every: u64,
     /// Log entries kept behind each snapshot.
     pub kept_after_snapshot: u64,
@@ -159,7 +162,8 @@ fn raft_config(retention: LogRetention) -> Result<Config, RaftError> {
         enable_pre_vote: Some(true),
         // Reconnect to a restarted peer quickly (openraft's default starts at 200 ms).
         backoff: "50ms 100ms 200ms ...500ms".into(),
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(retention.snapshot_every),
+        // `snapshot_trigger` decides, from the log and the state's size.
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: retention.kept_after_snapshot,
         ..Default::default()
     }
@@ -298,6 +302,9 @@ async fn run(
     let init =
         tokio::spawn(initialize(raft.clone(), cfg.node_id, cfg.peers.clone()).in_current_span());
     let scheduler = tokio::spawn(scheduler(ctx.clone()).in_current_span());
+    let snapshots = tokio::spawn(
+        snapshot_trigger(ctx.clone(), cfg.log_retention.snapshot_every).in_current_span(),
+    );
     let digests = match &audit.signing_key {
         Some(key) => {
             tracing::info!(key_id = %key.key_id(), interval_ms = audit.digest_interval.as_millis() as u64, "audit digests enabled (signed while this node leads)");
@@ -321,6 +328,7 @@ async fn run(
     tracing::info!("storage node stopping");
     init.abort();
     scheduler.abort();
+    snapshots.abort();
     if let Some(task) = &digests {
         task.abort();
     }
@@ -354,6 +362,7 @@ async fn run(
     }
     let _ = init.await;
     let _ = scheduler.await;
+    let _ = snapshots.await;
     if let Some(task) = digests {
         let _ = task.await;
     }
@@ -411,6 +420,47 @@ async fn initialize(raft: Raft, node_id: u64, peers: BTreeMap<u64, String>) {
 /// imported material (see [`expire_imported_material`]) and delete
 /// keys whose deletion date has passed. Decided from replicated state and applied as ordinary
 /// (idempotent) commands, so a leader change cannot delete or rotate twice, or skip.
+/// Builds a snapshot once `max(snapshot_every, entities in the state)` entries were applied
+/// since the last one. A fixed interval made large states snapshot all the time: a
+/// snapshot serializes every entity, so at a million keys (~1 KB each) one every 10,000
+/// entries would write ~100 KB per entry applied, on every node. Scaling the interval with
+/// the state keeps it at about one entity serialized per entry, at any size.
+async fn snapshot_trigger(ctx: Arc<StoreCtx>, snapshot_every: u64) {
+    use openraft::async_runtime::WatchReceiver;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The applied index the last trigger was sent at: openraft may still be building it.
+    let mut triggered_at: Option<u64> = None;
+    loop {
+        tick.tick().await;
+        let (applied, snapshot) = {
+            let m = ctx.raft.metrics().borrow_watched().clone();
+            (m.last_applied.map(|l| l.index), m.snapshot.map(|l| l.index))
+        };
+        let Some(applied) = applied else { continue };
+        let entities = match ctx.state.read() {
+            Ok(s) => s.entity_count() as u64,
+            Err(_) => return,
+        };
+        let covered = snapshot.into_iter().chain(triggered_at).max();
+        if snapshot_due(applied, covered, entities, snapshot_every) {
+            tracing::debug!(applied, ?snapshot, entities, "triggering a snapshot");
+            if ctx.raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+            triggered_at = Some(applied);
+        }
+    }
+}
+
+/// Whether to snapshot at `applied` when the last snapshot (or trigger) covered up to
+/// `covered` and the state holds `entities`.
+fn snapshot_due(applied: u64, covered: Option<u64>, entities: u64, snapshot_every: u64) -> bool {
+    let interval = snapshot_every.max(entities).max(1);
+    let entries_since = (applied + 1).saturating_sub(covered.map_or(0, |i| i + 1));
+    entries_since >= interval
+}
+
 async fn scheduler(ctx: Arc<StoreCtx>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -627,5 +677,30 @@ async fn propose_digest(ctx: &StoreCtx, key: &AuditKey, audit: &AuditSettings) {
         },
         Ok(Err(_)) => tracing::debug!("no longer leader; audit digest left to the new leader"),
         Err(e) => tracing::warn!(error = %e, "audit digest proposal failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snapshot_interval_grows_with_the_state() {
+        // A small state: every `snapshot_every` entries (index 0 is the first entry).
+        assert!(!snapshot_due(998, None, 10, 1000));
+        assert!(snapshot_due(999, None, 10, 1000));
+        assert!(!snapshot_due(1999, Some(1000), 10, 1000));
+        assert!(snapshot_due(2000, Some(1000), 10, 1000));
+        // A million entities: a snapshot only every million entries.
+        assert!(!snapshot_due(
+            1_000_000 + 999_999,
+            Some(1_000_000),
+            1_000_000,
+            10_000
+        ));
+        assert!(snapshot_due(2_000_000, Some(1_000_000), 1_000_000, 10_000));
+        // Nothing applied since the snapshot.
+        assert!(!snapshot_due(5, Some(5), 0, 1));
+        assert!(snapshot_due(6, Some(5), 0, 1));
     }
 }

@@ -52,6 +52,11 @@ impl EntityDigest {
         }
     }
 
+    /// How many entities it covers.
+    pub fn count(&self) -> usize {
+        self.by_key.len()
+    }
+
     /// The state hash (lowercase hex) of these entities with the audit head `audit_json`.
     pub fn state_hash_hex(&self, audit_json: &[u8]) -> String {
         let mut h = Sha256::new_with_prefix(b"keyraft-state-2");
@@ -86,7 +91,7 @@ mod tests {
         c.set(b"k3", None);
         c.set(b"never", None);
         assert_eq!(c, a);
-        assert_eq!(c.by_key.len(), 2);
+        assert_eq!(c.count(), 2);
     }
 
     #[test]

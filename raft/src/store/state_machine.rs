@@ -68,6 +68,11 @@ impl AppliedState {
         self.entities.state_hash_hex(&audit)
     }
 
+    /// How many entities the state holds (keys, aliases, grants, identities, ...).
+    pub fn entity_count(&self) -> usize {
+        self.entities.count()
+    }
+
     /// The same digest recomputed from scratch over `state` (tests check the incremental one
     /// against it).
     pub fn recomputed_digest_hex(&self) -> io::Result<String> {
