@@ -461,21 +461,31 @@ fn snapshot_due(applied: u64, covered: Option<u64>, entities: u64, snapshot_ever
     entries_since >= interval
 }
 
+/// The scheduler's pause between scans: a second, or longer when scanning every key takes
+/// more than a hundredth of that (a million keys), so that its scans, which hold the state's
+/// read lock, never take more than ~1% of the leader's time or of the apply path's.
+fn scheduler_pause(scan: Duration) -> Duration {
+    Duration::from_secs(1).max(scan * 100).min(Duration::from_secs(60))
+}
+
 async fn scheduler(ctx: Arc<StoreCtx>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pause = Duration::from_secs(1);
     loop {
-        tick.tick().await;
+        tokio::time::sleep(pause).await;
         if !ctx.raft.is_leader() {
             continue;
         }
         let now = ctx.clock.now_ms();
+        let started = std::time::Instant::now();
         let due = {
             let Ok(state) = ctx.state.read() else { return };
             keystore::query::query(&state, &Query::DueForDeletion { now })
         };
+        let scan = started.elapsed();
         rotate_due_keys(&ctx, now).await;
         expire_imported_material(&ctx, now).await;
+        // Each of the three scans takes about as long.
+        pause = scheduler_pause(scan * 3);
         let QueryOutput::KeyIds(ids) = due else {
             continue;
         };
@@ -683,6 +693,13 @@ async fn propose_digest(ctx: &StoreCtx, key: &AuditKey, audit: &AuditSettings) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scheduler_scans_every_second_unless_a_scan_is_slow() {
+        assert_eq!(scheduler_pause(Duration::from_micros(50)), Duration::from_secs(1));
+        assert_eq!(scheduler_pause(Duration::from_millis(30)), Duration::from_secs(3));
+        assert_eq!(scheduler_pause(Duration::from_secs(5)), Duration::from_secs(60));
+    }
 
     #[test]
     fn the_snapshot_interval_grows_with_the_state() {
