@@ -480,6 +480,12 @@ pub enum Query {
     /// Ids of keys waiting for a front to prepare their next material
     /// (`rotation::needs_material`).
     KeysAwaitingMaterial,
+    /// Of `key_ids`, the ones waiting for a front to prepare their next material: what a front
+    /// asks after some keys changed, instead of scanning every key of the region.
+    KeysAwaitingMaterialAmong {
+        /// Key ids (unknown ones are skipped).
+        key_ids: Vec<String>,
+    },
     /// One grant.
     GetGrant {
         /// Key id.

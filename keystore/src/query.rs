@@ -90,6 +90,18 @@ pub fn query(state: &State, q: &Query) -> QueryOutput {
         Query::KeysAwaitingMaterial => {
             QueryOutput::KeyIds(crate::rotation::awaiting_material(state))
         }
+        Query::KeysAwaitingMaterialAmong { key_ids } => QueryOutput::KeyIds(
+            key_ids
+                .iter()
+                .filter(|id| {
+                    state
+                        .keys
+                        .get(id.as_str())
+                        .is_some_and(crate::rotation::needs_material)
+                })
+                .cloned()
+                .collect(),
+        ),
         Query::GetGrant { key_id, grant_id } => QueryOutput::Grant(
             state
                 .grants

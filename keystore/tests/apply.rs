@@ -2634,6 +2634,27 @@ fn the_leader_finds_exactly_the_rotations_that_are_due() {
     );
     assert!(awaiting_material(&rotating()).is_empty());
     assert!(awaiting_material(&world()).is_empty());
+    // The same answer for named keys only (what a front asks after keys changed).
+    let among = |st: &State, ids: &[&str]| {
+        keystore::query::query(
+            st,
+            &keystore::command::Query::KeysAwaitingMaterialAmong {
+                key_ids: ids.iter().map(|i| s(i)).collect(),
+            },
+        )
+    };
+    assert_eq!(
+        among(&rotating_without_material(), &["k-enabled", "no-such-key"]),
+        keystore::command::QueryOutput::KeyIds(vec![s("k-enabled")])
+    );
+    assert_eq!(
+        among(&rotating_without_material(), &["no-such-key"]),
+        keystore::command::QueryOutput::KeyIds(vec![])
+    );
+    assert_eq!(
+        among(&rotating(), &["k-enabled"]),
+        keystore::command::QueryOutput::KeyIds(vec![])
+    );
 }
 
 #[test]

@@ -465,7 +465,9 @@ fn snapshot_due(applied: u64, covered: Option<u64>, entities: u64, snapshot_ever
 /// more than a hundredth of that (a million keys), so that its scans, which hold the state's
 /// read lock, never take more than ~1% of the leader's time or of the apply path's.
 fn scheduler_pause(scan: Duration) -> Duration {
-    Duration::from_secs(1).max(scan * 100).min(Duration::from_secs(60))
+    Duration::from_secs(1)
+        .max(scan * 100)
+        .min(Duration::from_secs(60))
 }
 
 async fn scheduler(ctx: Arc<StoreCtx>) {
@@ -696,9 +698,18 @@ mod tests {
 
     #[test]
     fn the_scheduler_scans_every_second_unless_a_scan_is_slow() {
-        assert_eq!(scheduler_pause(Duration::from_micros(50)), Duration::from_secs(1));
-        assert_eq!(scheduler_pause(Duration::from_millis(30)), Duration::from_secs(3));
-        assert_eq!(scheduler_pause(Duration::from_secs(5)), Duration::from_secs(60));
+        assert_eq!(
+            scheduler_pause(Duration::from_micros(50)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            scheduler_pause(Duration::from_millis(30)),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            scheduler_pause(Duration::from_secs(5)),
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

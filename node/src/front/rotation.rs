@@ -13,6 +13,7 @@
 //!  watch stream (key changed) --> Preparer: KeysAwaitingMaterial -> PrepareNextMaterial
 //! ```
 
+use std::collections::BTreeSet;
 use std::future::Future;
 
 use keystore::command::Change;
@@ -28,6 +29,8 @@ use super::*;
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Key changes arrive in bursts; one look per burst is enough.
 const DEBOUNCE: Duration = Duration::from_millis(200);
+/// More keys changed than this within one debounce: scan them all instead of naming them.
+const MAX_CHANGED_KEYS: usize = 10_000;
 const INCLUDE_KEY_MATERIAL: &[&str] = &["ALL_KEY_MATERIAL", "ROTATIONS_ONLY"];
 const ROTATIONS_MARKER_TAG: &str = "r1:";
 
@@ -451,29 +454,64 @@ impl Preparer {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watching = true;
         loop {
+            // Keys that changed (`None`: anything may have, scan them all).
+            let mut changed = Some(BTreeSet::new());
             if watching {
                 tokio::select! {
-                    _ = sweep.tick() => {}
-                    ev = rx.recv() => match ev {
-                        Ok(WatchEvent::Changed(Change::Key(_)))
-                        | Ok(WatchEvent::Resync)
-                        | Err(broadcast::error::RecvError::Lagged(_)) => {
-                            tokio::time::sleep(DEBOUNCE).await;
-                            while rx.try_recv().is_ok() {}
+                    _ = sweep.tick() => changed = None,
+                    ev = rx.recv() => {
+                        let mut ev = ev;
+                        let mut first = true;
+                        loop {
+                            match ev {
+                                Ok(WatchEvent::Changed(Change::Key(id))) => {
+                                    if let Some(ids) = &mut changed {
+                                        ids.insert(id);
+                                    }
+                                }
+                                Ok(WatchEvent::Resync)
+                                | Err(broadcast::error::RecvError::Lagged(_)) => changed = None,
+                                Ok(WatchEvent::Changed(_)) => {}
+                                Err(broadcast::error::RecvError::Closed) => {
+                                    watching = false;
+                                    changed = None;
+                                    break;
+                                }
+                            }
+                            if first {
+                                // Gather what changes in a short while into one query.
+                                first = false;
+                                tokio::time::sleep(DEBOUNCE).await;
+                            }
+                            match rx.try_recv() {
+                                Ok(next) => ev = Ok(next),
+                                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                    ev = Err(broadcast::error::RecvError::Lagged(n))
+                                }
+                                Err(_) => break,
+                            }
                         }
-                        Ok(WatchEvent::Changed(_)) => continue,
-                        Err(broadcast::error::RecvError::Closed) => watching = false,
-                    },
+                    }
                 }
             } else {
                 sweep.tick().await;
+                changed = None;
             }
-            self.prepare_all().await;
+            match changed {
+                Some(ids) if ids.is_empty() => {}
+                Some(ids) if ids.len() <= MAX_CHANGED_KEYS => {
+                    let key_ids = ids.into_iter().collect();
+                    self.prepare_keys(Query::KeysAwaitingMaterialAmong { key_ids })
+                        .await
+                }
+                _ => self.prepare_keys(Query::KeysAwaitingMaterial).await,
+            }
         }
     }
 
-    async fn prepare_all(&self) {
-        let ids = match self.store.query(Query::KeysAwaitingMaterial).await {
+    /// Prepares material for the keys `query` (`KeysAwaitingMaterial[Among]`) names.
+    async fn prepare_keys(&self, query: Query) {
+        let ids = match self.store.query(query).await {
             Ok(QueryOutput::KeyIds(ids)) => ids,
             Ok(_) => return,
             Err(e) => {
