@@ -100,6 +100,17 @@ pub struct NodeArgs {
     /// fewer catches up by appends rather than by installing a snapshot. Costs disk.
     #[arg(long, env = "KEYRAFT_RAFT_LOG_KEPT_AFTER_SNAPSHOT")]
     pub raft_log_kept_after_snapshot: Option<u64>,
+    /// Join a running region instead of forming one: ask its leader (through `peers`) to add
+    /// this node, wait until it caught up (by snapshot if need be) and become a voter. For a
+    /// new node: a new id and an empty data directory (a node that lost its disk comes back
+    /// under a new id, with `join-replaces`, never under its old one).
+    #[arg(long, env = "KEYRAFT_JOIN")]
+    #[serde(default)]
+    pub join: bool,
+    /// With `join`: the id of the voter this node replaces (a lost node), removed from the
+    /// membership in the same change.
+    #[arg(long, env = "KEYRAFT_JOIN_REPLACES")]
+    pub join_replaces: Option<u64>,
     /// TLS files (a `[tls]` table in TOML: `ca`, `cert`, `key`).
     #[command(flatten)]
     #[serde(default)]
@@ -119,6 +130,8 @@ pub struct NodeParams {
     pub audit_digest_interval: Duration,
     /// Audit retention (`None`: keep forever).
     pub audit_retention: Option<Duration>,
+    /// `--join`: what to ask the leader, and the peers to ask.
+    pub join: Option<(raft::JoinRequest, Vec<String>)>,
 }
 
 impl NodeArgs {
@@ -176,6 +189,32 @@ impl NodeArgs {
         if log_retention.snapshot_every == 0 {
             bail!("raft-snapshot-every must be greater than 0");
         }
+        let join_replaces = self.join_replaces.or(file.join_replaces);
+        let join = if self.join || file.join {
+            let others: Vec<String> = peers
+                .iter()
+                .filter(|(id, _)| **id != node_id)
+                .map(|(_, addr)| addr.clone())
+                .collect();
+            if others.is_empty() {
+                bail!("join needs the addresses of the region's nodes in peers");
+            }
+            if join_replaces == Some(node_id) {
+                bail!("a joining node cannot replace itself: give it a new id");
+            }
+            let request = raft::JoinRequest {
+                node_id,
+                addr: advertise.clone(),
+                voter: true,
+                replaces: join_replaces,
+            };
+            Some((request, others))
+        } else {
+            if join_replaces.is_some() {
+                bail!("join-replaces only goes with join");
+            }
+            None
+        };
         let storage = raft::StorageNodeConfig {
             node_id,
             listen,
@@ -183,7 +222,12 @@ impl NodeArgs {
             data_dir,
             backend,
             tls: self.tls.merge(file.tls).validate()?,
-            peers,
+            // A joining node never initializes a cluster: it has no initial members.
+            peers: if join.is_some() {
+                BTreeMap::new()
+            } else {
+                peers
+            },
             clock: match self
                 .danger_clock_offset_file
                 .or(file.danger_clock_offset_file)
@@ -198,6 +242,7 @@ impl NodeArgs {
         };
         Ok(NodeParams {
             storage,
+            join,
             region,
             audit_key: self.audit_key.or(file.audit_key),
             audit_digest_interval: Duration::from_millis(interval_ms),
@@ -470,6 +515,51 @@ mod tests {
         assert!(parse_peers(&["1=a:1".into(), "1=b:2".into()]).is_err());
         assert!(parse_peers(&["x=a:1".into()]).is_err());
         assert!(parse_peers(&["1=nohost".into()]).is_err());
+    }
+
+    #[test]
+    fn a_joining_node_asks_the_other_peers_and_never_initializes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "node_id = 4\nlisten = \"127.0.0.1:9004\"\ndata_dir = \"/tmp/x\"\npeers = [\"1=127.0.0.1:9001\", \"2=127.0.0.1:9002\", \"4=127.0.0.1:9004\"]\n[tls]\nca = \"ca\"\ncert = \"c\"\nkey = \"k\"\n",
+        )
+        .unwrap();
+        let args = |join: bool, join_replaces: Option<u64>| NodeArgs {
+            config: Some(file.clone()),
+            join,
+            join_replaces,
+            ..Default::default()
+        };
+        let params = args(true, Some(3)).validate().unwrap();
+        let (request, peers) = params.join.unwrap();
+        assert_eq!(
+            request,
+            raft::JoinRequest {
+                node_id: 4,
+                addr: "127.0.0.1:9004".into(),
+                voter: true,
+                replaces: Some(3),
+            }
+        );
+        assert_eq!(peers, vec!["127.0.0.1:9001", "127.0.0.1:9002"]);
+        assert!(
+            params.storage.peers.is_empty(),
+            "no initial members: never initializes"
+        );
+        // Without --join: the usual initial members, no join.
+        let params = args(false, None).validate().unwrap();
+        assert!(params.join.is_none());
+        assert_eq!(params.storage.peers.len(), 3);
+        assert!(
+            args(false, Some(3)).validate().is_err(),
+            "replaces needs join"
+        );
+        assert!(
+            args(true, Some(4)).validate().is_err(),
+            "cannot replace itself"
+        );
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub fn read_audit_key(path: &Path) -> anyhow::Result<keystore::audit::AuditSigni
     Ok(keystore::audit::AuditSigningKey::from_bytes(seed))
 }
 
+/// How long a `--join` node keeps asking the region to add it.
+const JOIN_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Runs a storage node (`keyraft node`) until `shutdown` resolves, reading its audit key first.
 pub async fn run_storage_node(
     params: crate::config::NodeParams,
@@ -91,7 +94,25 @@ pub async fn run_storage_node(
         digest_interval: params.audit_digest_interval,
         retention: params.audit_retention,
     };
-    raft::run_storage_node_with_audit(params.storage, audit, shutdown).await?;
+    let joining = params.join.clone().map(|(request, peers)| {
+        let tls = params.storage.tls.clone();
+        tokio::spawn(async move {
+            tracing::info!(node = request.node_id, replaces = ?request.replaces, "joining the region");
+            match raft::join_region(&tls, &peers, &request, JOIN_GIVE_UP).await {
+                Ok(reply) => tracing::info!(
+                    voters = ?reply.voters,
+                    caught_up_ms = reply.caught_up_ms,
+                    "joined the region"
+                ),
+                Err(e) => tracing::error!(error = %e, "could not join the region"),
+            }
+        })
+    });
+    let result = raft::run_storage_node_with_audit(params.storage, audit, shutdown).await;
+    if let Some(task) = joining {
+        task.abort();
+    }
+    result?;
     Ok(())
 }
 

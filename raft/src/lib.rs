@@ -38,6 +38,7 @@
 
 pub mod client;
 pub mod clock;
+pub mod join;
 mod network;
 pub mod node;
 mod server;
@@ -53,6 +54,7 @@ pub mod pb {
 
 pub use client::{NodeStatus, StoreClient, StoreError, WatchEvent};
 pub use clock::Clock;
+pub use join::join_region;
 pub use node::{
     run_storage_node, run_storage_node_with_audit, run_storage_node_with_listener,
     run_storage_node_with_listener_and_audit, AuditKey, AuditSettings, LogRetention,
@@ -60,7 +62,7 @@ pub use node::{
 };
 pub use store::Backend;
 pub use tls::TlsFiles;
-pub use types::RequestId;
+pub use types::{JoinReply, JoinRequest, RequestId};
 
 /// Errors of running a storage node.
 #[derive(Debug, thiserror::Error)]

@@ -34,7 +34,8 @@ use crate::tls::MAX_MESSAGE;
 /// of millions of keys, below what would exhaust a storage node's memory.
 const MAX_SNAPSHOT_BYTES: usize = 16 * 1024 * 1024 * 1024;
 use crate::types::{
-    command_kind, Raft, Request as LogRequest, RequestId, Snapshot, SnapshotMeta, TypeConfig, Vote,
+    command_kind, JoinReply, JoinRequest, Raft, Request as LogRequest, RequestId, Snapshot,
+    SnapshotMeta, TypeConfig, Vote,
 };
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T, Status> {
@@ -110,6 +111,15 @@ impl RaftService for RaftSvc {
         self.install(&p.data, p.snapshot).await
     }
 
+    async fn join(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let join: JoinRequest = decode("join request", &req.into_inner().data)?;
+        let reply = self.join_on_leader(join).await?;
+        Ok(Response::new(RaftPayload {
+            data: encode(&reply)?,
+            snapshot: Vec::new(),
+        }))
+    }
+
     async fn install_snapshot_chunks(
         &self,
         req: Request<tonic::Streaming<SnapshotChunk>>,
@@ -153,6 +163,65 @@ impl RaftService for RaftSvc {
 }
 
 impl RaftSvc {
+    /// `RaftService.Join` on the leader (see [`JoinRequest`]).
+    async fn join_on_leader(&self, req: JoinRequest) -> Result<JoinReply, Status> {
+        use openraft::async_runtime::WatchReceiver;
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.current_leader != Some(m.id) {
+            return Err(Status::unavailable(format!(
+                "not the leader (leader: {:?})",
+                m.current_leader
+            )));
+        }
+        let membership = m.membership_config.membership().clone();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        if voters.contains(&req.node_id) {
+            // Already a voter (a joiner restarted after joining asks again): nothing to do.
+            return Ok(JoinReply {
+                voters: voters.into_iter().collect(),
+                learners: membership.learner_ids().collect(),
+                caught_up_ms: 0,
+            });
+        }
+        if let Some(old) = req.replaces {
+            if old == req.node_id || old == m.id || !voters.contains(&old) {
+                return Err(Status::invalid_argument(format!(
+                    "node {old} cannot be replaced: it must be a voter other than the leader \
+                     and the joining node"
+                )));
+            }
+        }
+        let started = std::time::Instant::now();
+        tracing::info!(node = req.node_id, addr = %req.addr, voter = req.voter, replaces = ?req.replaces, "adding a learner");
+        // Blocking: returns once the learner has caught up with the leader's log.
+        self.raft
+            .add_learner(req.node_id, openraft::BasicNode::new(&req.addr), true)
+            .await
+            .map_err(|e| Status::unavailable(format!("adding learner {}: {e}", req.node_id)))?;
+        let caught_up_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(node = req.node_id, caught_up_ms, "learner caught up");
+        if req.voter {
+            let mut new_voters = voters.clone();
+            new_voters.insert(req.node_id);
+            if let Some(old) = req.replaces {
+                new_voters.remove(&old);
+            }
+            // retain = false: a replaced node leaves the membership entirely.
+            self.raft
+                .change_membership(openraft::ChangeMembers::ReplaceAllVoters(new_voters), false)
+                .await
+                .map_err(|e| Status::unavailable(format!("changing membership: {e}")))?;
+            tracing::info!(node = req.node_id, replaces = ?req.replaces, "joined as a voter");
+        }
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        Ok(JoinReply {
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            caught_up_ms,
+        })
+    }
+
     /// Checks a whole snapshot document and hands it to openraft to install.
     async fn install(
         &self,

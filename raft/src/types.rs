@@ -305,3 +305,27 @@ mod tests {
         assert_ne!(RequestId::random(), RequestId::random());
     }
 }
+
+/// What a new storage node asks the leader when it joins a region (`RaftService.Join`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The new node's id (not a current member's).
+    pub node_id: u64,
+    /// `host:port` peers reach it at.
+    pub addr: String,
+    /// Make it a voter once it caught up (else it stays a learner).
+    pub voter: bool,
+    /// A voter it replaces: removed from the membership in the same change.
+    pub replaces: Option<u64>,
+}
+
+/// The leader's answer to a [`JoinRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinReply {
+    /// The voters after the join.
+    pub voters: Vec<u64>,
+    /// The learners after the join.
+    pub learners: Vec<u64>,
+    /// Milliseconds from the request to the new node having caught up as a learner.
+    pub caught_up_ms: u64,
+}

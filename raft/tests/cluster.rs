@@ -780,6 +780,123 @@ async fn lagging_node_catches_up(log_retention: raft::LogRetention, expected: Ca
     assert_eq!(state.audit.head.last_seq(), records.len() as u64);
 }
 
+/// A storage node that lost its disk is replaced by a new node (a new id, an empty data
+/// directory): it joins through the leader, catches up by snapshot (the log it needs was
+/// purged), and becomes a voter in place of the lost one, so the region keeps its quorum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_node_joins_by_snapshot_and_replaces_a_lost_voter() {
+    use futures::{StreamExt, TryStreamExt};
+
+    let retention = raft::LogRetention {
+        snapshot_every: 100,
+        kept_after_snapshot: 20,
+    };
+    let mut cluster = Cluster::start_with(
+        Backend::Redb,
+        audit_settings(Duration::from_secs(3600)),
+        retention,
+    )
+    .await;
+    let client = cluster.client(&[1, 2, 3]).await;
+    let leader = cluster.leader(&client).await;
+    let lost = (1..=3).find(|id| *id != leader).unwrap();
+    let survivor = (1..=3).find(|id| *id != leader && *id != lost).unwrap();
+    futures::stream::iter(0..300)
+        .map(|i| client.propose(identity(&format!("Join{i}"))))
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    applied_everywhere(&cluster).await;
+    let leader_client = cluster.client(&[leader]).await;
+    let mut purged = false;
+    for _ in 0..100 {
+        if let Some((_, Ok(st))) = leader_client.node_status().await.pop() {
+            if st.last_purged.is_some() {
+                purged = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(purged, "the leader snapshots and purges its log");
+    cluster.nodes.remove(&lost).unwrap().stop().await;
+
+    // Node 4: a new address and directory, not in any membership yet.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    cluster.peers.insert(4, addr.clone());
+    cluster.start_node(4, listener);
+    let others: Vec<String> = [1, 2, 3]
+        .iter()
+        .map(|id| cluster.peers[id].clone())
+        .collect();
+    let storage_tls = cluster.pki.storage("joiner");
+    // The store client certificate (front role) may not call Raft RPCs.
+    assert!(raft::join_region(
+        &cluster.pki.front(),
+        &others,
+        &raft::JoinRequest {
+            node_id: 4,
+            addr: addr.clone(),
+            voter: true,
+            replaces: Some(lost),
+        },
+        Duration::from_secs(2),
+    )
+    .await
+    .is_err());
+    // Replacing the leader itself is refused at once.
+    let refused = raft::join_region(
+        &storage_tls,
+        &others,
+        &raft::JoinRequest {
+            node_id: 4,
+            addr: addr.clone(),
+            voter: true,
+            replaces: Some(leader),
+        },
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(raft::RaftError::Config(_))),
+        "{refused:?}"
+    );
+    let reply = raft::join_region(
+        &storage_tls,
+        &others,
+        &raft::JoinRequest {
+            node_id: 4,
+            addr,
+            voter: true,
+            replaces: Some(lost),
+        },
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let mut want: Vec<u64> = vec![leader, survivor, 4];
+    want.sort();
+    assert_eq!(reply.voters, want);
+    assert!(reply.learners.is_empty(), "{reply:?}");
+
+    let new_client = cluster.client(&[4]).await;
+    let (_, st) = new_client.node_status().await.pop().unwrap();
+    let st = st.unwrap();
+    assert!(
+        st.last_purged.is_some(),
+        "it caught up by installing a snapshot: {st:?}"
+    );
+    // A voter now: with the survivor stopped too, the leader and node 4 are a quorum.
+    cluster.nodes.remove(&survivor).unwrap().stop().await;
+    client.propose(identity("AfterJoin")).await.unwrap();
+    let new_only = cluster.client(&[4]).await;
+    assert!(get_identity(&new_only, "AfterJoin").await.is_some());
+    assert!(get_identity(&new_only, "Join299").await.is_some());
+    cluster.stop_all().await;
+}
+
 /// `stateHash` and `stateApplied` are taken together: under a steady stream of writes every
 /// status reply names the index its hash was taken at, and two replies (from any node) at the
 /// same index carry the same hash. (Comparing Raft metrics before and after hashing, as the
