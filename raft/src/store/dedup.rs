@@ -65,7 +65,15 @@ pub struct Row {
 pub struct Dedup {
     rows: BTreeMap<u64, Row>,
     by_id: HashMap<RequestId, u64>,
+    /// Rows dropped while still in the window since the last warning, and when that was:
+    /// under a sustained overflow every entry drops one, so warn every few seconds, not per
+    /// entry. (Logging only; no replica state.)
+    squeezed_unreported: usize,
+    last_squeeze_warning: Option<std::time::Instant>,
 }
+
+/// How often a full request-id table is reported.
+const SQUEEZE_WARNING_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Dedup {
     /// A table holding `rows` (from disk or a snapshot).
@@ -138,11 +146,20 @@ impl Dedup {
             ops.push(Op::Delete(Table::Requests, key(index)));
         }
         if squeezed > 0 {
-            tracing::warn!(
-                dropped = squeezed,
-                max_rows = MAX_ROWS,
-                "request-id table full: forgot ids younger than the deduplication window"
-            );
+            self.squeezed_unreported += squeezed;
+            let due = self
+                .last_squeeze_warning
+                .is_none_or(|t| t.elapsed() >= SQUEEZE_WARNING_EVERY);
+            if due {
+                tracing::warn!(
+                    dropped = self.squeezed_unreported,
+                    max_rows = MAX_ROWS,
+                    "request-id table full: forgot ids younger than the deduplication window \
+                     (dropped: since the last such warning)"
+                );
+                self.squeezed_unreported = 0;
+                self.last_squeeze_warning = Some(std::time::Instant::now());
+            }
         }
     }
 
