@@ -241,8 +241,19 @@ async fn run(
     let ((kv, db_closed), sm) = {
         let (dir, backend, events) = (cfg.data_dir.clone(), cfg.backend, events.clone());
         tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            // Timed apart: after a crash redb first repairs the file (it walks all of it),
+            // then the state machine reads every entity back.
+            let started = std::time::Instant::now();
             let (kv, closed) = backend.open_kv_with_close_signal(&dir)?;
+            let opened = started.elapsed();
             let sm = StateMachineStore::load(kv.clone(), events)?;
+            let entities = sm.state().read().map(|s| s.entity_count()).unwrap_or(0);
+            tracing::info!(
+                open_ms = opened.as_millis() as u64,
+                load_ms = (started.elapsed() - opened).as_millis() as u64,
+                entities,
+                "storage opened"
+            );
             Ok(((kv, closed), sm))
         })
         .await
