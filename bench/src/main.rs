@@ -96,6 +96,10 @@ struct RunArgs {
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
+    /// Stop after this many requests (warm-up included), or at the end of --duration if that
+    /// comes first; throughput is then taken over the time the run took.
+    #[arg(long)]
+    count: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -143,6 +147,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs_f64(a.timeout),
         op: a.op,
         progress: !a.quiet,
+        count: a.count,
     };
     let r = keyraft_bench::bench(&target, &cfg).await?;
     print!("{}", report::table(std::slice::from_ref(&r)));

@@ -39,6 +39,9 @@ pub struct RunConfig {
     pub op: Op,
     /// Print a progress line each second (stderr).
     pub progress: bool,
+    /// Stop after this many requests (warm-up included), or at the end of the window if that
+    /// comes first: a fixed amount of work, e.g. filling a region with keys. `None`: no limit.
+    pub count: Option<u64>,
 }
 
 /// Latency percentiles, in milliseconds.
@@ -188,6 +191,9 @@ async fn worker(mut conn: Box<dyn Conn>, shared: Arc<Shared>, seed: u64) -> Work
     let (mut sec, mut sec_ok, mut sec_err, mut sec_h) = (0usize, 0u64, 0u64, histogram(2));
     loop {
         let seq = shared.next.fetch_add(1, Ordering::Relaxed);
+        if cfg.count.is_some_and(|n| seq >= n) {
+            break;
+        }
         let due = match cfg.rate {
             None => Instant::now(),
             Some(rate) => shared.start + Duration::from_secs_f64(seq as f64 / rate),
@@ -312,15 +318,28 @@ pub async fn run(
     if let Some(p) = progress {
         p.abort();
     }
+    // A run cut short by `count` is measured over the time it took, not the whole window.
+    let measured_for = measured_time(
+        cfg,
+        Instant::now().saturating_duration_since(shared.measure_start),
+    );
     if let Some(rate) = cfg.rate {
-        let due = (cfg.duration.as_secs_f64() * rate).floor() as u64;
+        let mut due = (measured_for.as_secs_f64() * rate).floor() as u64;
+        if let Some(n) = cfg.count {
+            let warmup_due = (cfg.warmup.as_secs_f64() * rate).floor() as u64;
+            due = due.min(n.saturating_sub(warmup_due));
+        }
         let sent = ok + errors.values().sum::<u64>();
         if due > sent {
             errors.insert(NOT_SENT.into(), due - sent);
         }
     }
     let secs = shared.seconds.lock().expect("workers are done");
-    let measured = cfg.duration.as_secs() as usize;
+    let measured = match cfg.count {
+        // Stopped early: the last second is partial but holds real answers.
+        Some(_) => measured_for.as_secs_f64().ceil() as usize,
+        None => cfg.duration.as_secs() as usize,
+    };
     let series = secs
         .iter()
         .enumerate()
@@ -346,15 +365,24 @@ pub async fn run(
         rate: cfg.rate,
         payload_bytes,
         warmup_s: cfg.warmup.as_secs_f64(),
-        duration_s: cfg.duration.as_secs_f64(),
+        duration_s: measured_for.as_secs_f64(),
         started_unix,
         ok,
         errors,
-        throughput: ok as f64 / cfg.duration.as_secs_f64(),
+        throughput: ok as f64 / measured_for.as_secs_f64().max(1e-9),
         latency: Percentiles::of(&latency),
         service_time: cfg.rate.map(|_| Percentiles::of(&service)),
         series,
     })
+}
+
+/// How long the measured window lasted: the configured duration, or less when `count`
+/// stopped the clients early (`elapsed`: from the window's start until the last answer).
+fn measured_time(cfg: &RunConfig, elapsed: Duration) -> Duration {
+    match cfg.count {
+        Some(_) => elapsed.min(cfg.duration),
+        None => cfg.duration,
+    }
 }
 
 async fn progress_lines(shared: Arc<Shared>, name: String) {
@@ -392,5 +420,79 @@ async fn progress_lines(shared: Arc<Shared>, name: String) {
                 .unwrap_or_else(|| "-".into()),
         );
         (last_ok, last_err) = (ok, err);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Call;
+    use crate::target::{CallFuture, ConnFuture};
+
+    /// Answers every call at once, successfully.
+    struct Instant0;
+    struct Conn0;
+
+    impl Conn for Conn0 {
+        fn call(&mut self, _call: Call, _seq: u64) -> CallFuture<'_> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    impl Target for Instant0 {
+        fn conn(&self) -> ConnFuture<'_> {
+            Box::pin(async { Ok(Box::new(Conn0) as Box<dyn Conn>) })
+        }
+    }
+
+    fn cfg(count: Option<u64>, duration: Duration) -> RunConfig {
+        RunConfig {
+            concurrency: 4,
+            rate: None,
+            warmup: Duration::ZERO,
+            duration,
+            timeout: Duration::from_secs(1),
+            op: Op::CreateKey,
+            progress: false,
+            count,
+        }
+    }
+
+    #[tokio::test]
+    async fn count_stops_after_exactly_that_many_requests_and_rates_over_the_time_taken() {
+        let started = Instant::now();
+        let r = run(
+            &Instant0,
+            &cfg(Some(1000), Duration::from_secs(60)),
+            "test",
+            0,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.ok, 1000);
+        assert_eq!(r.error_count(), 0);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "did not wait for the window"
+        );
+        assert!(
+            r.duration_s < 30.0,
+            "duration is the time taken: {}",
+            r.duration_s
+        );
+        assert!(
+            (r.throughput - r.ok as f64 / r.duration_s).abs() < 1e-6 * r.throughput,
+            "throughput over the time taken"
+        );
+        assert_eq!(r.series.iter().map(|s| s.ok).sum::<u64>(), 1000);
+    }
+
+    #[tokio::test]
+    async fn without_count_the_window_bounds_the_run() {
+        let r = run(&Instant0, &cfg(None, Duration::from_millis(200)), "test", 0)
+            .await
+            .unwrap();
+        assert!(r.ok > 0);
+        assert_eq!(r.duration_s, 0.2);
     }
 }

@@ -122,6 +122,7 @@ fn brief(op: Op, rate: Option<f64>) -> RunConfig {
         timeout: Duration::from_secs(20),
         op,
         progress: false,
+        count: None,
     }
 }
 
@@ -163,6 +164,22 @@ async fn every_keyraft_target_and_operation_and_both_floors_run_clean() {
             .unwrap();
         assert_clean(&r, kind.name());
     }
+    // --count: exactly that many keys, then the run ends long before its window.
+    let counted = RunConfig {
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(120),
+        count: Some(20),
+        ..brief(Op::CreateKey, None)
+    };
+    let r = bench(
+        &options(TargetKind::KeyraftJson, Op::CreateKey, &e),
+        &counted,
+    )
+    .await
+    .unwrap();
+    assert_clean(&r, "create-key --count 20");
+    assert_eq!(r.ok, 20, "--count 20 creates 20 keys");
+    assert!(r.duration_s < 120.0, "ended at the count: {}", r.duration_s);
     // Open loop: the offered rate is what is sent. 8 clients at 10/s leave room even for a
     // debug region on a loaded machine (a call may take a few hundred ms).
     let open = RunConfig {
