@@ -19,8 +19,9 @@
 #      short counted warm-up chunk), RSS (VmRSS) and `du -sb` of each data dir;
 #   5. restart: kill -9 a follower, start it again, and time until the front's /status shows it
 #      a follower whose lastApplied >= the leader's lastApplied at the kill;
-#   6. catch-up: stop a follower, wipe its data dir, start it again (same id, certificates),
-#      and time until its lastApplied reaches the leader's;
+#   6. catch-up: a follower is lost (kill -9, data dir deleted) and a new node (id 4, empty
+#      data dir) joins in its place (`keyraft node --join --join-replaces F`); timed until it
+#      logs "joined the region" (caught up by snapshot, then a voter);
 #   7. writes summary.txt and summary.json to SCALE_OUT, with every "built snapshot" line's
 #      size and build time, and the snapshot log lines of the catch-up.
 # Every process it started is stopped on exit (trap), also on Ctrl-C or failure; a summary
@@ -358,6 +359,11 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
   sleep 0.1
 done
 if [ -n "$served" ]; then
+  # The node's own split: opening the database (redb repairs it after a crash) and loading
+  # the state.
+  opened="$(grep 'storage opened' "$OUT/logs/node-$F.log" | tail -1)"
+  fact restart.open_ms "$(echo "$opened" | grep -o 'open_ms=[0-9]*' | cut -d= -f2)"
+  fact restart.load_ms "$(echo "$opened" | grep -o 'load_ms=[0-9]*' | cut -d= -f2)"
   fact restart.seconds_from_start "$(since "$T_START" "$served")"
   fact restart.seconds_from_kill "$(since "$T_KILL" "$served")"
   log "restart: node $F a follower at lastApplied $la after $(since "$T_START" "$served") s (kill to serve $(since "$T_KILL" "$served") s)"
@@ -366,42 +372,47 @@ else
   log "restart: node $F did not catch up within ${WAIT_SECONDS}s (last seen: $st $la)"
 fi
 
-# --- 6. catch-up by snapshot: a wiped follower ---------------------------------------------
-log "catch-up: stop node $F, wipe $DIR/data/node-$F, start it again"
-stop_role "node-$F" TERM
+# --- 6. catch-up by snapshot: a new node replaces a lost follower -----------------------------
+# A node that lost its disk never comes back under its old id (it lost its vote and the
+# entries it acknowledged; openraft refuses such a log reversion). A new node (id 4, empty
+# data dir) joins with `--join --join-replaces F`: the leader adds it as a learner, sends it a
+# snapshot (the log it needs was purged), and makes it a voter in F's place.
+NEW=4
+NEW_ADDR="127.0.0.1:$((PORT + 14))"
+log "catch-up: node $F lost (killed, data dir deleted); node $NEW joins in its place at $NEW_ADDR"
+stop_role "node-$F" KILL
 rm -rf "$DIR/data/node-$F"
-mkdir -p "$DIR/data/node-$F"
-start_node "$F"
+sed -e "s/^node_id = .*/node_id = $NEW/" \
+    -e "s#^listen = .*#listen = \"$NEW_ADDR\"#" \
+    -e "s#^data_dir = .*#data_dir = \"$DIR/data/node-$NEW\"#" \
+    -e "s#^peers = \[\(.*\)\]#peers = [\1, \"$NEW=$NEW_ADDR\"]#" \
+    -e "s#^\[tls\]#join = true\njoin_replaces = $F\n\n[tls]#" \
+    "$DIR/roles/node-$F.toml" >"$DIR/roles/node-$NEW.toml"
+start_node "$NEW"
 T_START="$(now)"
-fact catchup.node "$F"
+fact catchup.node "$NEW"
+fact catchup.replaces "$F"
 caught=""
 deadline=$(( $(date +%s) + WAIT_SECONDS ))
 while [ "$(date +%s)" -lt "$deadline" ]; do
-  L2="" LA="" st=down la=-
-  read -r L2 LA < <(leader) || true
-  read -r st la < <(node_view "$F") || true
-  if [ -n "$LA" ] && [ "$la" != "-" ] && [ "$la" -ge "$LA" ]; then
-    caught="$(now)"; break
-  fi
+  if grep -q 'joined the region' "$OUT/logs/node-$NEW.log"; then caught="$(now)"; break; fi
+  if grep -q 'could not join the region' "$OUT/logs/node-$NEW.log"; then break; fi
   sleep 0.2
 done
-[ -n "$L2" ] && L="$L2"
 if [ -n "$caught" ]; then
   fact catchup.seconds "$(since "$T_START" "$caught")"
-  fact catchup.applied "$la"
-  log "catch-up: node $F at lastApplied $la (leader $LA) after $(since "$T_START" "$caught") s"
+  fact catchup.leader_caught_up_ms "$(grep -o 'caught_up_ms=[0-9]*' "$OUT/logs/node-$NEW.log" | tail -1 | cut -d= -f2)"
+  log "catch-up: node $NEW a voter in place of $F after $(since "$T_START" "$caught") s ($(grep -o 'voters=\[[^]]*\]' "$OUT/logs/node-$NEW.log" | tail -1))"
 else
   fact catchup.seconds "not within ${WAIT_SECONDS}s"
-  log "catch-up: node $F not caught up within ${WAIT_SECONDS}s (last seen: $st $la, leader ${LA:-?})"
+  log "catch-up: node $NEW did not join within ${WAIT_SECONDS}s"
 fi
-fact catchup.rss_kb_after "$(rss_kb "$F")"
-fact catchup.disk_b_after "$(disk_b "$F")"
-# What the wiped node logged about snapshots since its start, and the leader's side.
-from="$(grep -n '^---- start' "$OUT/logs/node-$F.log" | tail -1 | cut -d: -f1)"
-tail -n "+$from" "$OUT/logs/node-$F.log" | grep -i 'snapshot\|storage node' >"$OUT/catchup-node-$F.log" || true
-grep -i 'snapshot' "$OUT/logs/node-$L.log" | tail -20 >"$OUT/catchup-leader-$L.log" || true
+fact catchup.rss_kb_after "$(rss_kb "$NEW")"
+fact catchup.disk_b_after "$(disk_b "$NEW")"
+grep -i 'snapshot\|storage node\|join' "$OUT/logs/node-$NEW.log" >"$OUT/catchup-node-$NEW.log" || true
+grep -i 'snapshot\|learner\|joined' "$OUT/logs/node-$L.log" | tail -20 >"$OUT/catchup-leader-$L.log" || true
 fact catchup.started_at "$(date -u -d "@${T_START%.*}" +%FT%TZ)"
 fact catchup.sending_snapshot_at "$(grep 'sending snapshot' "$OUT/catchup-leader-$L.log" | tail -1 | cut -d' ' -f1)"
-fact catchup.installed_snapshot_at "$(grep 'installed snapshot' "$OUT/catchup-node-$F.log" | tail -1 | cut -d' ' -f1)"
+fact catchup.installed_snapshot_at "$(grep 'installed snapshot' "$OUT/catchup-node-$NEW.log" | tail -1 | cut -d' ' -f1)"
 fact catchup.sent_bytes "$(grep -o 'sending snapshot.*bytes=[0-9]*' "$OUT/catchup-leader-$L.log" | tail -1 | grep -o '[0-9]*$')"
 COMPLETE=1
