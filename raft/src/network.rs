@@ -215,7 +215,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         let base_seq = base.as_ref().map(|b| b.head.last_seq());
         // A stored snapshot leaves the audit chain in the tables until it is sent: read it now.
         let snapshot =
-            tokio::task::spawn_blocking(move || snapshot.snapshot.complete_after(base.as_ref()))
+            crate::store::low_priority(move || snapshot.snapshot.complete_after(base.as_ref()))
                 .await
                 .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?
                 .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;

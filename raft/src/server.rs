@@ -232,7 +232,7 @@ impl RaftSvc {
         // Validate the data before openraft commits to installing it: a malformed snapshot
         // must be an error, not a storage failure. The decoded form is what gets installed
         // (decoded once, on the blocking pool: it can hold the whole audit chain).
-        let snapshot = tokio::task::spawn_blocking(move || SnapshotData::decode(&bytes))
+        let snapshot = crate::store::low_priority(move || SnapshotData::decode(&bytes))
             .await
             .map_err(|e| Status::internal(format!("snapshot decode task: {e}")))?
             .map_err(|e| Status::invalid_argument(format!("malformed snapshot data: {e}")))?;

@@ -881,12 +881,21 @@ async fn a_new_node_joins_by_snapshot_and_replaces_a_lost_voter() {
     assert_eq!(reply.voters, want);
     assert!(reply.learners.is_empty(), "{reply:?}");
 
+    // The node's own metrics follow shortly after the leader saw it caught up.
     let new_client = cluster.client(&[4]).await;
-    let (_, st) = new_client.node_status().await.pop().unwrap();
-    let st = st.unwrap();
+    let mut st = None;
+    for _ in 0..200 {
+        if let Some((_, Ok(s))) = new_client.node_status().await.pop() {
+            if s.last_purged.is_some() && s.state == "Follower" {
+                st = Some(s);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
-        st.last_purged.is_some(),
-        "it caught up by installing a snapshot: {st:?}"
+        st.is_some(),
+        "it caught up by installing a snapshot and follows as a voter"
     );
     // A voter now: with the survivor stopped too, the leader and node 4 are a quorum.
     cluster.nodes.remove(&survivor).unwrap().stop().await;

@@ -140,3 +140,27 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> io::Result<Vec<u8>> {
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> io::Result<T> {
     serde_json::from_slice(b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
+
+/// Runs `f` on a thread of its own at a lower CPU priority (nice 10) and waits for it.
+///
+/// Building, decoding and completing snapshots serialize the whole state: seconds at a million
+/// keys, on every node at once. At normal priority on a loaded 2-core host they starved the
+/// Raft and request threads — heartbeats came late, elections followed and audited calls
+/// failed closed (`bench/scale.sh`). At nice 10 those threads go first.
+pub(crate) async fn low_priority<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("keyraft-snapshot".into())
+        .spawn(move || {
+            // Per thread on Linux: only this one is reniced.
+            if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10)
+            {
+                tracing::debug!(error = %e, "could not lower the snapshot thread's priority");
+            }
+            let _ = tx.send(f());
+        })?;
+    rx.await
+        .map_err(|_| io::Error::other("the snapshot thread panicked"))
+}

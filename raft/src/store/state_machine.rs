@@ -542,9 +542,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
-        let mut data = tokio::task::spawn_blocking(move || snapshot.into_decoded())
-            .await
-            .map_err(io::Error::other)??;
+        let mut data = super::low_priority(move || snapshot.into_decoded()).await??;
         // Entities, audit tables, metadata and the snapshot itself: one commit.
         let mut ops = vec![Op::DeleteRange(Table::Entities, Vec::new(), None)];
         let mut entities = EntityDigest::default();
@@ -649,7 +647,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let kv = self.kv.clone();
         let meta2 = meta.clone();
         let started = std::time::Instant::now();
-        let (doc, end) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+        let (doc, end) = super::low_priority(move || -> io::Result<_> {
             // The chain stays in its tables: only where it ends goes with the state.
             let end = audit::ChainEnd::of(&state.audit);
             let doc = audit::encode_stored(&to_json(&state)?, &to_json(&rows)?);
@@ -657,8 +655,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             kv.commit(snapshot_ops(&meta2, doc.clone(), end)?)?;
             Ok((doc, end))
         })
-        .await
-        .map_err(io::Error::other)??;
+        .await??;
         tracing::info!(
             last_log_id = ?meta.last_log_id,
             bytes = doc.len(),
