@@ -8,14 +8,18 @@
 //! - [`store`]: [`store::KvBackend`] (seven tables, atomic durable commits) with a redb
 //!   (default) and a sled backend; the Raft [`store::LogStore`] and the
 //!   [`store::StateMachineStore`] on top (see docs/storage.md).
-//! - `network`: openraft's RPCs as unary tonic calls, mTLS both ways (`proto/cluster/v1/raft.proto`).
+//! - `network`: openraft's RPCs as unary tonic calls (snapshots as a stream of 4 MiB chunks),
+//!   mTLS both ways (`proto/cluster/v1/raft.proto`).
 //! - `server`: the gRPC services of a node: Raft from peers, the store API
 //!   (`proto/cluster/v1/store.proto`) for fronts.
 //! - [`tls`]: mTLS and who may call what: a certificate chaining to the CA is necessary but
 //!   not sufficient; Raft RPCs need the URI SAN [`tls::ROLE_STORAGE`], the store API
 //!   [`tls::ROLE_STORAGE`] or [`tls::ROLE_FRONT`] (user certificates carry an ARN instead).
 //! - [`client`]: [`StoreClient`], what fronts use.
-//! - [`node`]: [`run_storage_node`], wiring all of it together.
+//! - [`node`]: [`run_storage_node`], wiring all of it together; it snapshots every
+//!   `max(snapshot_every, entities)` entries.
+//! - [`join`]: [`join_region`], how a new node (new id, empty disk) joins a running region in
+//!   a lost node's place: learner, snapshot, then voter.
 //!
 //! # Data flow
 //!
@@ -32,6 +36,7 @@
 //! front --StoreClient.audit_records/audit_digests/audit_head--> read index -> audit tables
 //! front --StoreClient.query(Query)--> leader: read index (ensure_linearizable)
 //!   -> keystore::query::query(&State, q)
+//! new node --RaftService.Join--> leader: add_learner (snapshot) -> change_membership
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
