@@ -46,7 +46,7 @@ pub struct StorageNodeConfig {
     /// All members of a new cluster (`id -> host:port`), including this node. The node with the
     /// lowest id initializes the cluster with them if it has never been initialized.
     pub peers: BTreeMap<u64, String>,
-    /// The clock the leader stamps proposals with ([`Clock::System`] outside tests).
+    /// The clock the leader stamps proposals with ([`crate::clock::Clock::System`] outside tests).
     pub clock: crate::clock::Clock,
     /// How often the node snapshots and how much log it keeps behind a snapshot.
     pub log_retention: LogRetention,
