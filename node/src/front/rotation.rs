@@ -442,6 +442,32 @@ impl Kms {
     }
 }
 
+/// The keys watch events named since the preparer last asked; `all` when anything may have
+/// changed (a resync, a lagging receiver, the end of the stream, the periodic sweep).
+#[derive(Default)]
+struct ChangedKeys {
+    keys: BTreeSet<String>,
+    all: bool,
+}
+
+impl ChangedKeys {
+    /// Takes one event into account; `false` once the stream has ended.
+    fn note(&mut self, ev: Result<WatchEvent, broadcast::error::RecvError>) -> bool {
+        match ev {
+            Ok(WatchEvent::Changed(Change::Key(id))) => {
+                self.keys.insert(id);
+            }
+            Ok(WatchEvent::Changed(_)) => {}
+            Ok(WatchEvent::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => self.all = true,
+            Err(broadcast::error::RecvError::Closed) => {
+                self.all = true;
+                return false;
+            }
+        }
+        true
+    }
+}
+
 struct Preparer {
     store: raft::StoreClient,
     domain_key: Arc<DomainKey>,
@@ -454,57 +480,39 @@ impl Preparer {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watching = true;
         loop {
-            // Keys that changed (`None`: anything may have, scan them all).
-            let mut changed = Some(BTreeSet::new());
+            let mut changed = ChangedKeys::default();
             if watching {
                 tokio::select! {
-                    _ = sweep.tick() => changed = None,
+                    _ = sweep.tick() => changed.all = true,
                     ev = rx.recv() => {
-                        let mut ev = ev;
-                        let mut first = true;
-                        loop {
-                            match ev {
-                                Ok(WatchEvent::Changed(Change::Key(id))) => {
-                                    if let Some(ids) = &mut changed {
-                                        ids.insert(id);
+                        watching = changed.note(ev);
+                        if watching {
+                            // Gather what changes in a short while into one query.
+                            tokio::time::sleep(DEBOUNCE).await;
+                            loop {
+                                match rx.try_recv() {
+                                    Ok(ev) => {
+                                        changed.note(Ok(ev));
                                     }
+                                    Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                                        changed.all = true
+                                    }
+                                    Err(_) => break,
                                 }
-                                Ok(WatchEvent::Resync)
-                                | Err(broadcast::error::RecvError::Lagged(_)) => changed = None,
-                                Ok(WatchEvent::Changed(_)) => {}
-                                Err(broadcast::error::RecvError::Closed) => {
-                                    watching = false;
-                                    changed = None;
-                                    break;
-                                }
-                            }
-                            if first {
-                                // Gather what changes in a short while into one query.
-                                first = false;
-                                tokio::time::sleep(DEBOUNCE).await;
-                            }
-                            match rx.try_recv() {
-                                Ok(next) => ev = Ok(next),
-                                Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                                    ev = Err(broadcast::error::RecvError::Lagged(n))
-                                }
-                                Err(_) => break,
                             }
                         }
                     }
                 }
             } else {
                 sweep.tick().await;
-                changed = None;
+                changed.all = true;
             }
-            match changed {
-                Some(ids) if ids.is_empty() => {}
-                Some(ids) if ids.len() <= MAX_CHANGED_KEYS => {
-                    let key_ids = ids.into_iter().collect();
-                    self.prepare_keys(Query::KeysAwaitingMaterialAmong { key_ids })
-                        .await
-                }
-                _ => self.prepare_keys(Query::KeysAwaitingMaterial).await,
+            if changed.all || changed.keys.len() > MAX_CHANGED_KEYS {
+                self.prepare_keys(Query::KeysAwaitingMaterial).await
+            } else if !changed.keys.is_empty() {
+                let key_ids = changed.keys.into_iter().collect();
+                self.prepare_keys(Query::KeysAwaitingMaterialAmong { key_ids })
+                    .await
             }
         }
     }
