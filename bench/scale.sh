@@ -18,7 +18,8 @@
 #   4. at SCALE_BASE_KEYS keys and again at SCALE_KEYS keys: a 15 s CreateKey run (after a
 #      short counted warm-up chunk), RSS (VmRSS) and `du -sb` of each data dir;
 #   5. restart: kill -9 a follower, start it again, and time until the front's /status shows it
-#      a follower whose lastApplied >= the leader's lastApplied at the kill;
+#      a follower whose lastApplied >= the leader's lastApplied at the kill; then the same after
+#      SIGTERM (a clean stop: no database repair);
 #   6. catch-up: a follower is lost (kill -9, data dir deleted) and a new node (id 4, empty
 #      data dir) joins in its place (`keyraft node --join --join-replaces F`); timed until it
 #      logs "joined the region" (caught up by snapshot, then a voter);
@@ -265,6 +266,8 @@ summary = {
     "base": base, "large": big, "rate_ratio_large_vs_base": ratio,
     "per_million_keys": per_million,
     "restart": {k.split(".", 1)[1]: facts[k] for k in facts if k.startswith("restart.")},
+    "graceful_restart": {k.split(".", 1)[1]: facts[k] for k in facts
+                         if k.startswith("graceful_restart.")},
     "catchup": {k.split(".", 1)[1]: facts[k] for k in facts if k.startswith("catchup.")},
     "fill": fill, "snapshots_built": snaps,
 }
@@ -296,7 +299,7 @@ if per_million:
     L.append(f"per million keys (growth): RSS MiB {per_million['rss_mib']}, disk MiB {per_million['disk_mib']}, "
              f"allocated {per_million['disk_allocated_mib']}")
 L.append("")
-for part in ("restart", "catchup"):
+for part in ("restart", "graceful_restart", "catchup"):
     if summary[part]:
         L.append(f"{part}: " + ", ".join(f"{k}={v}" for k, v in sorted(summary[part].items())))
 L.append("")
@@ -337,40 +340,47 @@ measure base
 fill_to "$KEYS"
 measure large
 
-# --- 5. restart: kill -9 a follower, start it, time until it serves -------------------------
-read -r L LEADER_APPLIED < <(leader) || { echo "no leader on /status" >&2; exit 1; }
-F=$(( L == 3 ? 2 : 3 ))
-log "restart: kill -9 node $F (leader $L at lastApplied $LEADER_APPLIED)"
-kill -KILL "$(pid_of "node-$F")"
-T_KILL="$(now)"
-wait "$(pid_of "node-$F")" 2>/dev/null || true
-start_node "$F"
-T_START="$(now)"
-fact restart.node "$F"
-fact restart.leader_applied_at_kill "$LEADER_APPLIED"
-served=""
-deadline=$(( $(date +%s) + WAIT_SECONDS ))
-while [ "$(date +%s)" -lt "$deadline" ]; do
-  st=down la=-
-  read -r st la < <(node_view "$F") || true
-  if [ "$st" = Follower ] && [ "$la" != "-" ] && [ "$la" -ge "$LEADER_APPLIED" ]; then
-    served="$(now)"; break
+# --- 5. restart: stop a follower (kill -9, then SIGTERM), start it, time until it serves -----
+# After kill -9 redb repairs the file (walks every page) before the state loads; after SIGTERM
+# the node closed its database and only the load remains.
+restart_follower() { # signal fact-prefix
+  local sig="$1" part="$2" st la served deadline opened
+  read -r L LEADER_APPLIED < <(leader) || { echo "no leader on /status" >&2; exit 1; }
+  F=$(( L == 3 ? 2 : 3 ))
+  log "$part: SIG$sig node $F (leader $L at lastApplied $LEADER_APPLIED)"
+  T_KILL="$(now)"
+  stop_role "node-$F" "$sig"
+  start_node "$F"
+  T_START="$(now)"
+  fact "$part.node" "$F"
+  fact "$part.signal" "$sig"
+  fact "$part.leader_applied_at_stop" "$LEADER_APPLIED"
+  served=""
+  deadline=$(( $(date +%s) + WAIT_SECONDS ))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    st=down la=-
+    read -r st la < <(node_view "$F") || true
+    if [ "$st" = Follower ] && [ "$la" != "-" ] && [ "$la" -ge "$LEADER_APPLIED" ]; then
+      served="$(now)"; break
+    fi
+    sleep 0.1
+  done
+  if [ -n "$served" ]; then
+    # The node's own split: opening the database (redb repairs it after a crash) and loading
+    # the state.
+    opened="$(grep 'storage opened' "$OUT/logs/node-$F.log" | tail -1)"
+    fact "$part.open_ms" "$(echo "$opened" | grep -o 'open_ms=[0-9]*' | cut -d= -f2)"
+    fact "$part.load_ms" "$(echo "$opened" | grep -o 'load_ms=[0-9]*' | cut -d= -f2)"
+    fact "$part.seconds_from_start" "$(since "$T_START" "$served")"
+    fact "$part.seconds_from_stop" "$(since "$T_KILL" "$served")"
+    log "$part: node $F a follower at lastApplied $la after $(since "$T_START" "$served") s (stop to serve $(since "$T_KILL" "$served") s)"
+  else
+    fact "$part.seconds_from_start" "not within ${WAIT_SECONDS}s"
+    log "$part: node $F did not catch up within ${WAIT_SECONDS}s (last seen: $st $la)"
   fi
-  sleep 0.1
-done
-if [ -n "$served" ]; then
-  # The node's own split: opening the database (redb repairs it after a crash) and loading
-  # the state.
-  opened="$(grep 'storage opened' "$OUT/logs/node-$F.log" | tail -1)"
-  fact restart.open_ms "$(echo "$opened" | grep -o 'open_ms=[0-9]*' | cut -d= -f2)"
-  fact restart.load_ms "$(echo "$opened" | grep -o 'load_ms=[0-9]*' | cut -d= -f2)"
-  fact restart.seconds_from_start "$(since "$T_START" "$served")"
-  fact restart.seconds_from_kill "$(since "$T_KILL" "$served")"
-  log "restart: node $F a follower at lastApplied $la after $(since "$T_START" "$served") s (kill to serve $(since "$T_KILL" "$served") s)"
-else
-  fact restart.seconds_from_start "not within ${WAIT_SECONDS}s"
-  log "restart: node $F did not catch up within ${WAIT_SECONDS}s (last seen: $st $la)"
-fi
+}
+restart_follower KILL restart
+restart_follower TERM graceful_restart
 
 # --- 6. catch-up by snapshot: a new node replaces a lost follower -----------------------------
 # A node that lost its disk never comes back under its old id (it lost its vote and the

@@ -177,6 +177,71 @@ async fn sled_snapshot_install_replaces_all_entities_durably() {
     snapshot_install_replaces_all_entities(Backend::Sled).await;
 }
 
+/// Open reads the entities back in batches on several threads: more entities than one batch
+/// come back whole, with the digest a recomputation gives; a corrupt entity fails the open
+/// with InvalidData (no hang, no partial state).
+async fn open_loads_many_entities_and_refuses_a_corrupt_one(backend: Backend) {
+    use raft::store::{Op, Table};
+    const N: u64 = 2_500; // more than two of the loader's 1,024-entity batches
+    let dir = TempDir::new().unwrap();
+    let arn = |i: u64| format!("arn:aws:iam::111122223333:role/R{i:05}");
+    {
+        let (tx, _rx) = broadcast::channel(16);
+        let (_log, mut sm) = open_store(backend, dir.path(), tx).unwrap();
+        let entries = (1..=N)
+            .map(|i| Entry::new_normal(log_id(1, i), put_identity(&arn(i))))
+            .collect();
+        apply(&mut sm, entries).await;
+    }
+    let digest = {
+        let (tx, _) = broadcast::channel(16);
+        let (_log, sm) = open_store(backend, dir.path(), tx).unwrap();
+        let state = sm.state();
+        let state = state.read().unwrap();
+        assert_eq!(state.identities.len() as u64, N);
+        assert_eq!(state.entity_count() as u64, N);
+        assert_eq!(state.digest_hex(), state.recomputed_digest_hex().unwrap());
+        state.digest_hex()
+    };
+    {
+        let (tx, _) = broadcast::channel(16);
+        let (_log, sm) = open_store(backend, dir.path(), tx).unwrap();
+        let state = sm.state();
+        assert_eq!(
+            state.read().unwrap().digest_hex(),
+            digest,
+            "the same on every open"
+        );
+    }
+
+    let kv = backend.open_kv(dir.path()).unwrap();
+    let victim = serde_json::to_vec(&Change::Identity(arn(1_700))).unwrap();
+    assert!(kv.get(Table::Entities, &victim).unwrap().is_some());
+    kv.commit(vec![Op::Put(
+        Table::Entities,
+        victim,
+        b"{not json".to_vec(),
+    )])
+    .unwrap();
+    drop(kv);
+    let (tx, _) = broadcast::channel(16);
+    let err = match open_store(backend, dir.path(), tx) {
+        Ok(_) => panic!("a corrupt entity must fail the open"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+}
+
+#[tokio::test]
+async fn redb_open_loads_many_entities_and_refuses_a_corrupt_one() {
+    open_loads_many_entities_and_refuses_a_corrupt_one(Backend::Redb).await;
+}
+
+#[tokio::test]
+async fn sled_open_loads_many_entities_and_refuses_a_corrupt_one() {
+    open_loads_many_entities_and_refuses_a_corrupt_one(Backend::Sled).await;
+}
+
 fn kv_contract(backend: Backend) {
     use raft::store::{Op, Table};
     let dir = TempDir::new().unwrap();
@@ -211,6 +276,25 @@ fn kv_contract(backend: Backend) {
         .map(|(key, _)| key)
         .collect();
     assert_eq!(left, vec![k(3), k(4), k(5)]);
+    // scan: every pair, in key order, in batches of at most the size asked for.
+    let mut batches = Vec::new();
+    kv.scan(Table::Log, 2, &mut |b| {
+        batches.push(b);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 1]);
+    let scanned: Vec<_> = batches.into_iter().flatten().collect();
+    assert_eq!(scanned, kv.range(Table::Log, &[], None).unwrap());
+    let mut none = 0;
+    kv.scan(Table::Audit, 2, &mut |_| {
+        none += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(none, 0, "an empty table hands over no batch");
+    let stopped = kv.scan(Table::Log, 1, &mut |_| Err(std::io::Error::other("stop")));
+    assert!(stopped.is_err(), "an error from the callback ends the scan");
     kv.commit(vec![
         Op::Delete(Table::SmMeta, b"m".to_vec()),
         Op::DeleteRange(Table::Log, k(5), None),
@@ -424,7 +508,7 @@ mod audit {
     use keystore::command::{Command, Proposal};
     use openraft::entry::RaftEntry;
     use openraft::storage::RaftStateMachine;
-    use raft::store::{open_store, KvBackend, Op, SnapshotData, StateMachineStore, Table};
+    use raft::store::{open_store, KvBackend, Op, Pairs, SnapshotData, StateMachineStore, Table};
     use raft::types::{Entry, Request};
     use raft::Backend;
     use tempfile::TempDir;
@@ -453,6 +537,14 @@ mod audit {
         }
         fn last(&self, t: Table) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
             self.inner.last(t)
+        }
+        fn scan(
+            &self,
+            t: Table,
+            batch: usize,
+            each: &mut dyn FnMut(Pairs) -> io::Result<()>,
+        ) -> io::Result<()> {
+            self.inner.scan(t, batch, each)
         }
         fn commit(&self, ops: Vec<Op>) -> io::Result<()> {
             if *self.fail.lock().unwrap() {

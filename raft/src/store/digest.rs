@@ -38,17 +38,43 @@ fn entity_hash(key: &[u8], value: &[u8]) -> u128 {
     )
 }
 
+/// The two hashes the digest keeps of one stored entity, computed apart from the digest so
+/// that loading can hash on several threads ([`EntityDigest::add_hashed`]).
+#[derive(Clone, Copy, Debug)]
+pub struct EntityHashes {
+    key: u128,
+    entity: u128,
+}
+
+impl EntityHashes {
+    /// The hashes of the entity stored under `key` as `value`.
+    pub fn of(key: &[u8], value: &[u8]) -> Self {
+        EntityHashes {
+            key: key_hash(key),
+            entity: entity_hash(key, value),
+        }
+    }
+}
+
 impl EntityDigest {
     /// Records that the entity stored under `key` is now `value` (`None`: deleted).
     pub fn set(&mut self, key: &[u8], value: Option<&[u8]>) {
-        let k = key_hash(key);
-        if let Some(old) = self.by_key.remove(&k) {
-            self.acc ^= old;
+        match value {
+            Some(value) => self.add_hashed(EntityHashes::of(key, value)),
+            None => self.remove_key_hash(key_hash(key)),
         }
-        if let Some(value) = value {
-            let h = entity_hash(key, value);
-            self.acc ^= h;
-            self.by_key.insert(k, h);
+    }
+
+    /// [`EntityDigest::set`] with hashes computed beforehand.
+    pub fn add_hashed(&mut self, h: EntityHashes) {
+        self.remove_key_hash(h.key);
+        self.acc ^= h.entity;
+        self.by_key.insert(h.key, h.entity);
+    }
+
+    fn remove_key_hash(&mut self, key: u128) {
+        if let Some(old) = self.by_key.remove(&key) {
+            self.acc ^= old;
         }
     }
 

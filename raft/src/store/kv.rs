@@ -70,6 +70,9 @@ pub enum Op {
     DeleteRange(Table, Vec<u8>, Option<Vec<u8>>),
 }
 
+/// Key-value pairs, as `range` and `scan` return them.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A key-value store with atomic, durable commits.
 ///
 /// `commit` must apply all of its ops or none, and must not return `Ok` before the data would
@@ -88,6 +91,14 @@ pub trait KvBackend: Send + Sync + 'static {
     ) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// The greatest key and its value.
     fn last(&self, table: Table) -> io::Result<Option<(Vec<u8>, Vec<u8>)>>;
+    /// Hands `each` every pair of `table` in key order, `batch` pairs at a time, from one
+    /// consistent read: loading a large table without a second copy of all of it in memory.
+    fn scan(
+        &self,
+        table: Table,
+        batch: usize,
+        each: &mut dyn FnMut(Pairs) -> io::Result<()>,
+    ) -> io::Result<()>;
     /// Applies `ops` atomically and durably.
     fn commit(&self, ops: Vec<Op>) -> io::Result<()>;
 }

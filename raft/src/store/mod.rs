@@ -23,7 +23,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 pub use audit::MAX_AUDIT_PAGE;
-pub use kv::{KvBackend, Op, Table};
+pub use kv::{KvBackend, Op, Pairs, Table};
 pub use log_store::LogStore;
 pub use redb_backend::RedbBackend;
 pub use sled_backend::SledBackend;
@@ -113,6 +113,14 @@ impl<B: KvBackend> KvBackend for Closing<B> {
     }
     fn last(&self, table: Table) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.inner.last(table)
+    }
+    fn scan(
+        &self,
+        table: Table,
+        batch: usize,
+        each: &mut dyn FnMut(Pairs) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.inner.scan(table, batch, each)
     }
     fn commit(&self, ops: Vec<Op>) -> io::Result<()> {
         self.inner.commit(ops)

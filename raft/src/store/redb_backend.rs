@@ -6,7 +6,7 @@ use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::kv::{empty_range, KvBackend, Op, Table};
+use super::kv::{empty_range, KvBackend, Op, Pairs, Table};
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -95,6 +95,28 @@ impl KvBackend for RedbBackend {
             .map_err(err)?
             .map(|(k, v)| (k.value().to_vec(), v.value().to_vec()));
         Ok(last)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        batch: usize,
+        each: &mut dyn FnMut(Pairs) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let t = tx.open_table(def(table)).map_err(err)?;
+        let mut pairs = Vec::with_capacity(batch);
+        for kv in t.iter().map_err(err)? {
+            let (k, v) = kv.map_err(err)?;
+            pairs.push((k.value().to_vec(), v.value().to_vec()));
+            if pairs.len() >= batch {
+                each(std::mem::replace(&mut pairs, Vec::with_capacity(batch)))?;
+            }
+        }
+        if !pairs.is_empty() {
+            each(pairs)?;
+        }
+        Ok(())
     }
 
     fn commit(&self, ops: Vec<Op>) -> io::Result<()> {

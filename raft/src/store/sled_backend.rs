@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
-use super::kv::{empty_range, KvBackend, Op, Table};
+use super::kv::{empty_range, KvBackend, Op, Pairs, Table};
 
 /// A sled database with one tree per [`Table`].
 pub struct SledBackend {
@@ -116,6 +116,27 @@ impl KvBackend for SledBackend {
             .last()
             .map_err(io::Error::other)?
             .map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        batch: usize,
+        each: &mut dyn FnMut(Pairs) -> io::Result<()>,
+    ) -> io::Result<()> {
+        // sled's iterators are not point-in-time; callers scan before anything writes (load).
+        let mut pairs = Vec::with_capacity(batch);
+        for kv in self.tree(table).iter() {
+            let (k, v) = kv.map_err(io::Error::other)?;
+            pairs.push((k.to_vec(), v.to_vec()));
+            if pairs.len() >= batch {
+                each(std::mem::replace(&mut pairs, Vec::with_capacity(batch)))?;
+            }
+        }
+        if !pairs.is_empty() {
+            each(pairs)?;
+        }
+        Ok(())
     }
 
     fn commit(&self, ops: Vec<Op>) -> io::Result<()> {

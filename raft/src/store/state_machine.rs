@@ -13,11 +13,12 @@
 //!                    --get_current_snapshot--> SnapshotData::Stored (lazy: chain read when sent)
 //! network --full_snapshot--> SnapshotData::complete() --> whole document with the chain
 //! follower --install_snapshot--> entities, chain, requests, stored doc: one commit
+//! open: entities scan (batches) --> decode + hash (a thread per core) --> merge into State
 //! ```
 
 use std::collections::BTreeSet;
 use std::io;
-use std::sync::{Arc, RwLock};
+use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
 
 use futures::{Stream, TryStreamExt};
 use keystore::command::Change;
@@ -31,8 +32,8 @@ use tokio::sync::broadcast;
 
 use super::audit;
 use super::dedup::{Dedup, Row};
-use super::digest::EntityDigest;
-use super::kv::{KvBackend, Op, Table};
+use super::digest::{EntityDigest, EntityHashes};
+use super::kv::{KvBackend, Op, Pairs, Table};
 use super::{from_json, to_json};
 use crate::client::WatchEvent;
 use crate::types::{
@@ -307,6 +308,71 @@ fn snapshot_ops(meta: &SnapshotMeta, doc: Vec<u8>, end: audit::ChainEnd) -> io::
     ])
 }
 
+/// Entities per batch handed from the table scan to the decoding threads.
+const LOAD_BATCH: usize = 1024;
+
+/// Reads the `entities` table into a [`State`] and its digest.
+///
+/// Decoding and hashing every entity was most of a restart at a million keys, on one core. The
+/// scan (one read transaction, this thread) feeds batches to one decoding thread per core,
+/// which parse and hash; a merging thread puts the results into the maps (in any order: keys
+/// are unique and the digest is a set hash).
+fn load_entities(kv: &dyn KvBackend) -> io::Result<(State, EntityDigest)> {
+    type Decoded = io::Result<Vec<(EntityHashes, Entity)>>;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8));
+    let (batches_tx, batches_rx) = mpsc::sync_channel::<Pairs>(threads * 2);
+    // Shared by the decoders; when the last one stops (the merger failed), sends fail and the
+    // scan ends.
+    let batches_rx = Arc::new(Mutex::new(batches_rx));
+    let (decoded_tx, decoded_rx) = mpsc::sync_channel::<Decoded>(threads * 2);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let batches = batches_rx.clone();
+            let decoded = decoded_tx.clone();
+            s.spawn(move || loop {
+                let next = batches
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .recv();
+                let Ok(batch) = next else { break };
+                let out = batch
+                    .iter()
+                    .map(|(k, v)| Ok((EntityHashes::of(k, v), from_json::<Entity>(v)?)))
+                    .collect();
+                if decoded.send(out).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(batches_rx);
+        drop(decoded_tx);
+        let merger = s.spawn(move || {
+            let mut state = State::default();
+            let mut digest = EntityDigest::default();
+            for batch in decoded_rx {
+                for (hashes, entity) in batch? {
+                    digest.add_hashed(hashes);
+                    entity.insert_into(&mut state);
+                }
+            }
+            Ok::<_, io::Error>((state, digest))
+        });
+        let scanned = kv.scan(Table::Entities, LOAD_BATCH, &mut |batch| {
+            batches_tx
+                .send(batch)
+                .map_err(|_| io::Error::other("entity decoding stopped"))
+        });
+        drop(batches_tx);
+        let merged = merger
+            .join()
+            .map_err(|_| io::Error::other("entity loading panicked"))?;
+        // A decoding error stops the merger and then the scan: report the cause first.
+        let loaded = merged?;
+        scanned?;
+        Ok(loaded)
+    })
+}
+
 /// The state machine of a node.
 pub struct StateMachineStore {
     kv: Arc<dyn KvBackend>,
@@ -321,12 +387,7 @@ pub struct StateMachineStore {
 impl StateMachineStore {
     /// Loads the persisted state machine from `kv`.
     pub fn load(kv: Arc<dyn KvBackend>, events: broadcast::Sender<WatchEvent>) -> io::Result<Self> {
-        let mut state = State::default();
-        let mut entities = EntityDigest::default();
-        for (k, v) in kv.range(Table::Entities, &[], None)? {
-            entities.set(&k, Some(&v));
-            from_json::<Entity>(&v)?.insert_into(&mut state);
-        }
+        let (mut state, entities) = load_entities(kv.as_ref())?;
         let last_applied = kv
             .get(Table::SmMeta, LAST_APPLIED)?
             .map(|v| from_json(&v))
