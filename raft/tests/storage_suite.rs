@@ -886,6 +886,55 @@ mod audit {
         stored_snapshot_leaves_the_chain_in_its_tables(Backend::Sled).await;
     }
 
+    /// `get_current_snapshot` hands out the meta and reads the document only when the data is
+    /// used: a handle taken before a newer snapshot fails instead of sending the newer
+    /// document under the older meta; a fresh handle gives the newer document.
+    #[tokio::test]
+    async fn a_current_snapshot_is_read_when_used_and_never_mixed_with_a_newer_one() {
+        let dir = TempDir::new().unwrap();
+        let (tx, _) = broadcast::channel(16);
+        let (_l, mut sm) = open_store(Backend::Redb, dir.path(), tx).unwrap();
+        apply(
+            &mut sm,
+            vec![Entry::new_normal(log_id(1, 1), big_events("a", 3))],
+        )
+        .await
+        .unwrap();
+        let mut builder = sm.get_snapshot_builder().await;
+        openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
+            .await
+            .unwrap();
+        let first = sm.get_current_snapshot().await.unwrap().expect("stored");
+        assert_eq!(first.meta.last_log_id, Some(log_id(1, 1)));
+        let first_doc = first.snapshot.clone().complete().unwrap();
+        assert!(
+            SnapshotData::decode(&first_doc).is_ok(),
+            "the document read when used is complete"
+        );
+
+        apply(
+            &mut sm,
+            vec![Entry::new_normal(log_id(1, 2), big_events("b", 3))],
+        )
+        .await
+        .unwrap();
+        let mut builder = sm.get_snapshot_builder().await;
+        openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
+            .await
+            .unwrap();
+        let err = first
+            .snapshot
+            .complete()
+            .expect_err("replaced since it was handed out");
+        assert!(err.to_string().contains("replaced"), "{err}");
+
+        let second = sm.get_current_snapshot().await.unwrap().expect("stored");
+        assert_eq!(second.meta.last_log_id, Some(log_id(1, 2)));
+        let second_doc = second.snapshot.complete().unwrap();
+        assert_ne!(second_doc, first_doc);
+        SnapshotData::decode(&second_doc).unwrap();
+    }
+
     #[tokio::test]
     async fn a_malformed_or_incomplete_snapshot_is_refused_before_install() {
         let dir = TempDir::new().unwrap();

@@ -10,7 +10,8 @@
 //!                                        --> one commit: entities, audit rows, requests, last_applied
 //!                    --snapshot builder--> clone of State + request rows (read lock)
 //!                                        --> stored doc (format 4, no audit chain) + ChainEnd
-//!                    --get_current_snapshot--> SnapshotData::Stored (lazy: chain read when sent)
+//!                    --get_current_snapshot--> SnapshotData::Persisted (meta only: document
+//!                                        and chain read when sent)
 //! network --full_snapshot--> SnapshotData::complete() --> whole document with the chain
 //! follower --install_snapshot--> entities, chain, requests, stored doc: one commit
 //! open: entities scan (batches) --> decode + hash (a thread per core) --> merge into State
@@ -125,6 +126,14 @@ enum Repr {
         end: audit::ChainEnd,
         kv: Arc<dyn KvBackend>,
     },
+    /// This node's stored snapshot, not read yet: `get_current_snapshot` hands openraft the
+    /// meta only (it asks at every start, and the document is ~0.8 GB at a million keys); the
+    /// document is read when the snapshot is sent. `meta` is the stored meta it was found
+    /// with, to check that the document read later is still that snapshot's.
+    Persisted {
+        meta: Vec<u8>,
+        kv: Arc<dyn KvBackend>,
+    },
     /// A complete document of any format (received, or stored by an older binary).
     Complete(Vec<u8>),
     /// A complete document already decoded and checked (by the install RPC).
@@ -156,6 +165,7 @@ impl SnapshotData {
     pub(crate) fn complete_after(self, base: Option<&audit::ChainBase>) -> io::Result<Vec<u8>> {
         match self.0 {
             Repr::Stored { doc, end, kv } => audit::complete(&doc, kv.as_ref(), end, base),
+            Repr::Persisted { meta, kv } => read_persisted(&meta, kv)?.complete_after(base),
             Repr::Complete(bytes) => Ok(bytes),
             Repr::Decoded(_) => Err(io::Error::other(
                 "a decoded snapshot is only installed, never sent",
@@ -176,7 +186,7 @@ impl SnapshotData {
         match self.0 {
             Repr::Decoded(d) => Ok(*d),
             Repr::Complete(bytes) => audit::decode_snapshot(&bytes),
-            stored @ Repr::Stored { .. } => {
+            stored @ (Repr::Stored { .. } | Repr::Persisted { .. }) => {
                 audit::decode_snapshot(&SnapshotData(stored).complete()?)
             }
         }
@@ -371,6 +381,34 @@ fn load_entities(kv: &dyn KvBackend) -> io::Result<(State, EntityDigest)> {
         scanned?;
         Ok(loaded)
     })
+}
+
+/// Reads the stored snapshot whose stored meta was `meta`. Blocking I/O.
+///
+/// A newer snapshot replaces meta, document and chain end in one commit, so reading the meta
+/// again after the document tells whether the document read is `meta`'s: snapshots only move
+/// forward, and one rebuilt at the same log id has the same bytes. If it was replaced, the
+/// caller fails and openraft asks for the current snapshot again.
+fn read_persisted(meta: &[u8], kv: Arc<dyn KvBackend>) -> io::Result<SnapshotData> {
+    let replaced = || io::Error::other("the stored snapshot was replaced while it was read");
+    let doc = kv.get(Table::SmMeta, SNAPSHOT_DATA)?.unwrap_or_default();
+    let end = kv.get(Table::SmMeta, SNAPSHOT_AUDIT)?;
+    if kv.get(Table::SmMeta, SNAPSHOT_META)?.as_deref() != Some(meta) {
+        return Err(replaced());
+    }
+    if !audit::is_stored_format(&doc) {
+        // Written by an older binary: its chain is inline.
+        return Ok(SnapshotData(Repr::Complete(doc)));
+    }
+    let end = match end {
+        Some(v) => from_json(&v)?,
+        None => return Err(io::Error::other("stored snapshot without its chain end")),
+    };
+    Ok(SnapshotData(Repr::Stored {
+        doc: Arc::new(doc),
+        end,
+        kv,
+    }))
 }
 
 /// The state machine of a node.
@@ -659,27 +697,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let Some(meta) = self.kv.get(Table::SmMeta, SNAPSHOT_META)? else {
             return Ok(None);
         };
-        let doc = self
-            .kv
-            .get(Table::SmMeta, SNAPSHOT_DATA)?
-            .unwrap_or_default();
-        let data = if audit::is_stored_format(&doc) {
-            let end = match self.kv.get(Table::SmMeta, SNAPSHOT_AUDIT)? {
-                Some(v) => from_json(&v)?,
-                None => return Err(io::Error::other("stored snapshot without its chain end")),
-            };
-            SnapshotData(Repr::Stored {
-                doc: Arc::new(doc),
-                end,
-                kv: self.kv.clone(),
-            })
-        } else {
-            // Written by an older binary: its chain is inline.
-            SnapshotData(Repr::Complete(doc))
-        };
         Ok(Some(Snapshot {
             meta: from_json(&meta)?,
-            snapshot: data,
+            snapshot: SnapshotData(Repr::Persisted {
+                meta,
+                kv: self.kv.clone(),
+            }),
         }))
     }
 }
