@@ -886,6 +886,20 @@ mod audit {
         stored_snapshot_leaves_the_chain_in_its_tables(Backend::Sled).await;
     }
 
+    /// Applies one entry of three audit events at `index` (term 1) and builds a snapshot there.
+    async fn apply_events_and_snapshot(sm: &mut StateMachineStore, index: u64, tag: &str) {
+        apply(
+            sm,
+            vec![Entry::new_normal(log_id(1, index), big_events(tag, 3))],
+        )
+        .await
+        .unwrap();
+        let mut builder = sm.get_snapshot_builder().await;
+        openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
+            .await
+            .unwrap();
+    }
+
     /// `get_current_snapshot` hands out the meta and reads the document only when the data is
     /// used: a handle taken before a newer snapshot fails instead of sending the newer
     /// document under the older meta; a fresh handle gives the newer document.
@@ -894,16 +908,7 @@ mod audit {
         let dir = TempDir::new().unwrap();
         let (tx, _) = broadcast::channel(16);
         let (_l, mut sm) = open_store(Backend::Redb, dir.path(), tx).unwrap();
-        apply(
-            &mut sm,
-            vec![Entry::new_normal(log_id(1, 1), big_events("a", 3))],
-        )
-        .await
-        .unwrap();
-        let mut builder = sm.get_snapshot_builder().await;
-        openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
-            .await
-            .unwrap();
+        apply_events_and_snapshot(&mut sm, 1, "a").await;
         let first = sm.get_current_snapshot().await.unwrap().expect("stored");
         assert_eq!(first.meta.last_log_id, Some(log_id(1, 1)));
         let first_doc = first.snapshot.clone().complete().unwrap();
@@ -912,16 +917,7 @@ mod audit {
             "the document read when used is complete"
         );
 
-        apply(
-            &mut sm,
-            vec![Entry::new_normal(log_id(1, 2), big_events("b", 3))],
-        )
-        .await
-        .unwrap();
-        let mut builder = sm.get_snapshot_builder().await;
-        openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
-            .await
-            .unwrap();
+        apply_events_and_snapshot(&mut sm, 2, "b").await;
         let err = first
             .snapshot
             .complete()
@@ -940,16 +936,7 @@ mod audit {
         let dir = TempDir::new().unwrap();
         let (tx, _) = broadcast::channel(16);
         let (_l, mut leader) = open_store(Backend::Redb, dir.path(), tx).unwrap();
-        apply(
-            &mut leader,
-            vec![Entry::new_normal(log_id(1, 1), big_events("a", 3))],
-        )
-        .await
-        .unwrap();
-        let mut builder = leader.get_snapshot_builder().await;
-        openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
-            .await
-            .unwrap();
+        apply_events_and_snapshot(&mut leader, 1, "a").await;
         // The stored document without its chain is not a snapshot anyone may install.
         let stored = leader
             .kv()

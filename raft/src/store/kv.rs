@@ -73,6 +73,26 @@ pub enum Op {
 /// Key-value pairs, as `range` and `scan` return them.
 pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Hands `each` the pairs `pairs` yields, `batch` at a time (both backends' `scan`).
+pub(crate) fn in_batches(
+    pairs: impl Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>,
+    batch: usize,
+    each: &mut dyn FnMut(Pairs) -> io::Result<()>,
+) -> io::Result<()> {
+    let batch = batch.max(1);
+    let mut out = Vec::with_capacity(batch);
+    for pair in pairs {
+        out.push(pair?);
+        if out.len() >= batch {
+            each(std::mem::replace(&mut out, Vec::with_capacity(batch)))?;
+        }
+    }
+    if !out.is_empty() {
+        each(out)?;
+    }
+    Ok(())
+}
+
 /// A key-value store with atomic, durable commits.
 ///
 /// `commit` must apply all of its ops or none, and must not return `Ok` before the data would

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::kv::{empty_range, KvBackend, Op, Pairs, Table};
+use super::kv::{empty_range, in_batches, KvBackend, Op, Pairs, Table};
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -105,18 +105,11 @@ impl KvBackend for RedbBackend {
     ) -> io::Result<()> {
         let tx = self.db.begin_read().map_err(err)?;
         let t = tx.open_table(def(table)).map_err(err)?;
-        let mut pairs = Vec::with_capacity(batch);
-        for kv in t.iter().map_err(err)? {
-            let (k, v) = kv.map_err(err)?;
-            pairs.push((k.value().to_vec(), v.value().to_vec()));
-            if pairs.len() >= batch {
-                each(std::mem::replace(&mut pairs, Vec::with_capacity(batch)))?;
-            }
-        }
-        if !pairs.is_empty() {
-            each(pairs)?;
-        }
-        Ok(())
+        let pairs = t.iter().map_err(err)?.map(|kv| {
+            kv.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))
+                .map_err(err)
+        });
+        in_batches(pairs, batch, each)
     }
 
     fn commit(&self, ops: Vec<Op>) -> io::Result<()> {

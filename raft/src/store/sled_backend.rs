@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
-use super::kv::{empty_range, KvBackend, Op, Pairs, Table};
+use super::kv::{empty_range, in_batches, KvBackend, Op, Pairs, Table};
 
 /// A sled database with one tree per [`Table`].
 pub struct SledBackend {
@@ -125,18 +125,11 @@ impl KvBackend for SledBackend {
         each: &mut dyn FnMut(Pairs) -> io::Result<()>,
     ) -> io::Result<()> {
         // sled's iterators are not point-in-time; callers scan before anything writes (load).
-        let mut pairs = Vec::with_capacity(batch);
-        for kv in self.tree(table).iter() {
-            let (k, v) = kv.map_err(io::Error::other)?;
-            pairs.push((k.to_vec(), v.to_vec()));
-            if pairs.len() >= batch {
-                each(std::mem::replace(&mut pairs, Vec::with_capacity(batch)))?;
-            }
-        }
-        if !pairs.is_empty() {
-            each(pairs)?;
-        }
-        Ok(())
+        let pairs = self.tree(table).iter().map(|kv| {
+            kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(io::Error::other)
+        });
+        in_batches(pairs, batch, each)
     }
 
     fn commit(&self, ops: Vec<Op>) -> io::Result<()> {
