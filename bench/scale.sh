@@ -57,6 +57,12 @@ now() { date +%s.%N; }
 # Seconds between two `now` stamps, 2 decimals.
 since() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
+# The commit as the run starts (the tree may move on while it runs); "+dirty" if it has
+# uncommitted changes.
+COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+if [ -n "$(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  COMMIT="$COMMIT+dirty"
+fi
 rm -rf "$OUT" "$DIR"
 mkdir -p "$OUT"/{pids,logs,runs} "$DIR"
 FACTS="$OUT/facts.tsv"   # name <tab> value, read by the summary
@@ -205,7 +211,7 @@ write_summary() {
   grep -h -E 'snapshot' "$OUT"/logs/node-*.log 2>/dev/null | grep -v 'built snapshot' \
     >"$OUT/snapshot-log.txt" || true
   python3 - "$OUT" "$COMPLETE" "$KEYS" "$CLIENTS" "$DURATION" \
-    "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')" <<'PY'
+    "$COMMIT" <<'PY'
 import json, sys, os, datetime
 out, complete, keys, clients, duration, commit = sys.argv[1:]
 facts = {}
