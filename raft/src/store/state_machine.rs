@@ -308,11 +308,11 @@ fn all_entities(state: &State) -> Vec<Entity> {
     v
 }
 
-/// The ops persisting a snapshot: its meta (JSON), its stored document (format 4, raw) and
-/// where its audit chain ends.
-fn snapshot_ops(meta: &SnapshotMeta, doc: Vec<u8>, end: audit::ChainEnd) -> io::Result<Vec<Op>> {
+/// The ops persisting a snapshot: its meta (as JSON), its stored document (format 4, raw)
+/// and where its audit chain ends.
+fn snapshot_ops(meta_json: Vec<u8>, doc: Vec<u8>, end: audit::ChainEnd) -> io::Result<Vec<Op>> {
     Ok(vec![
-        Op::Put(Table::SmMeta, SNAPSHOT_META.to_vec(), to_json(meta)?),
+        Op::Put(Table::SmMeta, SNAPSHOT_META.to_vec(), meta_json),
         Op::Put(Table::SmMeta, SNAPSHOT_DATA.to_vec(), doc),
         Op::Put(Table::SmMeta, SNAPSHOT_AUDIT.to_vec(), to_json(&end)?),
     ])
@@ -674,7 +674,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             LAST_MEMBERSHIP.to_vec(),
             to_json(&meta.last_membership)?,
         ));
-        ops.extend(snapshot_ops(meta, doc, end)?);
+        ops.extend(snapshot_ops(to_json(meta)?, doc, end)?);
         self.commit(ops).await?;
 
         *self
@@ -729,29 +729,32 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.last_membership.clone(),
         };
         let kv = self.kv.clone();
-        let meta2 = meta.clone();
+        let meta_json = to_json(&meta)?;
+        let stored_meta = meta_json.clone();
         let started = std::time::Instant::now();
-        let (doc, end) = super::low_priority(move || -> io::Result<_> {
+        let (bytes, end) = super::low_priority(move || -> io::Result<_> {
             // The chain stays in its tables: only where it ends goes with the state.
             let end = audit::ChainEnd::of(&state.audit);
             let doc = audit::encode_stored(&to_json(&state)?, &to_json(&rows)?);
             drop((state, rows));
-            kv.commit(snapshot_ops(&meta2, doc.clone(), end)?)?;
-            Ok((doc, end))
+            let bytes = doc.len();
+            kv.commit(snapshot_ops(stored_meta, doc, end)?)?;
+            Ok((bytes, end))
         })
         .await??;
         tracing::info!(
             last_log_id = ?meta.last_log_id,
-            bytes = doc.len(),
+            bytes,
             audit_last_seq = end.last_seq,
             ms = started.elapsed().as_millis() as u64,
             "built snapshot"
         );
+        // Not kept in memory: like the one `get_current_snapshot` gives, it is read back when
+        // sent (openraft keeps only the meta of a snapshot it built).
         Ok(Snapshot {
             meta,
-            snapshot: SnapshotData(Repr::Stored {
-                doc: Arc::new(doc),
-                end,
+            snapshot: SnapshotData(Repr::Persisted {
+                meta: meta_json,
                 kv: self.kv.clone(),
             }),
         })
