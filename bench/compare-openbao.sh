@@ -13,7 +13,7 @@
 # Settings (environment): BENCH_OUT (results dir), BENCH_DURATION (s, default 15),
 # BENCH_WARMUP (s, default 3), BENCH_CLIENTS (default 32), BENCH_RATE (open-loop req/s,
 # default 5000), BENCH_VENV (default ~/.cache/keyraft-bench/venv), BENCH_PORT_BASE (default
-# 28400: keyraft on +0..+13, OpenBao API on +20/+22/+24, cluster on +21/+23/+25),
+# 31000: keyraft on +0..+13, OpenBao API on +20/+22/+24, cluster on +21/+23/+25),
 # BENCH_BAO_AUDIT (1: OpenBao writes a file audit log too, default 1), CARGO_TARGET_DIR,
 # BENCH_PROFILE (release; `debug` only to check the script itself quickly: figures from a
 # debug build mean nothing).
@@ -27,7 +27,7 @@ WARMUP="${BENCH_WARMUP:-3}"
 CLIENTS="${BENCH_CLIENTS:-32}"
 RATE="${BENCH_RATE:-5000}"
 VENV="${BENCH_VENV:-$HOME/.cache/keyraft-bench/venv}"
-PORT="${BENCH_PORT_BASE:-28400}"
+PORT="${BENCH_PORT_BASE:-31000}"
 BAO_AUDIT="${BENCH_BAO_AUDIT:-1}"
 BAO_VERSION="2.7.2"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"

@@ -31,7 +31,7 @@
 # Settings (environment): SCALE_KEYS (1000000), SCALE_BASE_KEYS (10000), SCALE_CHUNK (50000),
 # SCALE_CLIENTS (32), SCALE_DURATION (measured seconds, 15), SCALE_FILL_SECONDS (stop filling
 # after this long and measure at the count reached; default: no limit), SCALE_WAIT_SECONDS
-# (restart / catch-up give-up time, 600), SCALE_PORT_BASE (46000: JSON +0, gRPC +1, nodes
+# (restart / catch-up give-up time, 600), SCALE_PORT_BASE (31100: JSON +0, gRPC +1, nodes
 # +11..+13), SCALE_DIR (region, /tmp/scale-region; wiped first), SCALE_OUT (/tmp/scale-out),
 # SCALE_KEEP_DATA (1: leave SCALE_DIR in place), SCALE_NO_BUILD, CARGO_TARGET_DIR.
 set -euo pipefail
@@ -44,7 +44,7 @@ CLIENTS="${SCALE_CLIENTS:-32}"
 DURATION="${SCALE_DURATION:-15}"
 FILL_SECONDS="${SCALE_FILL_SECONDS:-0}"
 WAIT_SECONDS="${SCALE_WAIT_SECONDS:-600}"
-PORT="${SCALE_PORT_BASE:-46000}"
+PORT="${SCALE_PORT_BASE:-31100}"
 DIR="${SCALE_DIR:-/tmp/scale-region}"
 OUT="${SCALE_OUT:-/tmp/scale-out}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"

@@ -83,7 +83,7 @@ pub struct RunArgs {
     /// Largest leader-clock offset of the clock nemesis, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub clock_skew_ms: i64,
-    /// First port of the local cluster (default: a free range from 36000).
+    /// First port of the local cluster (default: a free range in 2000–9999).
     #[arg(long)]
     pub port_base: Option<u16>,
     /// Storage backend of the local cluster's nodes: `redb` (default) or `sled` (crash tests

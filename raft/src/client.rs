@@ -69,6 +69,8 @@ pub struct NodeStatus {
     /// The applied index of `state_hash`, read under the same lock (absent before the first
     /// entry is applied).
     pub state_applied: Option<u64>,
+    /// Index of the last entry its current snapshot covers.
+    pub last_snapshot: Option<u64>,
 }
 
 /// Errors of the store API.
@@ -371,6 +373,7 @@ impl StoreClient {
                             last_purged: r.last_purged,
                             state_hash: r.state_hash,
                             state_applied: r.state_applied,
+                            last_snapshot: r.last_snapshot,
                         })
                     }
                     Ok(Err(s)) => Err(StoreError::Unavailable(format!(

@@ -290,6 +290,7 @@ async fn run(
             raft: raft.clone(),
             state: ctx.state.clone(),
             kv: ctx.kv.clone(),
+            fresh_snapshot_for_join_after: cfg.log_retention.snapshot_every,
         })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE),
@@ -431,17 +432,26 @@ async fn initialize(raft: Raft, node_id: u64, peers: BTreeMap<u64, String>) {
 /// imported material (see [`expire_imported_material`]) and delete
 /// keys whose deletion date has passed. Decided from replicated state and applied as ordinary
 /// (idempotent) commands, so a leader change cannot delete or rotate twice, or skip.
-/// Builds a snapshot once `max(snapshot_every, entities in the state)` entries were applied
-/// since the last one. A fixed interval made large states snapshot all the time: a
+/// Builds a snapshot once `max(snapshot_every, entities at the last snapshot)` entries were
+/// applied since the last one. A fixed interval made large states snapshot all the time: a
 /// snapshot serializes every entity, so at a million keys (~1 KB each) one every 10,000
 /// entries would write ~100 KB per entry applied, on every node. Scaling the interval with
 /// the state keeps it at about one entity serialized per entry, at any size.
+///
+/// The entity count is the one the last snapshot saw, not today's: while a region grows by
+/// about one entity per entry (a key-creation load), an interval of "entities now" kept
+/// running ahead of the entries applied — a 1M-key fill snapshotted at ~10k, ~80k and ~551k,
+/// and a node joining at 1M then needed 450k entries of appends after the snapshot. With the
+/// count at the last snapshot the steps are at most about 2x.
 async fn snapshot_trigger(ctx: Arc<StoreCtx>, snapshot_every: u64) {
     use openraft::async_runtime::WatchReceiver;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The applied index the last trigger was sent at: openraft may still be building it.
     let mut triggered_at: Option<u64> = None;
+    // Entities when the last snapshot was triggered; at start (a snapshot built by an earlier
+    // run, or none) the count then.
+    let mut entities_at_last: Option<u64> = None;
     loop {
         tick.tick().await;
         let (applied, snapshot) = {
@@ -453,21 +463,28 @@ async fn snapshot_trigger(ctx: Arc<StoreCtx>, snapshot_every: u64) {
             Ok(s) => s.entity_count() as u64,
             Err(_) => return,
         };
+        let at_last = *entities_at_last.get_or_insert(entities);
         let covered = snapshot.into_iter().chain(triggered_at).max();
-        if snapshot_due(applied, covered, entities, snapshot_every) {
+        if snapshot_due(applied, covered, at_last, snapshot_every) {
             tracing::debug!(applied, ?snapshot, entities, "triggering a snapshot");
             if ctx.raft.trigger().snapshot().await.is_err() {
                 return;
             }
             triggered_at = Some(applied);
+            entities_at_last = Some(entities);
         }
     }
 }
 
 /// Whether to snapshot at `applied` when the last snapshot (or trigger) covered up to
-/// `covered` and the state holds `entities`.
-fn snapshot_due(applied: u64, covered: Option<u64>, entities: u64, snapshot_every: u64) -> bool {
-    let interval = snapshot_every.max(entities).max(1);
+/// `covered` and the state held `entities_then` when it was taken.
+fn snapshot_due(
+    applied: u64,
+    covered: Option<u64>,
+    entities_then: u64,
+    snapshot_every: u64,
+) -> bool {
+    let interval = snapshot_every.max(entities_then).max(1);
     let entries_since = (applied + 1).saturating_sub(covered.map_or(0, |i| i + 1));
     entries_since >= interval
 }
@@ -741,5 +758,29 @@ mod tests {
         // Nothing applied since the snapshot.
         assert!(!snapshot_due(5, Some(5), 0, 1));
         assert!(snapshot_due(6, Some(5), 0, 1));
+    }
+
+    /// A region filled with keys (about one entity per entry) snapshots in steps of at most
+    /// ~2x, so a node that joins finds a snapshot no older than half the log: the interval
+    /// used to be today's entity count, which grew as fast as the entries and ran ~7x ahead.
+    #[test]
+    fn a_growing_state_snapshots_at_least_every_doubling() {
+        const EVERY: u64 = 10_000;
+        // 1.16 entries per new entity, as the 1M-key fill measured (CreateKey + audit).
+        let entities_at = |applied: u64| applied * 100 / 116;
+        let mut snapshots = Vec::new();
+        let (mut covered, mut then) = (None, 0);
+        for applied in 0..2_000_000u64 {
+            if snapshot_due(applied, covered, then, EVERY) {
+                snapshots.push(applied);
+                covered = Some(applied);
+                then = entities_at(applied);
+            }
+        }
+        assert!(snapshots.len() >= 8, "{snapshots:?}");
+        for pair in snapshots.windows(2) {
+            assert!(pair[1] <= pair[0] * 2 + 2, "{snapshots:?}");
+        }
+        assert!(*snapshots.last().unwrap() >= 1_000_000, "{snapshots:?}");
     }
 }

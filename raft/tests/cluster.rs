@@ -820,6 +820,24 @@ async fn a_new_node_joins_by_snapshot_and_replaces_a_lost_voter() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(purged, "the leader snapshots and purges its log");
+    // More entries than a snapshot interval (100) past the leader's last snapshot: the join
+    // waits for a fresh one instead of sending the old snapshot and this tail by appends.
+    let mut applied_before_join = None;
+    for round in 0..20 {
+        futures::stream::iter(0..40)
+            .map(|i| client.propose(identity(&format!("Tail{round}-{i}"))))
+            .buffer_unordered(16)
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap();
+        let st = leader_client.node_status().await.pop().unwrap().1.unwrap();
+        let (applied, snapshot) = (st.last_applied.unwrap(), st.last_snapshot.unwrap());
+        if applied - snapshot >= 100 {
+            applied_before_join = Some(applied);
+            break;
+        }
+    }
+    let applied_before_join = applied_before_join.expect("a tail past the last snapshot");
     cluster.nodes.remove(&lost).unwrap().stop().await;
 
     // Node 4: a new address and directory, not in any membership yet.
@@ -896,6 +914,12 @@ async fn a_new_node_joins_by_snapshot_and_replaces_a_lost_voter() {
     assert!(
         st.is_some(),
         "it caught up by installing a snapshot and follows as a voter"
+    );
+    // The snapshot it installed was built for the join, not the one the leader had.
+    let installed = st.unwrap().last_snapshot.unwrap();
+    assert!(
+        installed >= applied_before_join,
+        "snapshot at {installed}, applied before the join {applied_before_join}"
     );
     // A voter now: with the survivor stopped too, the leader and node 4 are a quorum.
     cluster.nodes.remove(&survivor).unwrap().stop().await;

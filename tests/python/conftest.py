@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port_base(start, width=20, span=2000):
-    """The first base at or after `start` whose `width` ports are all free on loopback (the
-    Rust tests use 20000-24999, so the default starts above them)."""
+    """The first base at or after `start` whose `width` ports are all free on loopback. The
+    default range, 29000-30999, is these tests' share of the project's port map (see
+    node/tests/it/common/mod.rs): below 32768, where Linux hands out ephemeral ports."""
     import socket
 
     for base in range(start, start + span, 100):
@@ -41,7 +42,7 @@ def free_port_base(start, width=20, span=2000):
     raise RuntimeError("no free loopback port range")
 
 
-PORT_BASE = free_port_base(int(os.environ.get("KEYRAFT_PY_PORT_BASE", "26000")))
+PORT_BASE = free_port_base(int(os.environ.get("KEYRAFT_PY_PORT_BASE", "29000")))
 
 
 def parse_env_file(path):

@@ -42,7 +42,7 @@ pub struct LocalOptions {
     pub dir: PathBuf,
     /// The `keyraft` binary.
     pub keyraft_bin: PathBuf,
-    /// First port; `None` picks a free range from 36000 up.
+    /// First port; `None` picks a free range in 2000–9999.
     pub port_base: Option<u16>,
     /// The nodes' storage backend (`redb` or `sled`), passed to `keyraft dev --storage`.
     pub storage: String,
@@ -430,11 +430,14 @@ fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A port range (P, P+1, node N on 127.0.0.(N+1):P+10+N) nobody listens on.
+/// A port range (P, P+1, node N on 127.0.0.(N+1):P+10+N) nobody listens on, in 2000–9999:
+/// below Linux's ephemeral ports (32768+), so a node's port cannot be taken by some outgoing
+/// connection while the nemesis has the node down, and apart from the ranges the project's
+/// tests use (node/tests/it/common/mod.rs has the map).
 fn free_port_base(two_regions: bool) -> anyhow::Result<u16> {
-    let slot = (std::process::id() % 100) as u16;
-    for i in 0..100u16 {
-        let base = 36000 + ((slot + i) % 100) * 200;
+    let slot = (std::process::id() % 40) as u16;
+    for i in 0..40u16 {
+        let base = 2000 + ((slot + i) % 40) * 200;
         let mut addrs = Vec::new();
         let regions: &[u16] = if two_regions {
             &[0, REGION_B_PORT_OFFSET]
@@ -454,7 +457,7 @@ fn free_port_base(two_regions: bool) -> anyhow::Result<u16> {
             return Ok(base);
         }
     }
-    bail!("no free port range found between 36000 and 56000")
+    bail!("no free port range found between 2000 and 9999")
 }
 
 /// Runs `keyraft dev` until it has written the env file (PKI, domain key, identities and the

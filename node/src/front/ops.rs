@@ -582,6 +582,8 @@ impl Kms {
                     "state": s.state,
                     "stateHash": s.state_hash,
                     "stateApplied": s.state_applied,
+                    "lastSnapshot": s.last_snapshot,
+                    "lastPurged": s.last_purged,
                 }),
                 Err(e) => serde_json::json!({ "endpoint": endpoint, "error": e.to_string() }),
             })
