@@ -35,6 +35,13 @@ fn main() -> anyhow::Result<()> {
         None => Backend::Redb,
     };
 
+    // Opening creates a database: a mistyped path must not leave an empty one behind.
+    let db = match backend {
+        Backend::Redb => dir.join("keyraft.redb"),
+        Backend::Sled => dir.join("sled"),
+    };
+    anyhow::ensure!(db.exists(), "no {backend} database at {}", db.display());
+
     let started = Instant::now();
     let kv = backend.open_kv(&dir)?;
     let opened = started.elapsed();

@@ -214,6 +214,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         let base = self.audit_chain_base(&client).await;
         let base_seq = base.as_ref().map(|b| b.head.last_seq());
         // A stored snapshot leaves the audit chain in the tables until it is sent: read it now.
+        let reading = std::time::Instant::now();
         let snapshot =
             crate::store::low_priority(move || snapshot.snapshot.complete_after(base.as_ref()))
                 .await
@@ -224,8 +225,10 @@ impl RaftNetworkV2<TypeConfig> for Connection {
             target_node = target,
             bytes = snapshot.len(),
             follower_audit_seq = ?base_seq,
+            read_ms = reading.elapsed().as_millis() as u64,
             "sending snapshot"
         );
+        let sending = std::time::Instant::now();
         let send = async move { client.install_snapshot_chunks(chunks(data, snapshot)).await };
         let reply = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),
@@ -235,6 +238,11 @@ impl RaftNetworkV2<TypeConfig> for Connection {
                 Err(_) => return Err(unreachable(format!("snapshot to node {target} timed out"))),
             },
         };
+        tracing::info!(
+            target_node = target,
+            send_and_install_ms = sending.elapsed().as_millis() as u64,
+            "snapshot sent and installed"
+        );
         serde_json::from_slice(&reply.into_inner().data)
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))
     }

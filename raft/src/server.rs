@@ -133,6 +133,7 @@ impl RaftService for RaftSvc {
         let mut chunks = req.into_inner();
         let mut header = None;
         let mut bytes = Vec::new();
+        let receiving = std::time::Instant::now();
         while let Some(chunk) = chunks.message().await? {
             if header.is_none() {
                 header = Some(chunk.header);
@@ -149,6 +150,11 @@ impl RaftService for RaftSvc {
             bytes.extend_from_slice(&chunk.data);
         }
         let header = header.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        tracing::info!(
+            bytes = bytes.len(),
+            receive_ms = receiving.elapsed().as_millis() as u64,
+            "received snapshot"
+        );
         self.install(&header, bytes).await
     }
     async fn audit_chain_base(
@@ -282,10 +288,15 @@ impl RaftSvc {
         // Validate the data before openraft commits to installing it: a malformed snapshot
         // must be an error, not a storage failure. The decoded form is what gets installed
         // (decoded once, on the blocking pool: it can hold the whole audit chain).
+        let decoding = std::time::Instant::now();
         let snapshot = crate::store::low_priority(move || SnapshotData::decode(&bytes))
             .await
             .map_err(|e| Status::internal(format!("snapshot decode task: {e}")))?
             .map_err(|e| Status::invalid_argument(format!("malformed snapshot data: {e}")))?;
+        tracing::info!(
+            decode_ms = decoding.elapsed().as_millis() as u64,
+            "decoded snapshot"
+        );
         // A snapshot built on this node's audit chain base must still find it here (it only
         // moves forward, but a wiped data directory would not hold it): refuse before
         // openraft installs it, and the leader asks for the base again on its next try.

@@ -641,6 +641,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
+        let started = std::time::Instant::now();
         let mut data = super::low_priority(move || snapshot.into_decoded()).await??;
         // Entities, audit tables, metadata and the snapshot itself: one commit.
         let mut ops = vec![Op::DeleteRange(Table::Entities, Vec::new(), None)];
@@ -675,7 +676,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             to_json(&meta.last_membership)?,
         ));
         ops.extend(snapshot_ops(to_json(meta)?, doc, end)?);
+        let prepare_ms = started.elapsed().as_millis() as u64;
+        let (op_count, committing) = (ops.len(), std::time::Instant::now());
         self.commit(ops).await?;
+        let commit_ms = committing.elapsed().as_millis() as u64;
 
         *self
             .state
@@ -689,7 +693,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         let _ = self.events.send(WatchEvent::Resync);
-        tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
+        tracing::info!(
+            last_log_id = ?meta.last_log_id,
+            prepare_ms,
+            op_count,
+            commit_ms,
+            total_ms = started.elapsed().as_millis() as u64,
+            "installed snapshot"
+        );
         Ok(())
     }
 
