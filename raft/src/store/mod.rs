@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 pub use audit::MAX_AUDIT_PAGE;
 pub use kv::{KvBackend, Op, Pairs, Table};
-pub use log_store::LogStore;
+pub use log_store::{Committer, LogStore};
 pub use redb_backend::RedbBackend;
 pub use sled_backend::SledBackend;
 pub use state_machine::{AppliedState, Entity, SnapshotBuilder, SnapshotData, StateMachineStore};
@@ -137,7 +137,8 @@ pub fn open_store(
 ) -> io::Result<(LogStore, StateMachineStore)> {
     let kv = backend.open_kv(dir)?;
     let log = LogStore::new(kv.clone());
-    let sm = StateMachineStore::load(kv, events)?;
+    let mut sm = StateMachineStore::load(kv, events)?;
+    sm.commit_with(&log);
     Ok((log, sm))
 }
 

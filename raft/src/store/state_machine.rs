@@ -420,6 +420,8 @@ pub struct StateMachineStore {
     events: broadcast::Sender<WatchEvent>,
     /// Recently applied request ids and their responses (exactly-once application).
     dedup: Dedup,
+    /// The log's writer, when applied batches share its commits (see [`Self::commit_with`]).
+    committer: Option<super::log_store::Committer>,
 }
 
 impl StateMachineStore {
@@ -448,7 +450,14 @@ impl StateMachineStore {
             last_membership,
             events,
             dedup,
+            committer: None,
         })
+    }
+
+    /// Commits applied batches (and installed snapshots) through `log`'s writer, so they and
+    /// the appends queued meanwhile share one transaction and one fsync instead of two.
+    pub fn commit_with(&mut self, log: &super::LogStore) {
+        self.committer = Some(log.committer());
     }
 
     /// The shared in-memory state (with the index it reflects), for answering queries after
@@ -473,6 +482,9 @@ impl StateMachineStore {
     }
 
     async fn commit(&self, ops: Vec<Op>) -> io::Result<()> {
+        if let Some(c) = &self.committer {
+            return c.commit(ops).await;
+        }
         let kv = self.kv.clone();
         tokio::task::spawn_blocking(move || kv.commit(ops))
             .await
