@@ -74,6 +74,19 @@ fn main() -> anyhow::Result<()> {
                 scan_started.elapsed().as_millis()
             );
         }
+        // The stored snapshot document lives in a file beside the database (since 2026-11-29).
+        let snapshot_files: u64 = std::fs::read_dir(dir.join("snapshots"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        println!(
+            "{:<14} {:>10} {:>14} {:>14}",
+            "snapshots/", "", "", snapshot_files
+        );
     }
     if sample {
         // The value at the middle of each table: the last one is often a special case.

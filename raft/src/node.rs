@@ -246,7 +246,8 @@ async fn run(
             let started = std::time::Instant::now();
             let (kv, closed) = backend.open_kv_with_close_signal(&dir)?;
             let opened = started.elapsed();
-            let sm = StateMachineStore::load(kv.clone(), events)?;
+            let mut sm = StateMachineStore::load(kv.clone(), events)?;
+            sm.keep_snapshot_docs_in(&dir.join("snapshots"))?;
             let entities = sm.state().read().map(|s| s.entity_count()).unwrap_or(0);
             tracing::info!(
                 open_ms = opened.as_millis() as u64,

@@ -797,10 +797,9 @@ mod audit {
         let (tx, _) = broadcast::channel(16);
         let (_l, mut leader) = open_store(backend, a.path(), tx).unwrap();
         let stored = |sm: &StateMachineStore| {
-            sm.kv()
-                .get(Table::SmMeta, b"snapshot_data")
-                .unwrap()
-                .expect("snapshot stored")
+            let doc = sm.stored_snapshot_doc().unwrap();
+            assert!(!doc.is_empty(), "snapshot stored");
+            doc
         };
         apply(
             &mut leader,
@@ -931,6 +930,71 @@ mod audit {
         SnapshotData::decode(&second_doc).unwrap();
     }
 
+    fn snapshot_files(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The stored document is a file beside the database, one at a time; a crash between
+    /// writing a file and committing it leaves files that the next open removes; a data
+    /// directory whose document is still in `sm_meta` (older binaries) reads it from there
+    /// until the next snapshot moves it out.
+    #[tokio::test]
+    async fn stored_snapshot_documents_are_files_and_leftovers_are_removed() {
+        let dir = TempDir::new().unwrap();
+        // Written the old way: the document a value in sm_meta.
+        {
+            let kv = Backend::Redb.open_kv(dir.path()).unwrap();
+            let (tx, _) = broadcast::channel(16);
+            let mut sm = StateMachineStore::load(kv, tx).unwrap();
+            apply_events_and_snapshot(&mut sm, 1, "a").await;
+        }
+        let (tx, _) = broadcast::channel(16);
+        let (l, mut sm) = open_store(Backend::Redb, dir.path(), tx).unwrap();
+        let legacy = sm.stored_snapshot_doc().unwrap();
+        assert!(!legacy.is_empty());
+        assert!(snapshot_files(dir.path()).is_empty());
+        let sent = sm.get_current_snapshot().await.unwrap().unwrap();
+        SnapshotData::decode(&sent.snapshot.complete().unwrap()).unwrap();
+
+        apply_events_and_snapshot(&mut sm, 2, "b").await;
+        let files = snapshot_files(dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(sm
+            .kv()
+            .get(Table::SmMeta, b"snapshot_data")
+            .unwrap()
+            .is_none());
+        let second = sm.stored_snapshot_doc().unwrap();
+        assert_ne!(second, legacy);
+        assert_eq!(
+            std::fs::read(dir.path().join("snapshots").join(&files[0])).unwrap(),
+            second
+        );
+        apply_events_and_snapshot(&mut sm, 3, "c").await;
+        let third_files = snapshot_files(dir.path());
+        assert_eq!(third_files.len(), 1, "the older file is removed");
+        assert_ne!(third_files, files);
+
+        // A crash after writing a document but before committing it (and one mid-write).
+        for leftover in ["snapshot-9-1-1.json", "snapshot-9-1-2.json.tmp"] {
+            std::fs::write(dir.path().join("snapshots").join(leftover), b"{}").unwrap();
+        }
+        let current = sm.stored_snapshot_doc().unwrap();
+        drop((l, sm));
+        let (tx, _) = broadcast::channel(16);
+        let (_l, mut sm) = open_store(Backend::Redb, dir.path(), tx).unwrap();
+        assert_eq!(snapshot_files(dir.path()), third_files);
+        assert_eq!(sm.stored_snapshot_doc().unwrap(), current);
+        let sent = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(sent.meta.last_log_id, Some(log_id(1, 3)));
+        SnapshotData::decode(&sent.snapshot.complete().unwrap()).unwrap();
+    }
+
     #[tokio::test]
     async fn a_malformed_or_incomplete_snapshot_is_refused_before_install() {
         let dir = TempDir::new().unwrap();
@@ -938,11 +1002,7 @@ mod audit {
         let (_l, mut leader) = open_store(Backend::Redb, dir.path(), tx).unwrap();
         apply_events_and_snapshot(&mut leader, 1, "a").await;
         // The stored document without its chain is not a snapshot anyone may install.
-        let stored = leader
-            .kv()
-            .get(Table::SmMeta, b"snapshot_data")
-            .unwrap()
-            .unwrap();
+        let stored = leader.stored_snapshot_doc().unwrap();
         assert!(SnapshotData::decode(&stored).is_err());
         // A gap in the records is refused too.
         let sent = leader

@@ -9,7 +9,8 @@
 //! # Snapshot format
 //!
 //! Format 4 (since snapshots stopped carrying the chain when stored). What a node *stores*
-//! (every `LogRetention::snapshot_every` entries, `sm_meta/snapshot_data`) is only the live state:
+//! (every `LogRetention::snapshot_every` entries, a file named by `sm_meta/snapshot_file`, see
+//! `snapshot_docs`) is only the live state:
 //!
 //! ```text
 //! {"format":4,"state":<State>,"requests":[<dedup::Row>,..]}

@@ -3,9 +3,10 @@
 //!
 //! Seven tables: `log` (index as big-endian u64 -> serde_json `Entry`), `raft_meta` (`vote`,
 //! `last_purged`), `entities` (serde_json `Change` -> serde_json [`Entity`]), `sm_meta`
-//! (`last_applied`, `last_membership`, `audit_log`, `snapshot`), `audit` (seq -> serde_json
+//! (`last_applied`, `last_membership`, `audit_log`, `snapshot_*`), `audit` (seq -> serde_json
 //! `AuditRecord`), `audit_digests` (digest seq -> serde_json `DigestRecord`) and `requests`
-//! (log index -> the [`dedup`] row of a proposal with a request id). See docs/storage.md.
+//! (log index -> the [`dedup`] row of a proposal with a request id). The stored snapshot
+//! document is a file in `<data dir>/snapshots` ([`SnapshotDocs`]). See docs/storage.md.
 
 pub(crate) mod audit;
 pub mod dedup;
@@ -14,6 +15,7 @@ mod kv;
 mod log_store;
 mod redb_backend;
 mod sled_backend;
+mod snapshot_docs;
 mod state_machine;
 
 use std::fmt;
@@ -27,6 +29,7 @@ pub use kv::{KvBackend, Op, Pairs, Table};
 pub use log_store::{Committer, LogStore};
 pub use redb_backend::RedbBackend;
 pub use sled_backend::SledBackend;
+pub use snapshot_docs::SnapshotDocs;
 pub use state_machine::{AppliedState, Entity, SnapshotBuilder, SnapshotData, StateMachineStore};
 
 use crate::client::WatchEvent;
@@ -139,6 +142,7 @@ pub fn open_store(
     let log = LogStore::new(kv.clone());
     let mut sm = StateMachineStore::load(kv, events)?;
     sm.commit_with(&log);
+    sm.keep_snapshot_docs_in(&dir.join("snapshots"))?;
     Ok((log, sm))
 }
 

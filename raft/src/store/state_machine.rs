@@ -35,6 +35,7 @@ use super::audit;
 use super::dedup::{Dedup, Row};
 use super::digest::{EntityDigest, EntityHashes};
 use super::kv::{KvBackend, Op, Pairs, Table};
+use super::snapshot_docs::SnapshotDocs;
 use super::{from_json, to_json};
 use crate::client::WatchEvent;
 use crate::types::{
@@ -44,7 +45,6 @@ use crate::types::{
 const LAST_APPLIED: &[u8] = b"last_applied";
 const LAST_MEMBERSHIP: &[u8] = b"last_membership";
 const SNAPSHOT_META: &[u8] = b"snapshot_meta";
-const SNAPSHOT_DATA: &[u8] = b"snapshot_data";
 /// Where the stored snapshot's audit chain ends ([`audit::ChainEnd`]).
 const SNAPSHOT_AUDIT: &[u8] = b"snapshot_audit";
 
@@ -133,6 +133,7 @@ enum Repr {
     Persisted {
         meta: Vec<u8>,
         kv: Arc<dyn KvBackend>,
+        docs: SnapshotDocs,
     },
     /// A complete document of any format (received, or stored by an older binary).
     Complete(Vec<u8>),
@@ -165,7 +166,9 @@ impl SnapshotData {
     pub(crate) fn complete_after(self, base: Option<&audit::ChainBase>) -> io::Result<Vec<u8>> {
         match self.0 {
             Repr::Stored { doc, end, kv } => audit::complete(&doc, kv.as_ref(), end, base),
-            Repr::Persisted { meta, kv } => read_persisted(&meta, kv)?.complete_after(base),
+            Repr::Persisted { meta, kv, docs } => {
+                read_persisted(&meta, kv, &docs)?.complete_after(base)
+            }
             Repr::Complete(bytes) => Ok(bytes),
             Repr::Decoded(_) => Err(io::Error::other(
                 "a decoded snapshot is only installed, never sent",
@@ -308,14 +311,26 @@ fn all_entities(state: &State) -> Vec<Entity> {
     v
 }
 
-/// The ops persisting a snapshot: its meta (as JSON), its stored document (format 4, raw)
-/// and where its audit chain ends.
-fn snapshot_ops(meta_json: Vec<u8>, doc: Vec<u8>, end: audit::ChainEnd) -> io::Result<Vec<Op>> {
-    Ok(vec![
-        Op::Put(Table::SmMeta, SNAPSHOT_META.to_vec(), meta_json),
-        Op::Put(Table::SmMeta, SNAPSHOT_DATA.to_vec(), doc),
-        Op::Put(Table::SmMeta, SNAPSHOT_AUDIT.to_vec(), to_json(&end)?),
-    ])
+/// Stages a snapshot's stored document (format 4, raw) in `docs` and returns the ops that
+/// make it current with its meta (as JSON) and where its audit chain ends. Blocking I/O.
+fn snapshot_ops(
+    docs: &SnapshotDocs,
+    meta: &SnapshotMeta,
+    doc: Vec<u8>,
+    end: audit::ChainEnd,
+) -> io::Result<Vec<Op>> {
+    let mut ops = docs.stage(doc, meta.last_log_id.map(|l| l.index))?;
+    ops.push(Op::Put(
+        Table::SmMeta,
+        SNAPSHOT_META.to_vec(),
+        to_json(meta)?,
+    ));
+    ops.push(Op::Put(
+        Table::SmMeta,
+        SNAPSHOT_AUDIT.to_vec(),
+        to_json(&end)?,
+    ));
+    Ok(ops)
 }
 
 /// Entities per batch handed from the table scan to the decoding threads.
@@ -389,9 +404,16 @@ fn load_entities(kv: &dyn KvBackend) -> io::Result<(State, EntityDigest)> {
 /// again after the document tells whether the document read is `meta`'s: snapshots only move
 /// forward, and one rebuilt at the same log id has the same bytes. If it was replaced, the
 /// caller fails and openraft asks for the current snapshot again.
-fn read_persisted(meta: &[u8], kv: Arc<dyn KvBackend>) -> io::Result<SnapshotData> {
+fn read_persisted(
+    meta: &[u8],
+    kv: Arc<dyn KvBackend>,
+    docs: &SnapshotDocs,
+) -> io::Result<SnapshotData> {
     let replaced = || io::Error::other("the stored snapshot was replaced while it was read");
-    let doc = kv.get(Table::SmMeta, SNAPSHOT_DATA)?.unwrap_or_default();
+    let doc = match docs.read(kv.as_ref()) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(replaced()),
+        other => other?,
+    };
     let end = kv.get(Table::SmMeta, SNAPSHOT_AUDIT)?;
     if kv.get(Table::SmMeta, SNAPSHOT_META)?.as_deref() != Some(meta) {
         return Err(replaced());
@@ -422,6 +444,8 @@ pub struct StateMachineStore {
     dedup: Dedup,
     /// The log's writer, when applied batches share its commits (see [`Self::commit_with`]).
     committer: Option<super::log_store::Committer>,
+    /// Where the stored snapshot document is kept.
+    docs: SnapshotDocs,
 }
 
 impl StateMachineStore {
@@ -451,12 +475,28 @@ impl StateMachineStore {
             events,
             dedup,
             committer: None,
+            docs: SnapshotDocs::in_table(),
         })
+    }
+
+    /// The stored snapshot's document (format 4, without the audit chain; empty when none).
+    pub fn stored_snapshot_doc(&self) -> io::Result<Vec<u8>> {
+        self.docs.read(self.kv.as_ref())
+    }
+
+    /// Keeps stored snapshot documents as files in `dir` (see [`SnapshotDocs`]), removing any
+    /// a crash left unreferenced there.
+    pub fn keep_snapshot_docs_in(&mut self, dir: &std::path::Path) -> io::Result<()> {
+        self.docs = SnapshotDocs::in_dir(dir, self.kv.as_ref())?;
+        Ok(())
     }
 
     /// Commits applied batches (and installed snapshots) through `log`'s writer, so they and
     /// the appends queued meanwhile share one transaction and one fsync instead of two.
     pub fn commit_with(&mut self, log: &super::LogStore) {
+        if std::env::var_os("KEYRAFT_EXPERIMENT_SEPARATE_SM_COMMITS").is_some() {
+            return;
+        }
         self.committer = Some(log.committer());
     }
 
@@ -641,6 +681,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         };
         SnapshotBuilder {
             kv: self.kv.clone(),
+            docs: self.docs.clone(),
             data,
             last_applied: self.last_applied,
             last_membership: self.last_membership.clone(),
@@ -677,6 +718,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let doc = audit::encode_stored(&to_json(&data.state)?, &to_json(&data.requests)?);
         let dedup = Dedup::from_rows(data.requests);
         dedup.install_ops(&mut ops)?;
+        let (docs, stored_meta) = (self.docs.clone(), meta.clone());
+        let staged =
+            super::low_priority(move || snapshot_ops(&docs, &stored_meta, doc, end)).await??;
         ops.push(Op::Put(
             Table::SmMeta,
             LAST_APPLIED.to_vec(),
@@ -687,11 +731,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             LAST_MEMBERSHIP.to_vec(),
             to_json(&meta.last_membership)?,
         ));
-        ops.extend(snapshot_ops(to_json(meta)?, doc, end)?);
+        ops.extend(staged);
         let prepare_ms = started.elapsed().as_millis() as u64;
         let (op_count, committing) = (ops.len(), std::time::Instant::now());
         self.commit(ops).await?;
         let commit_ms = committing.elapsed().as_millis() as u64;
+        self.docs.remove_unreferenced(self.kv.as_ref())?;
 
         *self
             .state
@@ -725,6 +770,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             snapshot: SnapshotData(Repr::Persisted {
                 meta,
                 kv: self.kv.clone(),
+                docs: self.docs.clone(),
             }),
         }))
     }
@@ -734,6 +780,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 /// that state's head), and persists it.
 pub struct SnapshotBuilder {
     kv: Arc<dyn KvBackend>,
+    docs: SnapshotDocs,
     /// The state and the request-id rows as of `last_applied`.
     data: Result<(State, Vec<Row>), String>,
     last_applied: Option<LogId>,
@@ -751,9 +798,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_log_id: self.last_applied,
             last_membership: self.last_membership.clone(),
         };
-        let kv = self.kv.clone();
+        let (kv, docs) = (self.kv.clone(), self.docs.clone());
         let meta_json = to_json(&meta)?;
-        let stored_meta = meta_json.clone();
+        let stored_meta = meta.clone();
         let started = std::time::Instant::now();
         let (bytes, end) = super::low_priority(move || -> io::Result<_> {
             // The chain stays in its tables: only where it ends goes with the state.
@@ -761,7 +808,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let doc = audit::encode_stored(&to_json(&state)?, &to_json(&rows)?);
             drop((state, rows));
             let bytes = doc.len();
-            kv.commit(snapshot_ops(stored_meta, doc, end)?)?;
+            kv.commit(snapshot_ops(&docs, &stored_meta, doc, end)?)?;
+            docs.remove_unreferenced(kv.as_ref())?;
             Ok((bytes, end))
         })
         .await??;
@@ -779,6 +827,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot: SnapshotData(Repr::Persisted {
                 meta: meta_json,
                 kv: self.kv.clone(),
+                docs: self.docs.clone(),
             }),
         })
     }
