@@ -51,10 +51,11 @@ fn fatal(e: impl std::fmt::Display) -> Status {
     Status::unavailable(format!("raft stopped: {e}"))
 }
 
-/// Raft RPCs from peers.
-/// How long a join waits for that snapshot before adding the node anyway.
+/// How long a join waits for a fresh snapshot (`RaftSvc::snapshot_before_join`) before
+/// adding the node anyway.
 const FRESH_SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// Raft RPCs from peers.
 pub(crate) struct RaftSvc {
     pub(crate) raft: Raft,
     /// The applied state and the database: the audit chain base a snapshot can build on.
@@ -245,7 +246,7 @@ impl RaftSvc {
             return; // the whole log is here: the new node gets it by appends
         };
         let snapshot = m.snapshot.map(|s| s.index);
-        let tail = applied.index - snapshot.unwrap_or(0);
+        let tail = applied.index.saturating_sub(snapshot.unwrap_or(0));
         if tail < self.fresh_snapshot_for_join_after {
             return;
         }
