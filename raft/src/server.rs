@@ -257,6 +257,10 @@ impl RaftSvc {
             "building a fresh snapshot for the joining node"
         );
         let deadline = std::time::Instant::now() + FRESH_SNAPSHOT_WAIT;
+        // Triggered once, and again only when a snapshot older than `applied` completes (a
+        // build already under way took the first trigger): at a million keys a build is
+        // ~30 s of CPU, and re-triggering on a timer queued a second build at the same index.
+        let mut last_seen = None;
         while std::time::Instant::now() < deadline {
             let now = self
                 .raft
@@ -268,9 +272,11 @@ impl RaftSvc {
                 tracing::info!(snapshot = ?now, "fresh snapshot built");
                 return;
             }
-            // Again until it took: a trigger while an older build runs is ignored.
-            if self.raft.trigger().snapshot().await.is_err() {
-                return;
+            if last_seen != Some(now) {
+                last_seen = Some(now);
+                if self.raft.trigger().snapshot().await.is_err() {
+                    return;
+                }
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }

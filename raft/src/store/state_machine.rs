@@ -494,9 +494,6 @@ impl StateMachineStore {
     /// Commits applied batches (and installed snapshots) through `log`'s writer, so they and
     /// the appends queued meanwhile share one transaction and one fsync instead of two.
     pub fn commit_with(&mut self, log: &super::LogStore) {
-        if std::env::var_os("KEYRAFT_EXPERIMENT_SEPARATE_SM_COMMITS").is_some() {
-            return;
-        }
         self.committer = Some(log.committer());
     }
 
