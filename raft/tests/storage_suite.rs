@@ -995,6 +995,42 @@ mod audit {
         SnapshotData::decode(&sent.snapshot.complete().unwrap()).unwrap();
     }
 
+    /// openraft builds snapshots in a task of its own, so a build can finish after a newer
+    /// snapshot was installed: the stored one stays the installed (newer) one, with its file.
+    #[tokio::test]
+    async fn a_build_that_finishes_after_a_newer_install_keeps_the_installed_snapshot() {
+        let (a, b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        let (tx, _) = broadcast::channel(16);
+        let (_la, mut leader) = open_store(Backend::Redb, a.path(), tx).unwrap();
+        for (i, tag) in [(1, "a"), (2, "b"), (3, "c")] {
+            apply_events_and_snapshot(&mut leader, i, tag).await;
+        }
+        let newer = leader.get_current_snapshot().await.unwrap().unwrap();
+        let doc = newer.snapshot.complete().unwrap();
+
+        let (tx, _) = broadcast::channel(16);
+        let (_lb, mut follower) = open_store(Backend::Redb, b.path(), tx).unwrap();
+        apply(
+            &mut follower,
+            vec![Entry::new_normal(log_id(1, 1), big_events("a", 3))],
+        )
+        .await
+        .unwrap();
+        let mut stale = follower.get_snapshot_builder().await;
+        follower
+            .install_snapshot(&newer.meta, SnapshotData::decode(&doc).unwrap())
+            .await
+            .unwrap();
+        openraft::RaftSnapshotBuilder::build_snapshot(&mut stale)
+            .await
+            .unwrap();
+
+        let current = follower.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.last_log_id, Some(log_id(1, 3)));
+        SnapshotData::decode(&current.snapshot.complete().unwrap()).unwrap();
+        assert_eq!(snapshot_files(b.path()).len(), 1);
+    }
+
     #[tokio::test]
     async fn a_malformed_or_incomplete_snapshot_is_refused_before_install() {
         let dir = TempDir::new().unwrap();

@@ -22,6 +22,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::kv::{KvBackend, Op, Table};
 use super::{from_json, to_json};
@@ -40,6 +41,10 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 #[derive(Clone, Debug, Default)]
 pub struct SnapshotDocs {
     dir: Option<PathBuf>,
+    /// Held from staging a document until its commit and cleanup are done. A build and an
+    /// install can run at once (openraft builds in a task of its own): a cleanup between the
+    /// other's stage and commit would remove the file that commit is about to name.
+    replacing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SnapshotDocs {
@@ -49,6 +54,7 @@ impl SnapshotDocs {
         fs::create_dir_all(dir)?;
         let docs = SnapshotDocs {
             dir: Some(dir.to_path_buf()),
+            replacing: Arc::default(),
         };
         docs.remove_unreferenced(kv)?;
         Ok(docs)
@@ -56,7 +62,18 @@ impl SnapshotDocs {
 
     /// Documents as values in `sm_meta` (no directory).
     pub fn in_table() -> Self {
-        SnapshotDocs { dir: None }
+        SnapshotDocs::default()
+    }
+
+    /// Exclusive right to replace the stored document (stage, commit, clean up), from async
+    /// code.
+    pub(crate) async fn replacing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.replacing.lock().await
+    }
+
+    /// [`Self::replacing`] from a plain thread (not a runtime's: that would panic).
+    pub(crate) fn replacing_blocking(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.replacing.blocking_lock()
     }
 
     /// Makes `doc` durable without making it current, and returns the ops that make it

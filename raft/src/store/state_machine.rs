@@ -715,9 +715,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let doc = audit::encode_stored(&to_json(&data.state)?, &to_json(&data.requests)?);
         let dedup = Dedup::from_rows(data.requests);
         dedup.install_ops(&mut ops)?;
-        let (docs, stored_meta) = (self.docs.clone(), meta.clone());
+        let docs = self.docs.clone();
+        let replacing = docs.replacing().await;
+        let (staging, stored_meta) = (self.docs.clone(), meta.clone());
         let staged =
-            super::low_priority(move || snapshot_ops(&docs, &stored_meta, doc, end)).await??;
+            super::low_priority(move || snapshot_ops(&staging, &stored_meta, doc, end)).await??;
         ops.push(Op::Put(
             Table::SmMeta,
             LAST_APPLIED.to_vec(),
@@ -734,6 +736,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.commit(ops).await?;
         let commit_ms = committing.elapsed().as_millis() as u64;
         self.docs.remove_unreferenced(self.kv.as_ref())?;
+        drop(replacing);
 
         *self
             .state
@@ -805,6 +808,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let doc = audit::encode_stored(&to_json(&state)?, &to_json(&rows)?);
             drop((state, rows));
             let bytes = doc.len();
+            let _replacing = docs.replacing_blocking();
+            // An install may have stored a newer snapshot while this one was built: keep that.
+            let stored: Option<SnapshotMeta> = kv
+                .get(Table::SmMeta, SNAPSHOT_META)?
+                .map(|v| from_json(&v))
+                .transpose()?;
+            if stored.is_some_and(|s| s.last_log_id > stored_meta.last_log_id) {
+                tracing::info!("a newer snapshot was installed meanwhile; this build is not kept");
+                return Ok((bytes, end));
+            }
             kv.commit(snapshot_ops(&docs, &stored_meta, doc, end)?)?;
             docs.remove_unreferenced(kv.as_ref())?;
             Ok((bytes, end))
