@@ -23,7 +23,7 @@ use crate::network::NetworkFactory;
 use crate::pb::raft_service_server::RaftServiceServer;
 use crate::pb::store_service_server::StoreServiceServer;
 use crate::server::{RaftSvc, StoreCtx, StoreSvc};
-use crate::store::{Backend, LogStore, StateMachineStore};
+use crate::store::Backend;
 use crate::tls::{RequireRole, Tls, TlsFiles, MAX_MESSAGE, ROLE_STORAGE};
 use crate::types::Raft;
 use crate::RaftError;
@@ -238,7 +238,7 @@ async fn run(
     // Fail on bad TLS material before anything is opened or spawned.
     let mut builder = tonic::transport::Server::builder().tls_config(tls.server_config())?;
     let (events, _) = broadcast::channel(4096);
-    let ((kv, db_closed), sm) = {
+    let ((kv, db_closed), (log, sm)) = {
         let (dir, backend, events) = (cfg.data_dir.clone(), cfg.backend, events.clone());
         tokio::task::spawn_blocking(move || -> std::io::Result<_> {
             // Timed apart: after a crash redb first repairs the file (it walks all of it),
@@ -246,8 +246,7 @@ async fn run(
             let started = std::time::Instant::now();
             let (kv, closed) = backend.open_kv_with_close_signal(&dir)?;
             let opened = started.elapsed();
-            let mut sm = StateMachineStore::load(kv.clone(), events)?;
-            sm.keep_snapshot_docs_in(&dir.join("snapshots"))?;
+            let (log, sm) = crate::store::open_store_on(kv.clone(), &dir, events)?;
             let entities = sm.state().read().map(|s| s.entity_count()).unwrap_or(0);
             tracing::info!(
                 open_ms = opened.as_millis() as u64,
@@ -255,14 +254,11 @@ async fn run(
                 entities,
                 "storage opened"
             );
-            Ok(((kv, closed), sm))
+            Ok(((kv, closed), (log, sm)))
         })
         .await
         .map_err(|e| RaftError::Raft(e.to_string()))??
     };
-    let log = LogStore::new(kv.clone());
-    let mut sm = sm;
-    sm.commit_with(&log);
     let state = sm.state();
     let network = NetworkFactory::new(tls.clone());
     let raft: Raft = openraft::Raft::new(

@@ -964,6 +964,13 @@ mod audit {
         apply_events_and_snapshot(&mut sm, 2, "b").await;
         let files = snapshot_files(dir.path());
         assert_eq!(files.len(), 1, "{files:?}");
+        let mode = std::fs::metadata(dir.path().join("snapshots").join(&files[0]))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
         assert!(sm
             .kv()
             .get(Table::SmMeta, b"snapshot_data")

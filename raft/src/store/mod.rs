@@ -138,7 +138,17 @@ pub fn open_store(
     dir: &Path,
     events: tokio::sync::broadcast::Sender<WatchEvent>,
 ) -> io::Result<(LogStore, StateMachineStore)> {
-    let kv = backend.open_kv(dir)?;
+    open_store_on(backend.open_kv(dir)?, dir, events)
+}
+
+/// [`open_store`] over an already opened database `kv` of the node directory `dir`: the log
+/// store with its writer thread, and the state machine loaded from `kv`, committing through
+/// that writer and keeping its snapshot documents in `dir/snapshots`.
+pub fn open_store_on(
+    kv: Arc<dyn KvBackend>,
+    dir: &Path,
+    events: tokio::sync::broadcast::Sender<WatchEvent>,
+) -> io::Result<(LogStore, StateMachineStore)> {
     let log = LogStore::new(kv.clone());
     let mut sm = StateMachineStore::load(kv, events)?;
     sm.commit_with(&log);

@@ -20,6 +20,7 @@
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -90,7 +91,13 @@ impl SnapshotDocs {
         );
         let tmp = dir.join(format!("{name}.tmp"));
         {
-            let mut f = fs::File::create(&tmp)?;
+            // Owner-only: it holds the wrapped key material and the access-key records.
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(&doc)?;
             f.sync_all()?;
         }

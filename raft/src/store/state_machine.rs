@@ -717,7 +717,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         dedup.install_ops(&mut ops)?;
         let docs = self.docs.clone();
         let replacing = docs.replacing().await;
-        let (staging, stored_meta) = (self.docs.clone(), meta.clone());
+        let (staging, stored_meta) = (docs.clone(), meta.clone());
         let staged =
             super::low_priority(move || snapshot_ops(&staging, &stored_meta, doc, end)).await??;
         ops.push(Op::Put(
